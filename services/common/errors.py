@@ -1,0 +1,82 @@
+"""Domain errors, raised by domain code and turned into gRPC status codes in one place."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class DomainError(Exception):
+    status = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(DomainError):
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(DomainError):
+    status = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(DomainError):
+    status = grpc.StatusCode.ALREADY_EXISTS
+
+
+class Conflict(DomainError):
+    """The object's state forbids the change (HTTP 409)."""
+
+    status = grpc.StatusCode.ABORTED
+
+
+class FailedPrecondition(DomainError):
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unauthenticated(DomainError):
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(DomainError):
+    status = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhausted(DomainError):
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Aborts an RPC whose handler raised a DomainError with the error's status code."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary_unary(request, context):
+                try:
+                    return await inner(request, context)
+                except DomainError as error:
+                    await context.abort(error.status, error.message)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_stream = handler.unary_stream
+
+            async def unary_stream(request, context):
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except DomainError as error:
+                    await context.abort(error.status, error.message)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler

@@ -6,17 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 
 class Clock:
-    """Wall-clock time as naive UTC datetimes (what every store keeps)."""
+    """Wall-clock time as timezone-aware UTC datetimes."""
 
     def now(self) -> datetime:
-        return datetime.now(UTC).replace(tzinfo=None)
+        return datetime.now(UTC)
 
 
 class FakeClock(Clock):
     """A clock that moves only when told to."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 1, 1, 12, 0, 0)
+        self._now = start or datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
     def now(self) -> datetime:
         return self._now

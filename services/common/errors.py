@@ -80,3 +80,13 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
         return handler
+
+
+_BY_CODE = {cls.status: cls for cls in (InvalidArgument, NotFound, AlreadyExists, Conflict, FailedPrecondition,
+                                        Unauthenticated, PermissionDenied, ResourceExhausted)}
+
+
+def from_rpc_error(error: grpc.aio.AioRpcError) -> DomainError:
+    """A peer service's refusal, as the domain error to raise to our own caller."""
+    cls = _BY_CODE.get(error.code(), DomainError)
+    return cls(error.details() or error.code().name.lower())

@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -40,6 +41,8 @@ class Registration:
     service_names: list[str]
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # The service's own object (engine, hub, ...), for tests that reach inside.
+    handle: Any = None
 
 
 @dataclass

@@ -1,0 +1,80 @@
+"""The runs service: config -> engine -> server, plus its background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from jobline.runs.v1 import agent_pb2, agent_pb2_grpc, runs_pb2, runs_pb2_grpc
+from services.common.channels import Channels
+from services.common.clock import Clock
+from services.common.config import Settings
+from services.common.db import Database
+from services.common.server import Registration
+
+from .engine import RunEngine
+from .hub import AgentHub
+from .peers import Peers
+from .servicer import AgentServicer, RunServicer
+from .store import TABLES, RunStore
+
+log = logging.getLogger(__name__)
+
+TICK_SECS = 0.5
+
+
+class RunsService:
+    """The parts of a runs replica, wired together; tests reach in through it."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.db = Database(settings.database_url, TABLES)
+        self.channels = Channels()
+        self.store = RunStore(self.db)
+        self.peers = Peers(self.channels, settings.peers)
+        self.engine = RunEngine(self.store, self.peers, clock, settings.heartbeat_timeout_secs)
+        self.hub = AgentHub(self.engine, self.store, self.peers, clock, settings.heartbeat_interval_ms)
+        self._tasks: list[asyncio.Task] = []
+
+    async def tick(self) -> None:
+        await self.engine.tick(self.hub.take_heartbeats())
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECS)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("tick failed")
+
+    async def start(self) -> None:
+        await self.db.create_tables()
+        self._tasks = [asyncio.create_task(self.hub.run_dispatcher()), asyncio.create_task(self._ticker())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for session in list(self.hub.sessions.values()):
+            session.close()
+        await self.channels.close()
+        await self.db.close()
+
+
+async def build(settings: Settings, *, clock: Clock | None = None, background: bool = True) -> Registration:
+    service = RunsService(settings, clock or Clock())
+    run_servicer, agent_servicer = RunServicer(service.engine), AgentServicer(service.hub)
+    return Registration(
+        add_to_server=[
+            lambda server: runs_pb2_grpc.add_RunServiceServicer_to_server(run_servicer, server),
+            lambda server: agent_pb2_grpc.add_AgentServiceServicer_to_server(agent_servicer, server),
+        ],
+        service_names=[
+            runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+            agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+        ],
+        on_start=[service.start] if background else [service.db.create_tables],
+        on_stop=[service.stop],
+        handle=service,
+    )

@@ -1,0 +1,94 @@
+"""Run rules with no I/O: how a command is rendered, how an attempt's end maps to a
+status, and when and how a run is retried."""
+
+from __future__ import annotations
+
+import random
+import re
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from jobline.jobs.v1.jobs_pb2 import Job
+from services.common.errors import InvalidArgument
+
+MAX_BACKOFF_SECS = 3600
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def inputs_for(job: Job, payload: dict[str, Any]) -> dict[str, str]:
+    """A device run's inputs: the job's defaults overlaid with the trigger's payload."""
+    inputs = dict(job.default_inputs)
+    for key, value in payload.items():
+        inputs[key] = value if isinstance(value, str) else _json_text(value)
+    return inputs
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
+
+
+def render_command(template: str, inputs: dict[str, str]) -> str:
+    """Fills {{name}} placeholders with shell-quoted input values; a missing input is an error."""
+    missing = sorted({name for name in PLACEHOLDER.findall(template) if name not in inputs})
+    if missing:
+        raise InvalidArgument("missing inputs: " + ", ".join(missing))
+    return PLACEHOLDER.sub(lambda m: shlex.quote(inputs[m.group(1)]), template)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as the agent or the HTTP executor reported it."""
+
+    status: str  # completed | failed | timed_out | crashed | canceled | system_failed
+    error: str = ""
+    exit_code: int | None = None
+    retryable: bool = True
+
+
+def agent_outcome(exit_code: int, error: str, timed_out: bool, canceled: bool) -> Outcome:
+    if canceled:
+        return Outcome("canceled", error or "canceled", exit_code, retryable=False)
+    if timed_out:
+        return Outcome("timed_out", error or "timed out", exit_code)
+    if exit_code == 0:
+        return Outcome("completed", "", 0)
+    return Outcome("failed", error or f"exit code {exit_code}", exit_code)
+
+
+def backoff_secs(job: Job, attempt: int, rng: random.Random | None = None) -> float:
+    """Delay before attempt+1 after attempt `attempt` failed: the job's strategy, capped, ±20 % jitter."""
+    strategy = job.retry_strategy or "exponential"
+    delays = list(job.retry_delays_secs)
+    if strategy == "custom" and delays:
+        base = float(delays[min(attempt - 1, len(delays) - 1)])
+    elif strategy == "fixed":
+        base = float(delays[0]) if delays else 1.0
+    elif strategy == "linear":
+        base = float(attempt * (delays[0] if delays else 1))
+    else:
+        base = float(2 ** (attempt - 1))
+    base = min(base, MAX_BACKOFF_SECS)
+    jitter = (rng or random).uniform(-0.2, 0.2)
+    return max(0.0, min(base * (1 + jitter), MAX_BACKOFF_SECS))
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """What follows a failed attempt: a retry at `retry_at`, or a final status."""
+
+    status: str
+    retry_at: datetime | None = None
+
+
+def after_failure(job: Job, outcome: Outcome, attempt: int, max_attempts: int, now: datetime,
+                  rng: random.Random | None = None) -> NextStep:
+    if not outcome.retryable:
+        return NextStep(outcome.status)
+    if attempt < max_attempts:
+        return NextStep("delayed", now + timedelta(seconds=backoff_secs(job, attempt, rng)))
+    # A job with retries that exhausted them goes to the dead-letter queue; one without keeps its status.
+    return NextStep("dead_letter" if max_attempts > 1 else outcome.status)

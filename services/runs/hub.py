@@ -1,0 +1,249 @@
+"""The agent hub: the device streams this replica holds, and dispatch of queued runs to them.
+
+Runs are stored before they are assigned: the dispatcher claims queued rows with a
+lease (compare-and-set in the database, so replicas never assign a run twice) and then
+sends Assign on the device's stream. In-memory state here is only a cache of who is
+connected and what they hold; it is rebuilt from agents' Hello messages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime, timedelta
+
+from jobline.devices.v1.devices_pb2 import PresenceChange
+from jobline.jobs.v1.jobs_pb2 import Job
+from jobline.runs.v1 import agent_pb2
+from services.common.clock import Clock
+from services.common.errors import InvalidArgument
+
+from . import domain
+from .engine import RunEngine, target_key
+from .mapping import timestamp
+from .peers import Peers
+from .store import ON_DEVICE, TERMINAL, RunRow, RunStore
+
+log = logging.getLogger(__name__)
+
+LEASE_SECS = 30
+RunKey = tuple[str, int]  # (run_id, attempt)
+
+
+class AgentSession:
+    """One connected agent: its outbound queue, its capacity and the runs it holds."""
+
+    def __init__(self, tenant_id: str, device_id: str, capacity: int) -> None:
+        self.tenant_id = tenant_id
+        self.device_id = device_id
+        self.key = target_key(tenant_id, device_id)
+        self.capacity = max(1, capacity)
+        self.held: set[RunKey] = set()
+        self._outbox: asyncio.Queue[agent_pb2.ServerMessage | None] = asyncio.Queue()
+
+    @property
+    def free(self) -> int:
+        return self.capacity - len(self.held)
+
+    def send(self, message: agent_pb2.ServerMessage) -> None:
+        self._outbox.put_nowait(message)
+
+    def close(self) -> None:
+        self._outbox.put_nowait(None)
+
+    async def messages(self) -> AsyncIterator[agent_pb2.ServerMessage]:
+        while (message := await self._outbox.get()) is not None:
+            yield message
+
+
+class AgentHub:
+    def __init__(self, engine: RunEngine, store: RunStore, peers: Peers, clock: Clock,
+                 heartbeat_interval_ms: int = 5000) -> None:
+        self.engine = engine
+        self.store = store
+        self.peers = peers
+        self.clock = clock
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.replica_id = str(uuid.uuid4())
+        self.sessions: dict[str, AgentSession] = {}
+        self.heartbeats: dict[str, datetime] = {}
+        self._pending: set[str] = set()
+        self._scan_all = False
+        self._wakeup = asyncio.Event()
+        self._snapshots: dict[str, Job] = {}
+        engine.dispatcher = self
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def wake(self, target_keys: Iterable[str] | None = None) -> None:
+        if target_keys is None:
+            self._scan_all = True
+        else:
+            self._pending.update(k for k in target_keys if k in self.sessions)
+        self._wakeup.set()
+
+    async def run_dispatcher(self) -> None:
+        """Forever: dispatch to the devices named by wake-ups (all of them on a full scan)."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            keys = list(self.sessions) if self._scan_all else list(self._pending)
+            self._pending.clear()
+            self._scan_all = False
+            try:
+                await self.dispatch(keys)
+            except Exception:  # keep dispatching whatever one batch hit
+                log.exception("dispatch failed")
+
+    async def dispatch(self, keys: Iterable[str]) -> int:
+        """Claims queued runs for these devices up to their free capacity and assigns them."""
+        assigned = 0
+        while True:
+            sessions = {k: s for k in keys if (s := self.sessions.get(k)) is not None and s.free > 0}
+            if not sessions:
+                return assigned
+            rows = await self.store.queued_for(list(sessions), sum(s.free for s in sessions.values()))
+            picked: list[RunRow] = []
+            room = {k: s.free for k, s in sessions.items()}
+            for row in rows:
+                if room[row.target_key] > 0:
+                    room[row.target_key] -= 1
+                    picked.append(row)
+            if not picked:
+                return assigned
+            now = self.clock.now()
+            claimed = await self.store.claim([r.id for r in picked], self.replica_id, now,
+                                             now + timedelta(seconds=LEASE_SECS))
+            for row in picked:
+                session = self.sessions.get(row.target_key)
+                if row.id not in claimed:
+                    continue
+                if session is None:  # the agent left while we claimed: back to the queue
+                    await self.engine.requeue(row.id, row.attempt)
+                    continue
+                session.held.add((row.id, row.attempt))
+                session.send(agent_pb2.ServerMessage(assign=self._assign(row, now)))
+                assigned += 1
+            keys = [k for k in sessions if room[k] == 0 and self.sessions.get(k) and self.sessions[k].free > 0]
+
+    def _assign(self, row: RunRow, now: datetime) -> agent_pb2.Assign:
+        job = self._snapshots.get(row.job_version_id)
+        if job is None:
+            job = self._snapshots[row.job_version_id] = Job.FromString(row.snapshot)
+        return agent_pb2.Assign(
+            run=agent_pb2.RunRef(run_id=row.id, attempt=row.attempt), command=row.command,
+            inputs=domain.inputs_for(job, row.payload or {}), timeout_secs=row.timeout_secs,
+            deadline=timestamp(now + timedelta(seconds=row.timeout_secs)),
+        )
+
+    def cancel_on_device(self, row: RunRow, force: bool = False) -> None:
+        session = self.sessions.get(row.target_key)
+        if session is not None:
+            session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(
+                run=agent_pb2.RunRef(run_id=row.id, attempt=row.attempt), force=force)))
+
+    # -- the stream ----------------------------------------------------------------------
+
+    async def connect(self, requests: AsyncIterator[agent_pb2.AgentMessage]) -> AsyncIterator[agent_pb2.ServerMessage]:
+        """Serves one agent stream: Hello first, then messages both ways until either side ends."""
+        first = await anext(aiter(requests), None)
+        if first is None or not first.HasField("hello"):
+            raise InvalidArgument("the first message must be Hello")
+        hello = first.hello
+        device = await self.peers.authenticate_agent(hello.device_id, hello.credential)
+        session = AgentSession(device.tenant_id, device.id, hello.capacity or 1)
+        previous = self.sessions.get(session.key)
+        if previous is not None:
+            previous.close()
+        self.sessions[session.key] = session
+        await self._presence(session, online=True, agent_version=hello.agent_version)
+        session.send(agent_pb2.ServerMessage(welcome=agent_pb2.Welcome(heartbeat_interval_ms=self.heartbeat_interval_ms)))
+        await self._reconcile(session, {(r.run_id, r.attempt) for r in hello.held_runs})
+        reader = asyncio.create_task(self._read(session, requests))
+        try:
+            async for message in session.messages():
+                yield message
+        finally:
+            reader.cancel()
+            if self.sessions.get(session.key) is session:
+                del self.sessions[session.key]
+                await self._presence(session, online=False)
+
+    async def _reconcile(self, session: AgentSession, held: set[RunKey]) -> None:
+        """Matches what the agent says it holds with what the database says is on the device."""
+        on_device = {(r.id, r.attempt): r for r in await self.store.on_device(session.key)}
+        for key, row in on_device.items():
+            if key in held:
+                session.held.add(key)
+            elif row.status == "dequeued":
+                await self.engine.requeue(row.id, row.attempt)
+            else:
+                await self.engine.end_attempt(row.id, row.attempt, domain.Outcome("crashed", "the agent lost the run"))
+        for run_id, attempt in held - set(on_device):
+            # Held runs that ended here (canceled, crashed): tell the agent to stop; it will report and be acked.
+            row = await self.store.get_any(run_id)
+            if row is not None and row.target_key == session.key:
+                session.held.add((run_id, attempt))
+                session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(
+                    run=agent_pb2.RunRef(run_id=run_id, attempt=attempt), force=True)))
+        self.wake([session.key])
+
+    async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage]) -> None:
+        try:
+            async for message in requests:
+                await self._handle(session, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("agent stream of %s failed", session.key)
+        finally:
+            session.close()
+
+    async def _handle(self, session: AgentSession, message: agent_pb2.AgentMessage) -> None:
+        kind = message.WhichOneof("body")
+        if kind == "heartbeat":
+            now = self.clock.now()
+            for ref in message.heartbeat.runs:
+                if (ref.run_id, ref.attempt) in session.held:
+                    self.heartbeats[ref.run_id] = now
+            return
+        ref = getattr(message, kind).run
+        key = (ref.run_id, ref.attempt)
+        if key not in session.held:
+            return  # not this device's run, or long forgotten: ignore
+        if kind == "accept":
+            if not await self.engine.accept(ref.run_id, ref.attempt):
+                session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(run=ref, force=True)))
+        elif kind == "reject":
+            session.held.discard(key)
+            await self.engine.end_attempt(ref.run_id, ref.attempt, domain.Outcome(
+                "failed", f"rejected by the agent: {message.reject.reason}", retryable=False))
+            self.wake([session.key])
+        elif kind == "output":
+            chunk = message.output
+            await self.store.add_chunks([dict(run_id=ref.run_id, attempt=ref.attempt, sequence=chunk.sequence,
+                                              stream=chunk.stream, data=chunk.data, created_at=self.clock.now())])
+            stored = await self.store.highest_contiguous(ref.run_id, ref.attempt)
+            session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=stored)))
+        elif kind == "finished":
+            done = message.finished
+            await self.engine.end_attempt(ref.run_id, ref.attempt, domain.agent_outcome(
+                done.exit_code, done.error, done.timed_out, done.canceled))
+            session.held.discard(key)
+            self.heartbeats.pop(ref.run_id, None)
+            session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=done.last_sequence, finished=True)))
+            self.wake([session.key])
+
+    async def _presence(self, session: AgentSession, online: bool, agent_version: str = "") -> None:
+        change = PresenceChange(tenant_id=session.tenant_id, device_id=session.device_id, online=online,
+                                agent_version=agent_version, seen_at=timestamp(self.clock.now()))
+        try:
+            await self.peers.report_presence([change])
+        except Exception:  # presence is advisory; never fail a stream over it
+            log.warning("could not report presence of %s", session.key)
+
+    def take_heartbeats(self) -> dict[str, datetime]:
+        beats, self.heartbeats = self.heartbeats, {}
+        return beats
+

@@ -1,0 +1,59 @@
+"""RunRow <-> jobline.runs.v1 messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from jobline.runs.v1 import runs_pb2
+
+from .store import LogChunkRow, RunRow
+
+
+def status_enum(word: str) -> int:
+    return runs_pb2.RunStatus.Value(f"RUN_STATUS_{word.upper()}")
+
+
+def status_word(value: int) -> str:
+    return runs_pb2.RunStatus.Name(value).removeprefix("RUN_STATUS_").lower()
+
+
+def timestamp(dt: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(dt)
+    return ts
+
+
+def run_message(row: RunRow) -> runs_pb2.Run:
+    run = runs_pb2.Run(
+        id=row.id, job_id=row.job_id, project_id=row.project_id, status=status_enum(row.status),
+        attempt=row.attempt, metadata=row.metadata_ or {}, error=row.error, triggered_by=row.triggered_by,
+        priority=row.priority, idempotency_key=row.idempotency_key, job_version=row.job_version,
+        job_version_id=row.job_version_id, created_by=row.created_by, device_id=row.device_id,
+        invocation_id=row.invocation_id, execution_trace=runs_pb2.ExecutionTrace(**(row.trace or {})),
+    )
+    run.payload.update(row.payload or {})
+    if row.result is not None:
+        run.result.CopyFrom(_struct(row.result))
+    if row.exit_code is not None:
+        run.exit_code = row.exit_code
+    for field in ("scheduled_at", "started_at", "finished_at", "heartbeat_at", "next_retry_at", "expires_at",
+                  "created_at"):
+        value = getattr(row, field)
+        if value is not None:
+            getattr(run, field).CopyFrom(timestamp(value))
+    return run
+
+
+def _struct(value: dict) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(value)
+    return struct
+
+
+def chunk_message(row: LogChunkRow) -> runs_pb2.LogChunk:
+    return runs_pb2.LogChunk(
+        attempt=row.attempt, sequence=row.sequence, stream=row.stream,
+        data=row.data.decode("utf-8", errors="replace"), created_at=timestamp(row.created_at),
+    )

@@ -1,0 +1,58 @@
+"""The runs service's view of its peers: jobs (with a short-lived cache) and devices."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from jobline.auth.v1.auth_pb2 import Principal
+from jobline.devices.v1 import devices_pb2, devices_pb2_grpc
+from jobline.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from services.common.channels import Channels
+from services.common.errors import from_rpc_error
+from services.common.principal import to_metadata
+
+JOB_CACHE_SECS = 2.0
+JOB_CACHE_SIZE = 10_000
+
+
+class Peers:
+    def __init__(self, channels: Channels, peers: dict[str, str]) -> None:
+        self._jobs = jobs_pb2_grpc.JobServiceStub(channels.get(peers["jobs"]))
+        self._devices = devices_pb2_grpc.DeviceServiceStub(channels.get(peers["devices"]))
+        self._job_cache: dict[tuple[str, str], tuple[float, jobs_pb2.Job]] = {}
+
+    async def job(self, principal: Principal, job_id: str) -> jobs_pb2.Job:
+        """The job's current definition, at most JOB_CACHE_SECS stale."""
+        key = (principal.tenant_id, job_id)
+        cached = self._job_cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            job = await self._jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=to_metadata(principal))
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        if len(self._job_cache) >= JOB_CACHE_SIZE:
+            self._job_cache.clear()
+        self._job_cache[key] = (time.monotonic() + JOB_CACHE_SECS, job)
+        return job
+
+    async def resolve(self, principal: Principal, targets: devices_pb2.DeviceTargets) -> devices_pb2.ResolveTargetsResponse:
+        try:
+            return await self._devices.ResolveTargets(
+                devices_pb2.ResolveTargetsRequest(targets=targets), metadata=to_metadata(principal)
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
+    async def authenticate_agent(self, device_id: str, credential: str) -> devices_pb2.Device:
+        try:
+            return await self._devices.AuthenticateAgent(
+                devices_pb2.AuthenticateAgentRequest(device_id=device_id, credential=credential)
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
+    async def report_presence(self, changes: list[devices_pb2.PresenceChange]) -> None:
+        await self._devices.ReportPresence(devices_pb2.ReportPresenceRequest(changes=changes))

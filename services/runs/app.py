@@ -14,6 +14,7 @@ from services.common.db import Database
 from services.common.server import Registration
 
 from .engine import RunEngine
+from .http_executor import HttpExecutor
 from .hub import AgentHub
 from .peers import Peers
 from .servicer import AgentServicer, RunServicer
@@ -34,6 +35,7 @@ class RunsService:
         self.peers = Peers(self.channels, settings.peers)
         self.engine = RunEngine(self.store, self.peers, clock, settings.heartbeat_timeout_secs)
         self.hub = AgentHub(self.engine, self.store, self.peers, clock, settings.heartbeat_interval_ms)
+        self.http = HttpExecutor(self.engine, self.store, clock, self.hub.replica_id)
         self._tasks: list[asyncio.Task] = []
 
     async def tick(self) -> None:
@@ -49,7 +51,7 @@ class RunsService:
 
     async def start(self) -> None:
         await self.db.create_tables()
-        self._tasks = [asyncio.create_task(self.hub.run_dispatcher()), asyncio.create_task(self._ticker())]
+        self._tasks = [asyncio.create_task(loop) for loop in (self.hub.run_dispatcher(), self.http.run(), self._ticker())]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -58,6 +60,7 @@ class RunsService:
                 await task
         for session in list(self.hub.sessions.values()):
             session.close()
+        await self.http.client.aclose()
         await self.channels.close()
         await self.db.close()
 

@@ -31,11 +31,13 @@ MAX_LIST = 1000
 
 
 class Dispatcher(Protocol):
-    """What the engine needs from whoever delivers runs to devices."""
+    """Whoever delivers runs to where they execute: the agent hub (devices) or the HTTP executor."""
 
-    def wake(self, target_keys: Iterable[str] | None = None) -> None: ...
+    def wake(self, target_keys: Iterable[str] | None = None) -> None:
+        """Queued runs for these targets (all, for None) may be ready: dispatch them."""
 
-    def cancel_on_device(self, row: RunRow, force: bool = False) -> None: ...
+    def stop_run(self, row: RunRow, force: bool = False) -> None:
+        """Stops the run where it executes, if it executes here."""
 
 
 def target_key(tenant_id: str, device_id: str) -> str:
@@ -48,7 +50,7 @@ class RunEngine:
         self.peers = peers
         self.clock = clock
         self.heartbeat_timeout = timedelta(seconds=heartbeat_timeout_secs)
-        self.dispatcher: Dispatcher | None = None
+        self.dispatchers: list[Dispatcher] = []
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -85,8 +87,8 @@ class RunEngine:
         if request.dry_run:
             return run_message(rows[0])
         await self.store.insert_runs(rows)
-        if status == "queued" and self.dispatcher:
-            self.dispatcher.wake({row.target_key for row in rows})
+        if status == "queued":
+            self._wake({row.target_key for row in rows})
         return run_message(rows[0])
 
     async def _targets(self, principal: Principal, job: Job, device_ids: list[str]) -> list[str]:
@@ -134,8 +136,8 @@ class RunEngine:
         if not await self.store.transition(row.id, row.attempt, ACTIVE, status="canceled", finished_at=now,
                                            error="canceled"):
             raise Conflict(f"run {run_id} finished before it could be canceled")
-        if row.status in ON_DEVICE and self.dispatcher:
-            self.dispatcher.cancel_on_device(row)
+        if row.status in ON_DEVICE:
+            self._stop_where_it_runs(row)
         return run_message(await self._row(principal, run_id))
 
     async def logs(self, principal: Principal, run_id: str, after: int) -> runs_pb2.ListRunLogsResponse:
@@ -156,19 +158,20 @@ class RunEngine:
             lease_expires_at=None,
         )
 
-    async def end_attempt(self, run_id: str, attempt: int, outcome: domain.Outcome) -> bool:
+    async def end_attempt(self, run_id: str, attempt: int, outcome: domain.Outcome,
+                          result: dict | None = None, timings: dict[str, int] | None = None) -> bool:
         """Records how an attempt ended: final status, or a retry per the job's policy."""
         row = await self.store.get_any(run_id)
         if row is None or row.attempt != attempt or row.status not in ON_DEVICE + ("queued",):
             return False
         now = self.clock.now()
-        trace = _trace(row, now)
+        trace = {**_trace(row, now), **(timings or {})}
         if outcome.status == "completed":
             step = domain.NextStep("completed")
         else:
             step = domain.after_failure(Job.FromString(row.snapshot), outcome, attempt, row.max_attempts, now)
         values: dict = dict(error=outcome.error, exit_code=outcome.exit_code, trace=trace, lease_owner="",
-                            lease_expires_at=None)
+                            lease_expires_at=None, result=result)
         if step.retry_at is not None:
             values.update(status="delayed", attempt=attempt + 1, scheduled_at=step.retry_at,
                           next_retry_at=step.retry_at, dequeued_at=None, heartbeat_at=None)
@@ -192,17 +195,21 @@ class RunEngine:
         due = await self.store.due_delayed(now)
         if due:
             await self.store.promote([row.id for row in due])
-            if self.dispatcher:
-                self.dispatcher.wake({row.target_key for row in due})
+            self._wake({row.target_key for row in due})
         for row in await self.store.stale(now, now - self.heartbeat_timeout):
             if row.status == "dequeued":
                 await self.requeue(row.id, row.attempt)
                 continue
             if await self.end_attempt(row.id, row.attempt, domain.Outcome("crashed", "heartbeat lost")):
-                if self.dispatcher:
-                    self.dispatcher.cancel_on_device(row, force=True)
-        if due and self.dispatcher:
-            self.dispatcher.wake()
+                self._stop_where_it_runs(row, force=True)
+
+    def _wake(self, target_keys: set[str] | None = None) -> None:
+        for dispatcher in self.dispatchers:
+            dispatcher.wake(target_keys)
+
+    def _stop_where_it_runs(self, row: RunRow, force: bool = False) -> None:
+        for dispatcher in self.dispatchers:
+            dispatcher.stop_run(row, force)
 
 
 def _trace(row: RunRow, now: datetime) -> dict[str, int]:

@@ -72,7 +72,7 @@ class AgentHub:
         self._scan_all = False
         self._wakeup = asyncio.Event()
         self._snapshots: dict[str, Job] = {}
-        engine.dispatcher = self
+        engine.dispatchers.append(self)
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ class AgentHub:
             deadline=timestamp(now + timedelta(seconds=row.timeout_secs)),
         )
 
-    def cancel_on_device(self, row: RunRow, force: bool = False) -> None:
+    def stop_run(self, row: RunRow, force: bool = False) -> None:
         session = self.sessions.get(row.target_key)
         if session is not None:
             session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(

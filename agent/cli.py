@@ -1,0 +1,130 @@
+"""`jobline agent` (connect this machine as a device) and `jobline fleet` (simulate many devices)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from services.common.config import service_addr
+from services.common.telemetry import setup_logging
+
+from .fleet import Fleet
+from .runtime import Agent
+
+log = logging.getLogger("agent")
+
+FLEET_REPORT_SECS = 5.0
+
+
+def agent_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jobline agent", description="Connect this machine to Jobline as a "
+                                     "device and run the commands assigned to it.")
+    parser.add_argument("--device", required=True, help="the device id")
+    parser.add_argument("--credential", default=os.environ.get("JOBLINE_AGENT_CREDENTIAL"),
+                        help="the device's agent credential (default: $JOBLINE_AGENT_CREDENTIAL)")
+    parser.add_argument("--server", default=service_addr("runs"),
+                        help="the runs service, host:port (default: $JOBLINE_RUNS_ADDR or 127.0.0.1:50052)")
+    parser.add_argument("--capacity", type=int, default=4, help="how many runs at once (default: 4)")
+    args = parser.parse_args(argv)
+    if not args.credential:
+        parser.error("a credential is needed: --credential or JOBLINE_AGENT_CREDENTIAL")
+    if args.capacity < 1:
+        parser.error("--capacity must be at least 1")
+    _setup_logging()
+    log.info("agent for device %s connecting to %s", args.device, args.server)
+    return asyncio.run(_serve(Agent(args.server, args.device, args.credential, args.capacity)))
+
+
+def fleet_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jobline fleet", description="Simulate many agents from one process: "
+                                     "each answers an Assign at once with one output line and exit code 0.")
+    parser.add_argument("--server", default=service_addr("runs"),
+                        help="the runs service, host:port (default: $JOBLINE_RUNS_ADDR or 127.0.0.1:50052)")
+    parser.add_argument("--count", type=int, help="how many agents (with --credentials-file: at most this many)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--credentials-file", type=Path,
+                        help="one 'device_id credential' pair a line (space or comma separated; # comments)")
+    source.add_argument("--device-prefix", help="device ids are PREFIX0 .. PREFIX<count-1>")
+    parser.add_argument("--credential-template", default="{device}",
+                        help="with --device-prefix: each credential, with {device} and {i} filled in")
+    parser.add_argument("--capacity", type=int, default=1, help="capacity each agent announces (default: 1)")
+    parser.add_argument("--channels", type=int, default=1, help="gRPC connections to share (default: 1)")
+    args = parser.parse_args(argv)
+    if args.credentials_file is not None:
+        devices = read_credentials(args.credentials_file)[:args.count]
+    elif args.count is None:
+        parser.error("--device-prefix needs --count")
+    else:
+        ids = [f"{args.device_prefix}{i}" for i in range(args.count)]
+        devices = [(device, args.credential_template.format(device=device, i=i)) for i, device in enumerate(ids)]
+    if not devices:
+        parser.error("no devices to simulate")
+    _setup_logging()
+    fleet = Fleet(args.server, devices, capacity=args.capacity, channels=args.channels)
+    log.info("simulating %d agents against %s", len(devices), args.server)
+    return asyncio.run(_serve_fleet(fleet))
+
+
+def read_credentials(path: Path) -> list[tuple[str, str]]:
+    """(device_id, credential) pairs from a file: one a line, space or comma separated, # comments."""
+    devices = []
+    for line in path.read_text().splitlines():
+        fields = line.split("#", 1)[0].replace(",", " ").split()
+        if fields:
+            if len(fields) != 2:
+                raise SystemExit(f"{path}: expected 'device_id credential', got {line!r}")
+            devices.append((fields[0], fields[1]))
+    return devices
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agent.cli agent|fleet ...`."""
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"agent": agent_main, "fleet": fleet_main}
+    if not argv or argv[0] not in commands:
+        print("usage: python -m agent.cli {agent,fleet} ...", file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
+async def _serve(service: Agent | Fleet) -> int:
+    """Runs the agent or fleet until SIGINT or SIGTERM; its `run()` cleans up as it is cancelled."""
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main_task.cancel)
+    try:
+        await service.run()
+    except asyncio.CancelledError:
+        log.info("stopped")
+    return 0
+
+
+async def _serve_fleet(fleet: Fleet) -> int:
+    """`_serve`, with a line of counters every few seconds."""
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(FLEET_REPORT_SECS)
+            log.info("%d/%d connected, %d assigned, %d completed", fleet.connected, len(fleet.agents),
+                     fleet.assigned, fleet.completed)
+
+    reporter = asyncio.create_task(report())
+    try:
+        return await _serve(fleet)
+    finally:
+        reporter.cancel()
+
+
+def _setup_logging() -> None:
+    setup_logging("agent", os.environ.get("JOBLINE_LOG_LEVEL") or "INFO")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The runs store on SQLite and PostgreSQL: leases, idempotent output, timers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.common.db import Database
+from services.runs.store import TABLES, RunRow, RunStore
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(database_url: str):
+    db = Database(database_url, TABLES)
+    await db.drop_tables()
+    await db.create_tables()
+    yield RunStore(db)
+    await db.drop_tables()
+    await db.close()
+
+
+def run(status: str = "queued", target: str = "t1/d1", priority: int = 0, **fields) -> RunRow:
+    values = dict(id=str(uuid.uuid4()), tenant_id="t1", project_id="default", job_id="j1", job_version=1,
+                  job_version_id="v1", invocation_id="i1", target_key=target, device_id=target.split("/")[-1],
+                  status=status, priority=priority, snapshot=b"", created_at=NOW, scheduled_at=NOW)
+    return RunRow(**{**values, **fields})
+
+
+async def test_two_replicas_never_claim_the_same_run(store: RunStore) -> None:
+    rows = [run() for _ in range(50)]
+    await store.insert_runs(rows)
+    ids = [r.id for r in rows]
+    first, second = await asyncio.gather(
+        store.claim(ids, "replica-a", NOW, NOW + timedelta(seconds=30)),
+        store.claim(ids, "replica-b", NOW, NOW + timedelta(seconds=30)),
+    )
+    assert not first & second and first | second == set(ids)
+    assert await store.claim(ids, "replica-c", NOW, NOW) == set()
+
+
+async def test_the_queue_is_ordered_by_priority_then_age(store: RunStore) -> None:
+    old = run(created_at=NOW - timedelta(minutes=1))
+    urgent = run(priority=5)
+    other_device = run(target="t1/d2")
+    await store.insert_runs([run(), old, urgent, other_device])
+    queued = await store.queued_for(["t1/d1"], limit=2)
+    assert [r.id for r in queued] == [urgent.id, old.id]
+
+
+async def test_output_chunks_are_stored_once(store: RunStore) -> None:
+    row = run()
+    await store.insert_runs([row])
+    chunk = dict(run_id=row.id, attempt=1, stream=1, created_at=NOW)
+    await store.add_chunks([{**chunk, "sequence": 1, "data": b"a"}, {**chunk, "sequence": 2, "data": b"b"}])
+    await store.add_chunks([{**chunk, "sequence": 2, "data": b"b"}, {**chunk, "sequence": 4, "data": b"d"}])
+    assert [c.data for c in await store.chunks(row.id)] == [b"a", b"b", b"d"]
+    assert await store.highest_contiguous(row.id, 1) == 2
+    await store.add_chunks([{**chunk, "sequence": 3, "data": b"c"}])
+    assert await store.highest_contiguous(row.id, 1) == 4
+
+
+async def test_transitions_are_compare_and_set(store: RunStore) -> None:
+    row = run(status="executing")
+    await store.insert_runs([row])
+    assert await store.transition(row.id, 1, ("executing",), status="completed")
+    assert not await store.transition(row.id, 1, ("executing",), status="failed")
+    assert (await store.get("t1", row.id)).status == "completed"
+    assert await store.get("another-tenant", row.id) is None
+
+
+async def test_timers_are_rows(store: RunStore) -> None:
+    due = run(status="delayed", scheduled_at=NOW - timedelta(seconds=1))
+    later = run(status="delayed", scheduled_at=NOW + timedelta(hours=1))
+    silent = run(status="executing", heartbeat_at=NOW - timedelta(minutes=5))
+    lively = run(status="executing", heartbeat_at=NOW)
+    unaccepted = run(status="dequeued", lease_expires_at=NOW - timedelta(seconds=1))
+    await store.insert_runs([due, later, silent, lively, unaccepted])
+    assert [r.id for r in await store.due_delayed(NOW)] == [due.id]
+    assert {r.id for r in await store.stale(NOW, NOW - timedelta(seconds=30))} == {silent.id, unaccepted.id}
+    await store.touch_heartbeats([silent.id], NOW)
+    assert {r.id for r in await store.stale(NOW, NOW - timedelta(seconds=30))} == {unaccepted.id}

@@ -49,9 +49,11 @@ class RunsService:
             except Exception:
                 log.exception("tick failed")
 
-    async def start(self) -> None:
+    async def start(self, ticking: bool = True) -> None:
+        """Creates the tables and starts dispatching; `ticking=False` leaves timers to explicit tick() calls."""
         await self.db.create_tables()
-        self._tasks = [asyncio.create_task(loop) for loop in (self.hub.run_dispatcher(), self.http.run(), self._ticker())]
+        loops = [self.hub.run_dispatcher(), self.http.run(), *([self._ticker()] if ticking else [])]
+        self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -65,7 +67,7 @@ class RunsService:
         await self.db.close()
 
 
-async def build(settings: Settings, *, clock: Clock | None = None, background: bool = True) -> Registration:
+async def build(settings: Settings, *, clock: Clock | None = None, ticking: bool = True) -> Registration:
     service = RunsService(settings, clock or Clock())
     run_servicer, agent_servicer = RunServicer(service.engine), AgentServicer(service.hub)
     return Registration(
@@ -77,7 +79,7 @@ async def build(settings: Settings, *, clock: Clock | None = None, background: b
             runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
             agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
         ],
-        on_start=[service.start] if background else [service.db.create_tables],
+        on_start=[lambda: service.start(ticking)],
         on_stop=[service.stop],
         handle=service,
     )

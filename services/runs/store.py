@@ -111,7 +111,7 @@ class RunStore:
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
 
-    async def transition(self, run_id: str, attempt: int, from_statuses: Iterable[str], **values: Any) -> bool:
+    async def transition(self, run_id: str, attempt: int, from_statuses: Iterable[str], /, **values: Any) -> bool:
         """Compare-and-set: applies values only if the run is still at that attempt in one of those states."""
         statement = (
             update(RunRow)

@@ -34,13 +34,30 @@ def _postgres_url() -> str:
 POSTGRES_URL = _postgres_url()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """A database URL for store tests: a SQLite file, and PostgreSQL when JOBLINE_TEST_POSTGRES_URL is set.
+async def _drop_every_table(url: str) -> None:
+    from sqlmodel import SQLModel
 
-    Each service drops and recreates its own tables on PostgreSQL (see `fresh_tables`)."""
-    if request.param == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("no PostgreSQL: set JOBLINE_TEST_POSTGRES_URL")
-        return POSTGRES_URL
-    return f"sqlite:///{tmp_path}/test.db"
+    from services.auth.store import TABLES as AUTH
+    from services.devices.store import TABLES as DEVICES
+    from services.jobs.store import TABLES as JOBS
+    from services.runs.store import TABLES as RUNS
+    from services.common.db import Database
+
+    db = Database(url, [*AUTH, *DEVICES, *JOBS, *RUNS])
+    await db.drop_tables()
+    await db.close()
+    assert SQLModel.metadata.tables  # every store registered its tables
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path):
+    """A database URL for store tests: a SQLite file, and PostgreSQL when one answers
+    (JOBLINE_TEST_POSTGRES_URL, else the local server), with no Jobline tables before or after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/test.db"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("no PostgreSQL: set JOBLINE_TEST_POSTGRES_URL")
+    await _drop_every_table(POSTGRES_URL)
+    yield POSTGRES_URL
+    await _drop_every_table(POSTGRES_URL)

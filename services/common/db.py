@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -57,7 +57,10 @@ class Database:
         return is_postgres(self.engine)
 
     async def create_tables(self) -> None:
+        """Creates this service's tables; replicas starting together on PostgreSQL take turns."""
         async with self.engine.begin() as conn:
+            if self.is_postgres:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('jobline.create_tables'))"))
             await conn.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=self.tables))
 
     async def drop_tables(self) -> None:

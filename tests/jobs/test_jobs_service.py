@@ -9,10 +9,8 @@ from jobline.auth.v1.auth_pb2 import Principal
 from jobline.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from services.common import server
 from services.common.config import Settings
-from services.common.db import Database
 from services.common.principal import ADMIN, to_metadata
 from services.jobs.app import build
-from services.jobs.store import TABLES
 
 ALICE = to_metadata(Principal(tenant_id="t-alice", project_id="default", subject_id="u1", subject_name="alice",
                               scopes=[ADMIN]))
@@ -21,9 +19,6 @@ BOB = to_metadata(Principal(tenant_id="t-bob", project_id="default", subject_id=
 
 @pytest.fixture
 async def jobs(database_url: str):
-    db = Database(database_url, TABLES)
-    await db.drop_tables()
-    await db.close()
     running = await server.start(await build(Settings(service="jobs", listen_addr="", database_url=database_url)),
                                  "127.0.0.1:0")
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")

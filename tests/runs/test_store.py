@@ -17,10 +17,8 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture
 async def store(database_url: str):
     db = Database(database_url, TABLES)
-    await db.drop_tables()
     await db.create_tables()
     yield RunStore(db)
-    await db.drop_tables()
     await db.close()
 
 

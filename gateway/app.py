@@ -1,0 +1,92 @@
+"""The gateway's ASGI app: health, the native `/v1` API, and later the other surfaces beside it.
+
+Surfaces are sibling modules; each gets the same `Authenticator` and `Channels`. The native
+surface's error shape is the app's default (unknown routes, 405, 413, unexpected errors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.common.channels import Channels
+from services.common.config import Settings
+
+from . import health, native
+from .auth import Authenticator
+from .errors import EXCEPTION_HANDLERS
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings, channels: Channels | None = None) -> Starlette:
+    """The gateway for `settings.peers`; its lifespan closes `channels` when the app stops."""
+    channels = channels or Channels()
+    authenticator = Authenticator(channels, settings.peers["auth"], settings.auth_cache_secs)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await channels.close()
+
+    app = Starlette(
+        routes=[*health.routes(settings, channels), *native.routes(settings, channels, authenticator)],
+        middleware=[
+            # The request's server span: parent of the gRPC client spans of the channels.
+            Middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"]),
+            Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.authenticator = authenticator
+    app.state.channels = channels
+    return app
+
+
+class BodyLimitMiddleware:
+    """Refuses a request body over `max_bytes` with 413, raised where the body is read.
+
+    Raising (rather than answering here) lets each surface render the error in its own shape,
+    and a request refused before its body is read (401, 404) is refused as that."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            if declared is not None and declared > self.max_bytes:
+                raise HTTPException(413, "request body larger than 1 MiB")
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, "request body larger than 1 MiB")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,5 @@
+from services.common import server
+
+from .app import build
+
+server.run("devices", build)

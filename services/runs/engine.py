@@ -140,6 +140,9 @@ class RunEngine:
             self._stop_where_it_runs(row)
         return run_message(await self._row(principal, run_id))
 
+    async def count_active(self, principal: Principal, job_id: str) -> int:
+        return await self.store.count_active(principal.tenant_id, job_id)
+
     async def logs(self, principal: Principal, run_id: str, after: int) -> runs_pb2.ListRunLogsResponse:
         require_scope(principal, READ)
         row = await self._row(principal, run_id)

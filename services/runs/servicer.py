@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobline.runs.v1 import agent_pb2_grpc, runs_pb2_grpc
+from jobline.runs.v1 import agent_pb2_grpc, runs_pb2, runs_pb2_grpc
 from services.common.errors import DomainError
 from services.common.principal import from_context
 
@@ -25,6 +25,10 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
 
     async def CancelRun(self, request, context):
         return await self.engine.cancel(from_context(context), request.run_id)
+
+    async def CountActiveRuns(self, request, context):
+        count = await self.engine.count_active(from_context(context), request.job_id)
+        return runs_pb2.CountActiveRunsResponse(count=count)
 
     async def ListRunLogs(self, request, context):
         return await self.engine.logs(from_context(context), request.run_id, request.after_sequence)

@@ -111,6 +111,12 @@ class RunStore:
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
 
+    async def count_active(self, tenant_id: str, job_id: str) -> int:
+        query = select(func.count()).where(RunRow.tenant_id == tenant_id, RunRow.job_id == job_id,
+                                           RunRow.status.in_(ACTIVE))
+        async with self.db.session() as session:
+            return (await session.exec(query)).one()
+
     async def transition(self, run_id: str, attempt: int, from_statuses: Iterable[str], /, **values: Any) -> bool:
         """Compare-and-set: applies values only if the run is still at that attempt in one of those states."""
         statement = (

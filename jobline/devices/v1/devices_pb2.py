@@ -29,7 +29,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from jobline.api.v1 import annotations_pb2 as jobline_dot_api_dot_v1_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n jobline/devices/v1/devices.proto\x12\x12jobline.devices.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a jobline/api/v1/annotations.proto\"\x88\x03\n\x06\x44\x65vice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x36\n\x06labels\x18\x04 \x03(\x0b\x32&.jobline.devices.v1.Device.LabelsEntry\x12\x0e\n\x06groups\x18\x05 \x03(\t\x12\x0e\n\x06online\x18\x06 \x01(\x08\x12\x30\n\x0clast_seen_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ragent_version\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncredential\x18\x0b \x01(\t\x12\x11\n\ttenant_id\x18\x0c \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x13\x43reateDeviceRequest\x12*\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.jobline.devices.v1.Device\"%\n\x10GetDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"J\n\x12ListDevicesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\"[\n\x13ListDevicesResponse\x12+\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1a.jobline.devices.v1.Device\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x85\x01\n\x13UpdateDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12*\n\x06\x64\x65vice\x18\x02 \x01(\x0b\x32\x1a.jobline.devices.v1.Device\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"(\n\x13\x44\x65leteDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"2\n\rDeviceTargets\x12\x12\n\ndevice_ids\x18\x01 \x03(\t\x12\r\n\x05group\x18\x02 \x01(\t\"K\n\x15ResolveTargetsRequest\x12\x32\n\x07targets\x18\x01 \x01(\x0b\x32!.jobline.devices.v1.DeviceTargets\"a\n\x16ResolveTargetsResponse\x12+\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1a.jobline.devices.v1.Device\x12\x1a\n\x12missing_device_ids\x18\x02 \x03(\t\"A\n\x18\x41uthenticateAgentRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\"\x8a\x01\n\x0ePresenceChange\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0e\n\x06online\x18\x03 \x01(\x08\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12+\n\x07seen_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x15ReportPresenceRequest\x12\x33\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\".jobline.devices.v1.PresenceChange2\xfd\x06\n\rDeviceService\x12u\n\x0c\x43reateDevice\x12\'.jobline.devices.v1.CreateDeviceRequest\x1a\x1a.jobline.devices.v1.Device\" \x88\x94#\xc9\x01\x82\xd3\xe4\x93\x02\x15\"\x0b/v1/devices:\x06\x64\x65vice\x12n\n\tGetDevice\x12$.jobline.devices.v1.GetDeviceRequest\x1a\x1a.jobline.devices.v1.Device\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/devices/{device_id}\x12s\n\x0bListDevices\x12&.jobline.devices.v1.ListDevicesRequest\x1a\'.jobline.devices.v1.ListDevicesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/devices\x12|\n\x0cUpdateDevice\x12\'.jobline.devices.v1.UpdateDeviceRequest\x1a\x1a.jobline.devices.v1.Device\"\'\x82\xd3\xe4\x93\x02!2\x17/v1/devices/{device_id}:\x06\x64\x65vice\x12u\n\x0c\x44\x65leteDevice\x12\'.jobline.devices.v1.DeleteDeviceRequest\x1a\x16.google.protobuf.Empty\"$\x88\x94#\xcc\x01\x82\xd3\xe4\x93\x02\x19*\x17/v1/devices/{device_id}\x12g\n\x0eResolveTargets\x12).jobline.devices.v1.ResolveTargetsRequest\x1a*.jobline.devices.v1.ResolveTargetsResponse\x12]\n\x11\x41uthenticateAgent\x12,.jobline.devices.v1.AuthenticateAgentRequest\x1a\x1a.jobline.devices.v1.Device\x12S\n\x0eReportPresence\x12).jobline.devices.v1.ReportPresenceRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n jobline/devices/v1/devices.proto\x12\x12jobline.devices.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a jobline/api/v1/annotations.proto\"\xaf\x03\n\x06\x44\x65vice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x36\n\x06labels\x18\x04 \x03(\x0b\x32&.jobline.devices.v1.Device.LabelsEntry\x12\x0e\n\x06groups\x18\x05 \x03(\t\x12\x0e\n\x06online\x18\x06 \x01(\x08\x12\x30\n\x0clast_seen_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ragent_version\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\ncredential\x18\x0b \x01(\tH\x00\x88\x01\x01\x12\x16\n\ttenant_id\x18\x0c \x01(\tH\x01\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\r\n\x0b_credentialB\x0c\n\n_tenant_id\"A\n\x13\x43reateDeviceRequest\x12*\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.jobline.devices.v1.Device\"%\n\x10GetDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"J\n\x12ListDevicesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\"[\n\x13ListDevicesResponse\x12+\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1a.jobline.devices.v1.Device\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x85\x01\n\x13UpdateDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12*\n\x06\x64\x65vice\x18\x02 \x01(\x0b\x32\x1a.jobline.devices.v1.Device\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"(\n\x13\x44\x65leteDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"2\n\rDeviceTargets\x12\x12\n\ndevice_ids\x18\x01 \x03(\t\x12\r\n\x05group\x18\x02 \x01(\t\"K\n\x15ResolveTargetsRequest\x12\x32\n\x07targets\x18\x01 \x01(\x0b\x32!.jobline.devices.v1.DeviceTargets\"a\n\x16ResolveTargetsResponse\x12+\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1a.jobline.devices.v1.Device\x12\x1a\n\x12missing_device_ids\x18\x02 \x03(\t\"A\n\x18\x41uthenticateAgentRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\"\x8a\x01\n\x0ePresenceChange\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0e\n\x06online\x18\x03 \x01(\x08\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12+\n\x07seen_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x15ReportPresenceRequest\x12\x33\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\".jobline.devices.v1.PresenceChange2\xfd\x06\n\rDeviceService\x12u\n\x0c\x43reateDevice\x12\'.jobline.devices.v1.CreateDeviceRequest\x1a\x1a.jobline.devices.v1.Device\" \x88\x94#\xc9\x01\x82\xd3\xe4\x93\x02\x15\"\x0b/v1/devices:\x06\x64\x65vice\x12n\n\tGetDevice\x12$.jobline.devices.v1.GetDeviceRequest\x1a\x1a.jobline.devices.v1.Device\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/devices/{device_id}\x12s\n\x0bListDevices\x12&.jobline.devices.v1.ListDevicesRequest\x1a\'.jobline.devices.v1.ListDevicesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/devices\x12|\n\x0cUpdateDevice\x12\'.jobline.devices.v1.UpdateDeviceRequest\x1a\x1a.jobline.devices.v1.Device\"\'\x82\xd3\xe4\x93\x02!2\x17/v1/devices/{device_id}:\x06\x64\x65vice\x12u\n\x0c\x44\x65leteDevice\x12\'.jobline.devices.v1.DeleteDeviceRequest\x1a\x16.google.protobuf.Empty\"$\x88\x94#\xcc\x01\x82\xd3\xe4\x93\x02\x19*\x17/v1/devices/{device_id}\x12g\n\x0eResolveTargets\x12).jobline.devices.v1.ResolveTargetsRequest\x1a*.jobline.devices.v1.ResolveTargetsResponse\x12]\n\x11\x41uthenticateAgent\x12,.jobline.devices.v1.AuthenticateAgentRequest\x1a\x1a.jobline.devices.v1.Device\x12S\n\x0eReportPresence\x12).jobline.devices.v1.ReportPresenceRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,33 +49,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEVICESERVICE'].methods_by_name['DeleteDevice']._loaded_options = None
   _globals['_DEVICESERVICE'].methods_by_name['DeleteDevice']._serialized_options = b'\210\224#\314\001\202\323\344\223\002\031*\027/v1/devices/{device_id}'
   _globals['_DEVICE']._serialized_start=217
-  _globals['_DEVICE']._serialized_end=609
-  _globals['_DEVICE_LABELSENTRY']._serialized_start=564
-  _globals['_DEVICE_LABELSENTRY']._serialized_end=609
-  _globals['_CREATEDEVICEREQUEST']._serialized_start=611
-  _globals['_CREATEDEVICEREQUEST']._serialized_end=676
-  _globals['_GETDEVICEREQUEST']._serialized_start=678
-  _globals['_GETDEVICEREQUEST']._serialized_end=715
-  _globals['_LISTDEVICESREQUEST']._serialized_start=717
-  _globals['_LISTDEVICESREQUEST']._serialized_end=791
-  _globals['_LISTDEVICESRESPONSE']._serialized_start=793
-  _globals['_LISTDEVICESRESPONSE']._serialized_end=884
-  _globals['_UPDATEDEVICEREQUEST']._serialized_start=887
-  _globals['_UPDATEDEVICEREQUEST']._serialized_end=1020
-  _globals['_DELETEDEVICEREQUEST']._serialized_start=1022
-  _globals['_DELETEDEVICEREQUEST']._serialized_end=1062
-  _globals['_DEVICETARGETS']._serialized_start=1064
-  _globals['_DEVICETARGETS']._serialized_end=1114
-  _globals['_RESOLVETARGETSREQUEST']._serialized_start=1116
-  _globals['_RESOLVETARGETSREQUEST']._serialized_end=1191
-  _globals['_RESOLVETARGETSRESPONSE']._serialized_start=1193
-  _globals['_RESOLVETARGETSRESPONSE']._serialized_end=1290
-  _globals['_AUTHENTICATEAGENTREQUEST']._serialized_start=1292
-  _globals['_AUTHENTICATEAGENTREQUEST']._serialized_end=1357
-  _globals['_PRESENCECHANGE']._serialized_start=1360
-  _globals['_PRESENCECHANGE']._serialized_end=1498
-  _globals['_REPORTPRESENCEREQUEST']._serialized_start=1500
-  _globals['_REPORTPRESENCEREQUEST']._serialized_end=1576
-  _globals['_DEVICESERVICE']._serialized_start=1579
-  _globals['_DEVICESERVICE']._serialized_end=2472
+  _globals['_DEVICE']._serialized_end=648
+  _globals['_DEVICE_LABELSENTRY']._serialized_start=574
+  _globals['_DEVICE_LABELSENTRY']._serialized_end=619
+  _globals['_CREATEDEVICEREQUEST']._serialized_start=650
+  _globals['_CREATEDEVICEREQUEST']._serialized_end=715
+  _globals['_GETDEVICEREQUEST']._serialized_start=717
+  _globals['_GETDEVICEREQUEST']._serialized_end=754
+  _globals['_LISTDEVICESREQUEST']._serialized_start=756
+  _globals['_LISTDEVICESREQUEST']._serialized_end=830
+  _globals['_LISTDEVICESRESPONSE']._serialized_start=832
+  _globals['_LISTDEVICESRESPONSE']._serialized_end=923
+  _globals['_UPDATEDEVICEREQUEST']._serialized_start=926
+  _globals['_UPDATEDEVICEREQUEST']._serialized_end=1059
+  _globals['_DELETEDEVICEREQUEST']._serialized_start=1061
+  _globals['_DELETEDEVICEREQUEST']._serialized_end=1101
+  _globals['_DEVICETARGETS']._serialized_start=1103
+  _globals['_DEVICETARGETS']._serialized_end=1153
+  _globals['_RESOLVETARGETSREQUEST']._serialized_start=1155
+  _globals['_RESOLVETARGETSREQUEST']._serialized_end=1230
+  _globals['_RESOLVETARGETSRESPONSE']._serialized_start=1232
+  _globals['_RESOLVETARGETSRESPONSE']._serialized_end=1329
+  _globals['_AUTHENTICATEAGENTREQUEST']._serialized_start=1331
+  _globals['_AUTHENTICATEAGENTREQUEST']._serialized_end=1396
+  _globals['_PRESENCECHANGE']._serialized_start=1399
+  _globals['_PRESENCECHANGE']._serialized_end=1537
+  _globals['_REPORTPRESENCEREQUEST']._serialized_start=1539
+  _globals['_REPORTPRESENCEREQUEST']._serialized_end=1615
+  _globals['_DEVICESERVICE']._serialized_start=1618
+  _globals['_DEVICESERVICE']._serialized_end=2511
 # @@protoc_insertion_point(module_scope)

@@ -248,3 +248,29 @@ class GetJobVersionRequest(_message.Message):
     job_id: str
     version_id: str
     def __init__(self, job_id: _Optional[str] = ..., version_id: _Optional[str] = ...) -> None: ...
+
+class JobDependency(_message.Message):
+    __slots__ = ("id", "job_id", "depends_on_job_id", "condition", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    job_id: str
+    depends_on_job_id: str
+    condition: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., depends_on_job_id: _Optional[str] = ..., condition: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListJobDependenciesRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ListJobDependenciesResponse(_message.Message):
+    __slots__ = ("dependencies",)
+    DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
+    dependencies: _containers.RepeatedCompositeFieldContainer[JobDependency]
+    def __init__(self, dependencies: _Optional[_Iterable[_Union[JobDependency, _Mapping]]] = ...) -> None: ...

@@ -71,6 +71,11 @@ class JobServiceStub:
                 request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobVersionRequest.SerializeToString,
                 response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobVersion.FromString,
                 _registered_method=True)
+        self.ListJobDependencies = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/ListJobDependencies',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesRequest.SerializeToString,
+                response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -120,6 +125,13 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobDependencies(self, request, context):
+        """The jobs this job depends on; the runs service reads them when a run is triggered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +169,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetJobVersion,
                     request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobVersionRequest.FromString,
                     response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobVersion.SerializeToString,
+            ),
+            'ListJobDependencies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobDependencies,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesRequest.FromString,
+                    response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -349,6 +366,33 @@ class JobService:
             '/jobline.jobs.v1.JobService/GetJobVersion',
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobVersionRequest.SerializeToString,
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobDependencies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/ListJobDependencies',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesRequest.SerializeToString,
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesResponse.FromString,
             options,
             channel_credentials,
             insecure,

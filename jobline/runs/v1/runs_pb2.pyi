@@ -265,3 +265,15 @@ class ListRunLogsResponse(_message.Message):
     chunks: _containers.RepeatedCompositeFieldContainer[LogChunk]
     text: str
     def __init__(self, chunks: _Optional[_Iterable[_Union[LogChunk, _Mapping]]] = ..., text: _Optional[str] = ...) -> None: ...
+
+class CountActiveRunsRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class CountActiveRunsResponse(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...

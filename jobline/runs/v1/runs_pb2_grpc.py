@@ -55,6 +55,11 @@ class RunServiceStub:
                 request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
                 _registered_method=True)
+        self.CountActiveRuns = channel.unary_unary(
+                '/jobline.runs.v1.RunService/CountActiveRuns',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CountActiveRunsRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CountActiveRunsResponse.FromString,
+                _registered_method=True)
         self.ListRunLogs = channel.unary_unary(
                 '/jobline.runs.v1.RunService/ListRunLogs',
                 request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunLogsRequest.SerializeToString,
@@ -91,6 +96,13 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountActiveRuns(self, request, context):
+        """Internal: how many runs of a job are not finished (the jobs service refuses to delete it then).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListRunLogs(self, request, context):
         """The run's stdout / stderr / debug output, in sequence order.
         """
@@ -120,6 +132,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CancelRunRequest.FromString,
                     response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'CountActiveRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountActiveRuns,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CountActiveRunsRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CountActiveRunsResponse.SerializeToString,
             ),
             'ListRunLogs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRunLogs,
@@ -236,6 +253,33 @@ class RunService:
             '/jobline.runs.v1.RunService/CancelRun',
             jobline_dot_runs_dot_v1_dot_runs__pb2.CancelRunRequest.SerializeToString,
             jobline_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountActiveRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/CountActiveRuns',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.CountActiveRunsRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.CountActiveRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

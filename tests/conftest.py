@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -34,19 +37,44 @@ def _postgres_url() -> str:
 POSTGRES_URL = _postgres_url()
 
 
-async def _drop_every_table(url: str) -> None:
-    from sqlmodel import SQLModel
+def _admin(url: str, statement: str) -> None:
+    """Runs one statement on its own connection (in a thread: callers may be inside an event loop)."""
+    import asyncpg
 
+    async def execute() -> None:
+        connection = await asyncpg.connect(url, timeout=5)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, execute()).result()
+
+
+@pytest.fixture(scope="session")
+def postgres_session_url() -> Iterator[str]:
+    """A scratch database of this test session's own on the PostgreSQL server, dropped at the end,
+    so test runs in parallel never touch each other's tables."""
+    if not POSTGRES_URL:
+        pytest.skip("no PostgreSQL: set JOBLINE_TEST_POSTGRES_URL")
+    name = f"jobline_test_{uuid.uuid4().hex[:12]}"
+    _admin(POSTGRES_URL, f'CREATE DATABASE "{name}"')
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    yield f"{base}/{name}"
+    _admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _drop_every_table(url: str) -> None:
     from services.auth.store import TABLES as AUTH
+    from services.common.db import Database
     from services.devices.store import TABLES as DEVICES
     from services.jobs.store import TABLES as JOBS
     from services.runs.store import TABLES as RUNS
-    from services.common.db import Database
 
     db = Database(url, [*AUTH, *DEVICES, *JOBS, *RUNS])
     await db.drop_tables()
     await db.close()
-    assert SQLModel.metadata.tables  # every store registered its tables
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -56,8 +84,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/test.db"
         return
-    if not POSTGRES_URL:
-        pytest.skip("no PostgreSQL: set JOBLINE_TEST_POSTGRES_URL")
-    await _drop_every_table(POSTGRES_URL)
-    yield POSTGRES_URL
-    await _drop_every_table(POSTGRES_URL)
+    url = request.getfixturevalue("postgres_session_url")
+    await _drop_every_table(url)
+    yield url
+    await _drop_every_table(url)

@@ -1,4 +1,4 @@
-"""Job rules: validation, defaults, and one immutable version per change."""
+"""Job rules: validation, defaults, one immutable version per change, batches, clone, dependencies."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from google.protobuf import timestamp_pb2
 
 from jobline.auth.v1.auth_pb2 import Principal
-from jobline.jobs.v1.jobs_pb2 import Job, JobVersion
+from jobline.jobs.v1.jobs_pb2 import Job, JobDependency, JobVersion
 from services.common.clock import Clock
-from services.common.errors import AlreadyExists, InvalidArgument, NotFound
+from services.common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 
-from .store import JobRow, JobStore, JobVersionRow
+from .peers import Runs
+from .scheduler import is_valid_cron, next_tick
+from .store import DependencyRow, JobRow, JobStore, JobVersionRow, ScheduleRow
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 RETRY_STRATEGIES = {"exponential", "linear", "fixed", "custom"}
@@ -24,6 +26,8 @@ IMMUTABLE = OUTPUT_ONLY | {"project_id"}
 TEXT_LIMITS = {"name": 256, "slug": 128, "description": 4096, "endpoint_url": 2048,
                "fallback_endpoint_url": 2048, "webhook_url": 2048, "command": 65536}
 MAX_TAGS, MAX_TAG_LEN = 50, 256
+CONDITIONS = ("on_success", "on_failure", "on_completion")
+MAX_BATCH = 100
 
 
 def _ts(clock: Clock) -> timestamp_pb2.Timestamp:
@@ -33,8 +37,9 @@ def _ts(clock: Clock) -> timestamp_pb2.Timestamp:
 
 
 def validate_cron(expression: str, field: str) -> None:
-    if expression and len(expression.split()) != 5:
-        raise InvalidArgument(f"{field} must be a 5-field cron expression")
+    if expression and not is_valid_cron(expression):
+        raise InvalidArgument(f"{field} must be a valid 5-field cron expression "
+                              f"(minute hour day-of-month month day-of-week), got {expression!r}")
 
 
 def validate(job: Job) -> None:
@@ -71,9 +76,14 @@ def validate(job: Job) -> None:
     if job.retry_strategy and job.retry_strategy not in RETRY_STRATEGIES:
         raise InvalidArgument("retry_strategy must be one of " + ", ".join(sorted(RETRY_STRATEGIES)))
     if job.version_policy and job.version_policy not in VERSION_POLICIES:
-        raise InvalidArgument("version_policy must be pin or latest")
-    if len(job.tags) > MAX_TAGS or any(len(k) > MAX_TAG_LEN or len(v) > MAX_TAG_LEN for k, v in job.tags.items()):
-        raise InvalidArgument(f"at most {MAX_TAGS} tags of at most {MAX_TAG_LEN} characters")
+        raise InvalidArgument(f"version_policy must be pin or latest, got {job.version_policy!r}")
+    if len(job.tags) > MAX_TAGS:
+        raise InvalidArgument(f"tags: at most {MAX_TAGS} tags")
+    for key, value in job.tags.items():
+        if not key.strip():
+            raise InvalidArgument("tags: a tag key must not be empty")
+        if len(key) > MAX_TAG_LEN or len(value) > MAX_TAG_LEN:
+            raise InvalidArgument(f"tags: keys and values must be at most {MAX_TAG_LEN} characters")
 
 
 def apply_defaults(job: Job) -> None:
@@ -120,10 +130,42 @@ def _copy_field(source: Job, target: Job, field) -> None:
         setattr(target, name, getattr(source, name))
 
 
+def schedule_for(tenant_id: str, job: Job, now) -> ScheduleRow | None:
+    """The schedule row an enabled job with a cron has (None for every other job)."""
+    if not (job.enabled and job.cron):
+        return None
+    return ScheduleRow(job_id=job.id, tenant_id=tenant_id, project_id=job.project_id, cron=job.cron,
+                       timezone=job.timezone, next_fire_at=next_tick(job.cron, job.timezone, now))
+
+
+def dependency_message(row: DependencyRow) -> JobDependency:
+    dependency = JobDependency(id=row.id, job_id=row.job_id, depends_on_job_id=row.depends_on_job_id,
+                               condition=row.condition)
+    dependency.created_at.FromDatetime(row.created_at)
+    return dependency
+
+
+def reaches(edges: list[tuple[str, str]], start: str, goal: str) -> bool:
+    """Whether following depends-on edges from start leads to goal."""
+    graph: dict[str, list[str]] = {}
+    for job_id, depends_on in edges:
+        graph.setdefault(job_id, []).append(depends_on)
+    seen, stack = set(), [start]
+    while stack:
+        node = stack.pop()
+        if node == goal:
+            return True
+        if node not in seen:
+            seen.add(node)
+            stack.extend(graph.get(node, ()))
+    return False
+
+
 class Jobs:
-    def __init__(self, store: JobStore, clock: Clock) -> None:
+    def __init__(self, store: JobStore, clock: Clock, runs: Runs) -> None:
         self.store = store
         self.clock = clock
+        self.runs = runs
 
     def _version_row(self, tenant_id: str, job: Job) -> JobVersionRow:
         return JobVersionRow(
@@ -131,13 +173,12 @@ class Jobs:
             definition=job.SerializeToString(), created_at=self.clock.now(),
         )
 
-    async def create(self, principal: Principal, job: Job) -> Job:
+    def _new(self, principal: Principal, job: Job) -> tuple[JobRow, JobVersionRow, ScheduleRow | None]:
+        """Validates a new job, fills its defaults and identity, and makes its rows (version 1)."""
         for field in OUTPUT_ONLY:
             job.ClearField(field)
         validate(job)
         apply_defaults(job)
-        if await self.store.slug_taken(principal.tenant_id, job.project_id, job.slug):
-            raise AlreadyExists(f"a job with slug {job.slug!r} already exists in project {job.project_id!r}")
         now = _ts(self.clock)
         job.id, job.version, job.version_id = str(uuid.uuid4()), 1, str(uuid.uuid4())
         job.created_by = job.updated_by = principal.subject_name or principal.subject_id
@@ -148,8 +189,46 @@ class Jobs:
             version=1, version_id=job.version_id, enabled=job.enabled,
             definition=job.SerializeToString(), created_at=self.clock.now(), updated_at=self.clock.now(),
         )
-        await self.store.insert(row, self._version_row(principal.tenant_id, job))
+        return row, self._version_row(principal.tenant_id, job), schedule_for(principal.tenant_id, job, self.clock.now())
+
+    def _next_version(self, principal: Principal, row: JobRow, job: Job) -> tuple[JobRow, JobVersionRow, ScheduleRow | None]:
+        """Makes `job` (the changed definition of row's job) its next immutable version."""
+        job.version = row.version + 1
+        job.version_id = str(uuid.uuid4())
+        job.updated_by = principal.subject_name or principal.subject_id
+        job.updated_at.CopyFrom(_ts(self.clock))
+        row.slug, row.version, row.version_id, row.enabled = job.slug, job.version, job.version_id, job.enabled
+        row.definition, row.updated_at = job.SerializeToString(), self.clock.now()
+        return row, self._version_row(principal.tenant_id, job), schedule_for(principal.tenant_id, job, self.clock.now())
+
+    async def _check_slug(self, principal: Principal, job: Job, except_id: str = "") -> None:
+        if await self.store.slug_taken(principal.tenant_id, job.project_id, job.slug, except_id=except_id):
+            raise AlreadyExists(f"a job with slug {job.slug!r} already exists in project {job.project_id!r}")
+
+    async def create(self, principal: Principal, job: Job) -> Job:
+        rows = self._new(principal, job)
+        await self._check_slug(principal, job)
+        await self.store.insert(*rows)
         return job
+
+    async def batch_create(self, principal: Principal, jobs: list[Job]) -> list[Job]:
+        """All or nothing: the first invalid job refuses the whole batch."""
+        if not jobs:
+            raise InvalidArgument("the batch is empty")
+        if len(jobs) > MAX_BATCH:
+            raise InvalidArgument(f"at most {MAX_BATCH} jobs per batch")
+        items, slugs = [], set()
+        for i, job in enumerate(jobs):
+            try:
+                items.append(self._new(principal, job))
+            except InvalidArgument as error:
+                raise InvalidArgument(f"jobs[{i}]: {error.message}") from None
+            if (job.project_id, job.slug) in slugs:
+                raise AlreadyExists(f"jobs[{i}]: slug {job.slug!r} appears twice in the batch")
+            slugs.add((job.project_id, job.slug))
+            await self._check_slug(principal, job)
+        await self.store.insert_many(items)
+        return jobs
 
     async def _row(self, principal: Principal, job_id: str) -> JobRow:
         row = await self.store.get(principal.tenant_id, job_id)
@@ -161,12 +240,16 @@ class Jobs:
         return Job.FromString((await self._row(principal, job_id)).definition)
 
     async def list(self, principal: Principal, project_id: str, tag_key: str = "", tag_value: str = "",
-                   page_size: int = 0, page_token: str = "") -> tuple[list[Job], str]:
+                   page_size: int = 0, page_token: str = "", name: str = "") -> tuple[list[Job], str]:
         limit = min(page_size or 1000, 1000)
         rows = await self.store.list(principal.tenant_id, project_id, page_token, limit)
         jobs = [Job.FromString(row.definition) for row in rows]
         if tag_key:
             jobs = [j for j in jobs if tag_key in j.tags and (not tag_value or j.tags[tag_key] == tag_value)]
+        elif tag_value:
+            raise InvalidArgument("tag_value needs tag_key")
+        if name:
+            jobs = [j for j in jobs if j.name == name]
         next_token = rows[-1].id if len(rows) == limit else ""
         return jobs, next_token
 
@@ -183,21 +266,58 @@ class Jobs:
             _copy_field(patch, job, Job.DESCRIPTOR.fields_by_name[name])
         validate(job)
         apply_defaults(job)
-        if job.slug != row.slug and await self.store.slug_taken(
-            principal.tenant_id, job.project_id, job.slug, except_id=job.id
-        ):
-            raise AlreadyExists(f"a job with slug {job.slug!r} already exists in project {job.project_id!r}")
-        job.version += 1
-        job.version_id = str(uuid.uuid4())
-        job.updated_by = principal.subject_name or principal.subject_id
-        job.updated_at.CopyFrom(_ts(self.clock))
-        row.slug, row.version, row.version_id, row.enabled = job.slug, job.version, job.version_id, job.enabled
-        row.definition, row.updated_at = job.SerializeToString(), self.clock.now()
-        await self.store.save_version(row, self._version_row(principal.tenant_id, job))
+        if job.slug != row.slug:
+            await self._check_slug(principal, job, except_id=job.id)
+        await self.store.save_version(*self._next_version(principal, row, job))
+        return job
+
+    async def set_enabled(self, principal: Principal, job_ids: list[str], enabled: bool) -> list[str]:
+        """Enables or disables every listed job, all or nothing; returns the ids that changed
+        (each gets a new version; a job already in that state is left as it is)."""
+        wanted = list(dict.fromkeys(job_ids))
+        if not wanted:
+            raise InvalidArgument("job_ids is required")
+        if len(wanted) > 1000:
+            raise InvalidArgument("at most 1000 job_ids")
+        rows = {row.id: row for row in await self.store.get_many(principal.tenant_id, wanted)}
+        missing = [job_id for job_id in wanted if job_id not in rows]
+        if missing:
+            raise NotFound(f"job {missing[0]} not found")
+        items = []
+        for job_id in wanted:
+            row = rows[job_id]
+            job = Job.FromString(row.definition)
+            if job.enabled != enabled:
+                job.enabled = enabled
+                items.append(self._next_version(principal, row, job))
+        if items:
+            await self.store.save_versions(items)
+        return [row.id for row, _, _ in items]
+
+    async def clone(self, principal: Principal, job_id: str, name: str = "", slug: str = "") -> Job:
+        source = await self.get(principal, job_id)
+        job = Job()
+        job.CopyFrom(source)
+        job.name = name or f"{source.name} (copy)"[: TEXT_LIMITS["name"]]
+        if slug:
+            job.slug = slug
+        else:
+            base = f"{source.slug[: TEXT_LIMITS['slug'] - 8]}-copy"
+            taken = await self.store.slugs_like(principal.tenant_id, source.project_id, base)
+            job.slug = next(candidate for candidate in (base, *(f"{base}-{n}" for n in range(2, len(taken) + 3)))
+                            if candidate not in taken)
+        rows = self._new(principal, job)
+        await self._check_slug(principal, job)
+        await self.store.insert(*rows)
         return job
 
     async def delete(self, principal: Principal, job_id: str) -> None:
-        await self.store.delete(await self._row(principal, job_id))
+        row = await self._row(principal, job_id)
+        active = await self.runs.count_active(principal, job_id)
+        if active:
+            raise Conflict(f"job {job_id} has {active} active run{'s' if active != 1 else ''}; "
+                           "cancel them or wait for them to finish")
+        await self.store.delete(row)
 
     async def versions(self, principal: Principal, job_id: str) -> list[JobVersion]:
         await self._row(principal, job_id)
@@ -209,3 +329,36 @@ class Jobs:
             if version.id == version_id or str(version.version) == version_id:
                 return version
         raise NotFound(f"version {version_id} of job {job_id} not found")
+
+    # -- dependencies ---------------------------------------------------------------------
+
+    async def dependencies(self, principal: Principal, job_id: str) -> list[JobDependency]:
+        await self._row(principal, job_id)
+        return [dependency_message(row) for row in await self.store.dependencies(principal.tenant_id, job_id)]
+
+    async def add_dependency(self, principal: Principal, job_id: str, depends_on_job_id: str,
+                             condition: str = "") -> JobDependency:
+        await self._row(principal, job_id)
+        if not depends_on_job_id:
+            raise InvalidArgument("depends_on_job_id is required")
+        condition = condition or "on_success"
+        if condition not in CONDITIONS:
+            raise InvalidArgument(f"condition must be one of {', '.join(CONDITIONS)}, got {condition!r}")
+        if depends_on_job_id == job_id:
+            raise InvalidArgument("a job cannot depend on itself")
+        await self._row(principal, depends_on_job_id)
+        edges = await self.store.dependency_edges(principal.tenant_id)
+        if (job_id, depends_on_job_id) in edges:
+            raise AlreadyExists(f"job {job_id} already depends on job {depends_on_job_id}")
+        if reaches(edges, depends_on_job_id, job_id):
+            raise InvalidArgument(f"job {depends_on_job_id} already depends on job {job_id}, "
+                                  "directly or not: this dependency would make a cycle")
+        row = DependencyRow(id=str(uuid.uuid4()), tenant_id=principal.tenant_id, job_id=job_id,
+                            depends_on_job_id=depends_on_job_id, condition=condition, created_at=self.clock.now())
+        await self.store.insert_dependency(row)
+        return dependency_message(row)
+
+    async def remove_dependency(self, principal: Principal, job_id: str, dep_id: str) -> None:
+        await self._row(principal, job_id)
+        if not await self.store.delete_dependency(principal.tenant_id, job_id, dep_id):
+            raise NotFound(f"dependency {dep_id} of job {job_id} not found")

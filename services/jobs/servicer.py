@@ -17,13 +17,28 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def CreateJob(self, request, context):
         return await self.jobs.create(from_context(context), request.job)
 
+    async def BatchCreateJobs(self, request, context):
+        jobs = await self.jobs.batch_create(from_context(context), list(request.jobs))
+        return jobs_pb2.BatchCreateJobsResponse(jobs=jobs)
+
+    async def BatchEnableJobs(self, request, context):
+        changed = await self.jobs.set_enabled(from_context(context), list(request.job_ids), True)
+        return jobs_pb2.BatchSetJobsEnabledResponse(updated=len(changed), job_ids=changed)
+
+    async def BatchDisableJobs(self, request, context):
+        changed = await self.jobs.set_enabled(from_context(context), list(request.job_ids), False)
+        return jobs_pb2.BatchSetJobsEnabledResponse(updated=len(changed), job_ids=changed)
+
+    async def CloneJob(self, request, context):
+        return await self.jobs.clone(from_context(context), request.job_id, request.name, request.slug)
+
     async def GetJob(self, request, context):
         return await self.jobs.get(from_context(context), request.job_id)
 
     async def ListJobs(self, request, context):
         jobs, token = await self.jobs.list(
             from_context(context), request.project_id, request.tag_key, request.tag_value,
-            request.page_size, request.page_token,
+            request.page_size, request.page_token, request.name,
         )
         return jobs_pb2.ListJobsResponse(jobs=jobs, next_page_token=token)
 
@@ -41,3 +56,16 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     async def GetJobVersion(self, request, context):
         return await self.jobs.version(from_context(context), request.job_id, request.version_id)
+
+    async def ListJobDependencies(self, request, context):
+        dependencies = await self.jobs.dependencies(from_context(context), request.job_id)
+        return jobs_pb2.ListJobDependenciesResponse(dependencies=dependencies)
+
+    async def CreateJobDependency(self, request, context):
+        return await self.jobs.add_dependency(
+            from_context(context), request.job_id, request.depends_on_job_id, request.condition
+        )
+
+    async def DeleteJobDependency(self, request, context):
+        await self.jobs.remove_dependency(from_context(context), request.job_id, request.dep_id)
+        return empty_pb2.Empty()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint, delete, or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, select
 
 from services.common.db import Database
+from services.common.errors import AlreadyExists
 
 
 class JobRow(SQLModel, table=True):
@@ -42,22 +44,84 @@ class JobVersionRow(SQLModel, table=True):
     created_at: datetime
 
 
-TABLES = [JobRow, JobVersionRow]
+class DependencyRow(SQLModel, table=True):
+    """job_id runs only after depends_on_job_id (the runs service reads these)."""
+
+    __tablename__ = "jobs_dependencies"
+    __table_args__ = (UniqueConstraint("job_id", "depends_on_job_id", name="uq_jobs_dependency"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(max_length=64, index=True)
+    job_id: str = Field(max_length=64, index=True)
+    depends_on_job_id: str = Field(max_length=64, index=True)
+    condition: str = Field(max_length=32)
+    created_at: datetime
+
+
+class ScheduleRow(SQLModel, table=True):
+    """One row per enabled job with a cron: when it fires next, and who holds the lease to fire it."""
+
+    __tablename__ = "jobs_schedules"
+    __table_args__ = (Index("ix_jobs_schedules_due", "next_fire_at"),)
+
+    job_id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(max_length=64)
+    project_id: str = Field(max_length=128)
+    cron: str = Field(max_length=256)
+    timezone: str = Field(max_length=64)
+    next_fire_at: datetime
+    lease_owner: str = Field(default="", max_length=64)
+    lease_until: datetime | None = None
+    last_fired_at: datetime | None = None
+
+
+TABLES = [JobRow, JobVersionRow, DependencyRow, ScheduleRow]
 
 
 class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def insert(self, job: JobRow, version: JobVersionRow) -> None:
-        async with self.db.session() as session:
-            session.add(job)
-            session.add(version)
+    @staticmethod
+    async def _sync_schedule(session, job_id: str, schedule: ScheduleRow | None) -> None:
+        """Makes the job's schedule row match `schedule` (None: no row). A row whose cron and
+        timezone are unchanged keeps its next_fire_at and lease, so an edit never drops a due tick."""
+        existing = await session.get(ScheduleRow, job_id)
+        if schedule is None:
+            if existing is not None:
+                await session.delete(existing)
+        elif existing is None:
+            session.add(schedule)
+        elif (existing.cron, existing.timezone) == (schedule.cron, schedule.timezone):
+            existing.project_id = schedule.project_id
+        else:
+            existing.cron, existing.timezone = schedule.cron, schedule.timezone
+            existing.next_fire_at, existing.lease_owner, existing.lease_until = schedule.next_fire_at, "", None
+
+    async def insert_many(self, items: list[tuple[JobRow, JobVersionRow, ScheduleRow | None]]) -> None:
+        """Inserts jobs with their first versions and schedules in one transaction."""
+        try:
+            async with self.db.session() as session:
+                for job, version, schedule in items:
+                    session.add(job)
+                    session.add(version)
+                    if schedule is not None:
+                        session.add(schedule)
+        except IntegrityError:
+            raise AlreadyExists("a job with that slug already exists in the project") from None
+
+    async def insert(self, job: JobRow, version: JobVersionRow, schedule: ScheduleRow | None = None) -> None:
+        await self.insert_many([(job, version, schedule)])
 
     async def get(self, tenant_id: str, job_id: str) -> JobRow | None:
         async with self.db.session() as session:
             row = await session.get(JobRow, job_id)
             return row if row is not None and row.tenant_id == tenant_id else None
+
+    async def get_many(self, tenant_id: str, job_ids: list[str]) -> list[JobRow]:
+        query = select(JobRow).where(JobRow.tenant_id == tenant_id, JobRow.id.in_(job_ids))
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
 
     async def slug_taken(self, tenant_id: str, project_id: str, slug: str, except_id: str = "") -> bool:
         query = select(JobRow.id).where(
@@ -66,6 +130,13 @@ class JobStore:
         async with self.db.session() as session:
             ids = (await session.exec(query)).all()
         return any(found != except_id for found in ids)
+
+    async def slugs_like(self, tenant_id: str, project_id: str, prefix: str) -> set[str]:
+        query = select(JobRow.slug).where(
+            JobRow.tenant_id == tenant_id, JobRow.project_id == project_id, JobRow.slug.startswith(prefix)
+        )
+        async with self.db.session() as session:
+            return set((await session.exec(query)).all())
 
     async def list(self, tenant_id: str, project_id: str, after_id: str, limit: int) -> list[JobRow]:
         query = select(JobRow).where(JobRow.tenant_id == tenant_id)
@@ -76,14 +147,28 @@ class JobStore:
         async with self.db.session() as session:
             return list((await session.exec(query.order_by(JobRow.id).limit(limit))).all())
 
-    async def save_version(self, job: JobRow, version: JobVersionRow) -> None:
-        """Stores a new current definition and its immutable version in one transaction."""
-        async with self.db.session() as session:
-            await session.merge(job)
-            session.add(version)
+    async def save_versions(self, items: list[tuple[JobRow, JobVersionRow, ScheduleRow | None]]) -> None:
+        """Stores new current definitions, their immutable versions and schedules in one transaction."""
+        try:
+            async with self.db.session() as session:
+                for job, version, schedule in items:
+                    await session.merge(job)
+                    session.add(version)
+                    await self._sync_schedule(session, job.id, schedule)
+        except IntegrityError:
+            raise AlreadyExists("a job with that slug already exists in the project") from None
+
+    async def save_version(self, job: JobRow, version: JobVersionRow, schedule: ScheduleRow | None = None) -> None:
+        await self.save_versions([(job, version, schedule)])
 
     async def delete(self, job: JobRow) -> None:
+        """Deletes the job, its schedule and every dependency from or to it (versions stay)."""
         async with self.db.session() as session:
+            await session.exec(delete(DependencyRow).where(
+                DependencyRow.tenant_id == job.tenant_id,
+                or_(DependencyRow.job_id == job.id, DependencyRow.depends_on_job_id == job.id),
+            ))
+            await session.exec(delete(ScheduleRow).where(ScheduleRow.job_id == job.id))
             stored = await session.get(JobRow, job.id)
             if stored is not None:
                 await session.delete(stored)
@@ -96,3 +181,87 @@ class JobStore:
         )
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
+
+    # -- dependencies ---------------------------------------------------------------------
+
+    async def dependencies(self, tenant_id: str, job_id: str) -> list[DependencyRow]:
+        query = (
+            select(DependencyRow)
+            .where(DependencyRow.tenant_id == tenant_id, DependencyRow.job_id == job_id)
+            .order_by(DependencyRow.created_at, DependencyRow.id)
+        )
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
+
+    async def dependency_edges(self, tenant_id: str) -> list[tuple[str, str]]:
+        """Every (job_id, depends_on_job_id) of the tenant: the graph a cycle check walks."""
+        query = select(DependencyRow.job_id, DependencyRow.depends_on_job_id).where(
+            DependencyRow.tenant_id == tenant_id
+        )
+        async with self.db.session() as session:
+            return [(a, b) for a, b in (await session.exec(query)).all()]
+
+    async def insert_dependency(self, row: DependencyRow) -> None:
+        try:
+            async with self.db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            raise AlreadyExists(f"job {row.job_id} already depends on job {row.depends_on_job_id}") from None
+
+    async def delete_dependency(self, tenant_id: str, job_id: str, dep_id: str) -> bool:
+        statement = delete(DependencyRow).where(
+            DependencyRow.tenant_id == tenant_id, DependencyRow.job_id == job_id, DependencyRow.id == dep_id
+        )
+        async with self.db.session() as session:
+            return (await session.exec(statement)).rowcount == 1
+
+    # -- schedules ------------------------------------------------------------------------
+
+    async def schedule(self, job_id: str) -> ScheduleRow | None:
+        async with self.db.session() as session:
+            return await session.get(ScheduleRow, job_id)
+
+    async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[ScheduleRow]:
+        """Leases up to `limit` due schedules to `owner`. Each claim is a compare-and-set on
+        (next_fire_at, expired lease), and on PostgreSQL the candidates are read FOR UPDATE SKIP
+        LOCKED, so two replicas never hold the same tick."""
+        free = or_(ScheduleRow.lease_until.is_(None), ScheduleRow.lease_until <= now)
+        query = (
+            select(ScheduleRow).where(ScheduleRow.next_fire_at <= now, free)
+            .order_by(ScheduleRow.next_fire_at).limit(limit)
+        )
+        if self.db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        claimed = []
+        async with self.db.session() as session:
+            for row in (await session.exec(query)).all():
+                result = await session.exec(
+                    update(ScheduleRow)
+                    .where(ScheduleRow.job_id == row.job_id, ScheduleRow.next_fire_at == row.next_fire_at, free)
+                    .values(lease_owner=owner, lease_until=lease_until)
+                )
+                if result.rowcount == 1:
+                    row.lease_owner, row.lease_until = owner, lease_until
+                    claimed.append(row)
+        return claimed
+
+    async def complete_fire(self, row: ScheduleRow, owner: str, fired_at: datetime, next_fire_at: datetime) -> bool:
+        """Moves a leased schedule on to its next tick, unless the job changed it meanwhile."""
+        statement = (
+            update(ScheduleRow)
+            .where(ScheduleRow.job_id == row.job_id, ScheduleRow.lease_owner == owner,
+                   ScheduleRow.next_fire_at == row.next_fire_at)
+            .values(next_fire_at=next_fire_at, last_fired_at=fired_at, lease_owner="", lease_until=None)
+        )
+        async with self.db.session() as session:
+            return (await session.exec(statement)).rowcount == 1
+
+    async def retry_later(self, row: ScheduleRow, owner: str, at: datetime) -> None:
+        """Keeps the tick due but leaves it alone until `at` (a failed fire's backoff)."""
+        statement = (
+            update(ScheduleRow)
+            .where(ScheduleRow.job_id == row.job_id, ScheduleRow.lease_owner == owner)
+            .values(lease_owner="", lease_until=at)
+        )
+        async with self.db.session() as session:
+            await session.exec(statement)

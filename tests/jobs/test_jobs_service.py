@@ -12,15 +12,22 @@ from services.common.config import Settings
 from services.common.principal import ADMIN, to_metadata
 from services.jobs.app import build
 
+from .fakes import FakeRuns
+
 ALICE = to_metadata(Principal(tenant_id="t-alice", project_id="default", subject_id="u1", subject_name="alice",
                               scopes=[ADMIN]))
 BOB = to_metadata(Principal(tenant_id="t-bob", project_id="default", subject_id="u2", scopes=[ADMIN]))
 
 
 @pytest.fixture
-async def jobs(database_url: str):
-    running = await server.start(await build(Settings(service="jobs", listen_addr="", database_url=database_url)),
-                                 "127.0.0.1:0")
+def runs() -> FakeRuns:
+    return FakeRuns()
+
+
+@pytest.fixture
+async def jobs(database_url: str, runs: FakeRuns):
+    settings = Settings(service="jobs", listen_addr="", database_url=database_url)
+    running = await server.start(await build(settings, runs=runs, ticking=False), "127.0.0.1:0")
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     yield jobs_pb2_grpc.JobServiceStub(channel)
     await channel.close()

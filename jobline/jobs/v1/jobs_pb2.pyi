@@ -192,18 +192,20 @@ class GetJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("project_id", "tag_key", "tag_value", "page_size", "page_token")
+    __slots__ = ("project_id", "tag_key", "tag_value", "page_size", "page_token", "name")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     TAG_KEY_FIELD_NUMBER: _ClassVar[int]
     TAG_VALUE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     tag_key: str
     tag_value: str
     page_size: int
     page_token: str
-    def __init__(self, project_id: _Optional[str] = ..., tag_key: _Optional[str] = ..., tag_value: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    name: str
+    def __init__(self, project_id: _Optional[str] = ..., tag_key: _Optional[str] = ..., tag_value: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")
@@ -274,3 +276,57 @@ class ListJobDependenciesResponse(_message.Message):
     DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
     dependencies: _containers.RepeatedCompositeFieldContainer[JobDependency]
     def __init__(self, dependencies: _Optional[_Iterable[_Union[JobDependency, _Mapping]]] = ...) -> None: ...
+
+class CreateJobDependencyRequest(_message.Message):
+    __slots__ = ("job_id", "depends_on_job_id", "condition")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    depends_on_job_id: str
+    condition: str
+    def __init__(self, job_id: _Optional[str] = ..., depends_on_job_id: _Optional[str] = ..., condition: _Optional[str] = ...) -> None: ...
+
+class DeleteJobDependencyRequest(_message.Message):
+    __slots__ = ("job_id", "dep_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DEP_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    dep_id: str
+    def __init__(self, job_id: _Optional[str] = ..., dep_id: _Optional[str] = ...) -> None: ...
+
+class BatchCreateJobsRequest(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
+
+class BatchCreateJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
+
+class BatchSetJobsEnabledRequest(_message.Message):
+    __slots__ = ("job_ids",)
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchSetJobsEnabledResponse(_message.Message):
+    __slots__ = ("updated", "job_ids")
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    updated: int
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, updated: _Optional[int] = ..., job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CloneJobRequest(_message.Message):
+    __slots__ = ("job_id", "name", "slug")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SLUG_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    name: str
+    slug: str
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., slug: _Optional[str] = ...) -> None: ...

@@ -46,6 +46,26 @@ class JobServiceStub:
                 request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
                 _registered_method=True)
+        self.BatchCreateJobs = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/BatchCreateJobs',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchCreateJobsRequest.SerializeToString,
+                response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchCreateJobsResponse.FromString,
+                _registered_method=True)
+        self.BatchEnableJobs = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/BatchEnableJobs',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchSetJobsEnabledRequest.SerializeToString,
+                response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchSetJobsEnabledResponse.FromString,
+                _registered_method=True)
+        self.BatchDisableJobs = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/BatchDisableJobs',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchSetJobsEnabledRequest.SerializeToString,
+                response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchSetJobsEnabledResponse.FromString,
+                _registered_method=True)
+        self.CloneJob = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/CloneJob',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.CloneJobRequest.SerializeToString,
+                response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
+                _registered_method=True)
         self.ListJobs = channel.unary_unary(
                 '/jobline.jobs.v1.JobService/ListJobs',
                 request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
@@ -76,6 +96,16 @@ class JobServiceStub:
                 request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesRequest.SerializeToString,
                 response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesResponse.FromString,
                 _registered_method=True)
+        self.CreateJobDependency = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/CreateJobDependency',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.CreateJobDependencyRequest.SerializeToString,
+                response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobDependency.FromString,
+                _registered_method=True)
+        self.DeleteJobDependency = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/DeleteJobDependency',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobDependencyRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -90,6 +120,34 @@ class JobServiceServicer:
 
     def GetJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateJobs(self, request, context):
+        """All or nothing: one invalid job and none is created.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchEnableJobs(self, request, context):
+        """Enables every listed job (all or nothing); each job that changes gets a new version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchDisableJobs(self, request, context):
+        """Disables every listed job (all or nothing); each job that changes gets a new version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloneJob(self, request, context):
+        """A new job (version 1) with the source's definition, under a new name and slug.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -132,6 +190,19 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateJobDependency(self, request, context):
+        """Refuses a dependency on the job itself or one that would close a cycle.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteJobDependency(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +214,26 @@ def add_JobServiceServicer_to_server(servicer, server):
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
+                    response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.SerializeToString,
+            ),
+            'BatchCreateJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateJobs,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchCreateJobsRequest.FromString,
+                    response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchCreateJobsResponse.SerializeToString,
+            ),
+            'BatchEnableJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchEnableJobs,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchSetJobsEnabledRequest.FromString,
+                    response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchSetJobsEnabledResponse.SerializeToString,
+            ),
+            'BatchDisableJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchDisableJobs,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchSetJobsEnabledRequest.FromString,
+                    response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchSetJobsEnabledResponse.SerializeToString,
+            ),
+            'CloneJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloneJob,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.CloneJobRequest.FromString,
                     response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.SerializeToString,
             ),
             'ListJobs': grpc.unary_unary_rpc_method_handler(
@@ -174,6 +265,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListJobDependencies,
                     request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesRequest.FromString,
                     response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesResponse.SerializeToString,
+            ),
+            'CreateJobDependency': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJobDependency,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.CreateJobDependencyRequest.FromString,
+                    response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobDependency.SerializeToString,
+            ),
+            'DeleteJobDependency': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJobDependency,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobDependencyRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -230,6 +331,114 @@ class JobService:
             target,
             '/jobline.jobs.v1.JobService/GetJob',
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/BatchCreateJobs',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchCreateJobsRequest.SerializeToString,
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchCreateJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchEnableJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/BatchEnableJobs',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchSetJobsEnabledRequest.SerializeToString,
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchSetJobsEnabledResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchDisableJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/BatchDisableJobs',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchSetJobsEnabledRequest.SerializeToString,
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchSetJobsEnabledResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloneJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/CloneJob',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.CloneJobRequest.SerializeToString,
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
             options,
             channel_credentials,
@@ -393,6 +602,60 @@ class JobService:
             '/jobline.jobs.v1.JobService/ListJobDependencies',
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesRequest.SerializeToString,
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateJobDependency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/CreateJobDependency',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.CreateJobDependencyRequest.SerializeToString,
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobDependency.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJobDependency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/DeleteJobDependency',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobDependencyRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,6 +19,7 @@ from .hub import AgentHub
 from .peers import Peers
 from .servicer import AgentServicer, RunServicer
 from .store import TABLES, RunStore
+from .webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,12 @@ class RunsService:
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.db = Database(settings.database_url, TABLES)
         self.channels = Channels()
-        self.store = RunStore(self.db)
+        self.store = RunStore(self.db, clock)
         self.peers = Peers(self.channels, settings.peers)
         self.engine = RunEngine(self.store, self.peers, clock, settings.heartbeat_timeout_secs)
         self.hub = AgentHub(self.engine, self.store, self.peers, clock, settings.heartbeat_interval_ms)
         self.http = HttpExecutor(self.engine, self.store, clock, self.hub.replica_id)
+        self.webhooks = WebhookSender(self.store, clock)
         self._tasks: list[asyncio.Task] = []
 
     async def tick(self) -> None:
@@ -52,7 +54,8 @@ class RunsService:
     async def start(self, ticking: bool = True) -> None:
         """Creates the tables and starts dispatching; `ticking=False` leaves timers to explicit tick() calls."""
         await self.db.create_tables()
-        loops = [self.hub.run_dispatcher(), self.http.run(), *([self._ticker()] if ticking else [])]
+        loops = [self.hub.run_dispatcher(), self.http.run(),
+                 *([self._ticker(), self.webhooks.run()] if ticking else [])]
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     async def stop(self) -> None:
@@ -63,6 +66,7 @@ class RunsService:
         for session in list(self.hub.sessions.values()):
             session.close()
         await self.http.client.aclose()
+        await self.webhooks.close()
         await self.channels.close()
         await self.db.close()
 

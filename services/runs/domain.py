@@ -92,3 +92,84 @@ def after_failure(job: Job, outcome: Outcome, attempt: int, max_attempts: int, n
         return NextStep("delayed", now + timedelta(seconds=backoff_secs(job, attempt, rng)))
     # A job with retries that exhausted them goes to the dead-letter queue; one without keeps its status.
     return NextStep("dead_letter" if max_attempts > 1 else outcome.status)
+
+
+# -- triggering -------------------------------------------------------------------------------
+
+
+def validate_payload(schema: dict[str, Any], payload: dict[str, Any]) -> None:
+    """Refuses a payload that fails the job's JSON Schema (a bad schema is the job's error, also 400)."""
+    if not schema:
+        return
+    import jsonschema
+
+    try:
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        errors = sorted(cls(schema).iter_errors(payload), key=lambda e: list(e.absolute_path))
+    except jsonschema.SchemaError as error:
+        raise InvalidArgument(f"the job's payload_schema is invalid: {error.message}") from None
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "payload"
+        raise InvalidArgument(f"payload does not match the job's payload_schema: {where}: {first.message}")
+
+
+def window_opening(expression: str, timezone: str, now: datetime) -> datetime | None:
+    """None when `now` is inside the execution window (the minutes the 5-field cron matches, in the
+    job's timezone), else when the window next opens (UTC)."""
+    if not expression:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from croniter import CroniterBadCronError, croniter
+
+    try:
+        zone = ZoneInfo(timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidArgument(f"unknown timezone {timezone!r}") from None
+    local = now.astimezone(zone)
+    try:
+        if croniter.match(expression, local.replace(second=0, microsecond=0)):
+            return None
+        opening = croniter(expression, local).get_next(datetime)
+    except (CroniterBadCronError, ValueError, KeyError) as error:
+        raise InvalidArgument(f"invalid execution_window_cron {expression!r}: {error}") from None
+    return opening.astimezone(now.tzinfo)
+
+
+# -- dependencies -----------------------------------------------------------------------------
+
+FAILURES = ("failed", "timed_out", "crashed", "system_failed", "dead_letter", "expired")
+
+
+def dependency_state(condition: str, latest_status: str | None) -> str:
+    """'met', 'pending' (no finished run yet) or 'broken' (the latest run ended the wrong way)."""
+    from .store import TERMINAL
+
+    if latest_status is None or latest_status not in TERMINAL:
+        return "pending"
+    condition = condition or "on_success"
+    if condition == "on_completion":
+        return "met"
+    if condition == "on_failure":
+        return "met" if latest_status in FAILURES else "broken"
+    return "met" if latest_status == "completed" else "broken"
+
+
+# -- health -----------------------------------------------------------------------------------
+
+HEALTH_WINDOWS = {"1h": 3600, "1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+
+
+def health_score(total: int, completed: int, avg_secs: float | None, p95_secs: float | None) -> tuple[float, float]:
+    """(success_rate, score): score = 0.7·success_rate + stability, capped at 100; −1 with no runs."""
+    if total == 0:
+        return 0.0, -1.0
+    success_rate = completed / total * 100
+    stability = 0.0
+    if avg_secs and avg_secs > 0:
+        stability = 30.0
+        if p95_secs is not None and p95_secs > 2 * avg_secs:
+            stability -= min((p95_secs / avg_secs - 2) * 15, 30)
+    return success_rate, min(0.7 * success_rate + stability, 100.0)

@@ -4,30 +4,51 @@ rows, advanced by `tick()` against the injectable clock."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from google.protobuf.json_format import MessageToDict
 
-from jobline.auth.v1.auth_pb2 import Principal
+from jobline.auth.v1.auth_pb2 import SUBJECT_TYPE_SERVICE_ACCOUNT, Principal
 from jobline.devices.v1.devices_pb2 import DeviceTargets
 from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import runs_pb2
 from services.common.clock import Clock
 from services.common.errors import Conflict, InvalidArgument, NotFound
 from services.common.principal import READ, TRIGGER, WRITE, require_scope
+from services.common.secrets import new_secret, secret_hash
 
 from . import domain
-from .mapping import chunk_message, run_message, status_word
+from .mapping import chunk_message, event_message, output_message, run_message, status_enum, status_word
 from .peers import Peers
-from .store import ACTIVE, ON_DEVICE, TERMINAL, RunRow, RunStore
+from .store import ACTIVE, ON_DEVICE, TERMINAL, IntegrityError, RunRow, RunStore, canonical_hash
 
 log = logging.getLogger(__name__)
 
 MAX_LIST = 1000
+MAX_BULK = 1000
+MAX_CANCEL_ALL = 10_000
+WATCH_POLL_SECS = 0.25
+
+
+@dataclass
+class RunSpec:
+    """What one trigger (or one bulk item) asks for."""
+
+    payload: dict[str, Any]
+    payload_hash: str
+    priority: int = 0
+    scheduled: datetime | None = None
+    idempotency_key: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    concurrency_key: str = ""
 
 
 class Dispatcher(Protocol):
@@ -52,44 +73,158 @@ class RunEngine:
         self.heartbeat_timeout = timedelta(seconds=heartbeat_timeout_secs)
         self.dispatchers: list[Dispatcher] = []
 
-    # -- the API ---------------------------------------------------------------------------
+    # -- triggering ---------------------------------------------------------------------------
 
     async def trigger(self, principal: Principal, request: runs_pb2.TriggerJobRequest) -> runs_pb2.Run:
         require_scope(principal, TRIGGER)
-        job = await self.peers.job(principal, request.job_id)
-        if not job.enabled:
-            raise InvalidArgument(f"job {job.id} is disabled")
+        job = await self._triggerable_job(principal, request.job_id)
         payload = MessageToDict(request.payload) if request.HasField("payload") else {}
+        domain.validate_payload(_schema(job), payload)
         now = self.clock.now()
-        scheduled = request.scheduled_at.ToDatetime(tzinfo=UTC) if request.HasField("scheduled_at") else None
-        status = "delayed" if scheduled and scheduled > now else "queued"
+        if request.idempotency_key:
+            existing = await self.store.by_idempotency_keys(principal.tenant_id, job.id, [request.idempotency_key])
+            if request.idempotency_key in existing:
+                return _hit(existing[request.idempotency_key])
+        digest = canonical_hash(payload)
+        if job.dedup_window_secs:
+            duplicate = await self.store.recent_duplicate(principal.tenant_id, job.id, digest,
+                                                          now - timedelta(seconds=job.dedup_window_secs))
+            if duplicate is not None:
+                return _hit(duplicate)
+        parent = await self._row(principal, request.parent_run_id) if request.parent_run_id else None
+        deps = await self._dependencies(principal, job)
+        spec = RunSpec(payload=payload, payload_hash=digest, priority=request.priority,
+                       scheduled=request.scheduled_at.ToDatetime(tzinfo=UTC) if request.HasField("scheduled_at") else None,
+                       idempotency_key=request.idempotency_key, metadata=dict(request.metadata), tags=dict(request.tags),
+                       concurrency_key=request.concurrency_key)
         invocation_id = str(uuid.uuid4())
-
-        def new_run(device_id: str = "", command: str = "") -> RunRow:
-            return RunRow(
-                id=str(uuid.uuid4()), tenant_id=principal.tenant_id, project_id=job.project_id, job_id=job.id,
-                job_version=job.version, job_version_id=job.version_id, invocation_id=invocation_id,
-                target_key=target_key(principal.tenant_id, device_id) if device_id else "", device_id=device_id,
-                status=status, max_attempts=job.max_attempts or 1, priority=request.priority, command=command,
-                timeout_secs=job.timeout_secs, payload=payload, metadata_={**job.default_run_metadata, **request.metadata},
-                snapshot=job.SerializeToString(), triggered_by="manual",
-                created_by=principal.subject_name or principal.subject_id,
-                idempotency_key=request.idempotency_key, created_at=now, scheduled_at=scheduled or now,
-                expires_at=now + timedelta(seconds=job.run_ttl_secs) if job.run_ttl_secs else None,
-            )
-
         if job.command:
             command = domain.render_command(job.command, domain.inputs_for(job, payload))
             devices = await self._targets(principal, job, list(request.device_ids))
-            rows = [new_run(device_id, command) for device_id in devices]
+            rows = [self._new_run(principal, job, spec, now, i, invocation_id=invocation_id, deps=deps,
+                                  parent=parent, device_id=device_id, command=command, keyed=i == 0)
+                    for i, device_id in enumerate(devices)]
         else:
-            rows = [new_run()]
+            rows = [self._new_run(principal, job, spec, now, 0, invocation_id=invocation_id, deps=deps, parent=parent)]
         if request.dry_run:
             return run_message(rows[0])
-        await self.store.insert_runs(rows)
-        if status == "queued":
-            self._wake({row.target_key for row in rows})
+        try:
+            await self.store.insert_runs(rows)
+        except IntegrityError:  # the same idempotency key, triggered at the same moment
+            existing = await self.store.by_idempotency_keys(principal.tenant_id, job.id, [request.idempotency_key])
+            if request.idempotency_key in existing:
+                return _hit(existing[request.idempotency_key])
+            raise
+        self._wake({row.target_key for row in rows if row.status == "queued"})
         return run_message(rows[0])
+
+    async def bulk_trigger(self, principal: Principal,
+                           request: runs_pb2.BulkTriggerJobRequest) -> runs_pb2.BulkTriggerJobResponse:
+        """Many runs of one job: one read of the keys already used, one insert for every new run."""
+        require_scope(principal, TRIGGER)
+        if not request.items:
+            raise InvalidArgument("items must not be empty")
+        if len(request.items) > MAX_BULK:
+            raise InvalidArgument(f"at most {MAX_BULK} items per call")
+        job = await self._triggerable_job(principal, request.job_id)
+        if job.command:
+            raise InvalidArgument("bulk trigger is for endpoint jobs; trigger a device job once per payload")
+        deps = await self._dependencies(principal, job)
+        schema = _schema(job)
+        now = self.clock.now()
+        batch_id = str(uuid.uuid4())
+        specs = []
+        for index, item in enumerate(request.items):
+            payload = MessageToDict(item.payload) if item.HasField("payload") else {}
+            try:
+                domain.validate_payload(schema, payload)
+            except InvalidArgument as error:
+                raise InvalidArgument(f"items[{index}]: {error.message}") from None
+            specs.append(RunSpec(payload=payload, payload_hash=canonical_hash(payload), priority=item.priority,
+                                 scheduled=item.scheduled_at.ToDatetime(tzinfo=UTC) if item.HasField("scheduled_at")
+                                 else None, idempotency_key=item.idempotency_key, metadata=dict(item.metadata),
+                                 tags=dict(item.tags), concurrency_key=item.concurrency_key))
+        for attempt in range(2):
+            existing = await self.store.by_idempotency_keys(principal.tenant_id, job.id,
+                                                            [s.idempotency_key for s in specs])
+            results: list[runs_pb2.BulkTriggerResult] = []
+            rows: list[RunRow] = []
+            fresh: dict[str, RunRow] = {}
+            for index, spec in enumerate(specs):
+                hit = existing.get(spec.idempotency_key) or fresh.get(spec.idempotency_key)
+                if hit is not None:
+                    results.append(runs_pb2.BulkTriggerResult(id=hit.id, status=hit.status, idempotency_hit=True))
+                    continue
+                token = new_secret("jlrt_")
+                row = self._new_run(principal, job, spec, now, index, invocation_id=str(uuid.uuid4()), deps=deps,
+                                    batch_id=batch_id, run_token_hash=secret_hash(token))
+                rows.append(row)
+                if spec.idempotency_key:
+                    fresh[spec.idempotency_key] = row
+                results.append(runs_pb2.BulkTriggerResult(id=row.id, status=row.status, run_token=token))
+            try:
+                await self.store.insert_runs(rows)
+                break
+            except IntegrityError:
+                if attempt:
+                    raise Conflict("idempotency keys were used concurrently; try again") from None
+        self._wake({row.target_key for row in rows if row.status == "queued"})
+        return runs_pb2.BulkTriggerJobResponse(results=results, total=len(results), created=len(rows),
+                                               batch_id=batch_id)
+
+    async def _triggerable_job(self, principal: Principal, job_id: str) -> Job:
+        job = await self.peers.job(principal, job_id)
+        if job.HasField("enabled") and not job.enabled:
+            raise InvalidArgument(f"job {job.id} is disabled")
+        return job
+
+    async def _dependencies(self, principal: Principal, job: Job) -> list[dict]:
+        deps = await self.peers.dependencies(principal, job.id)
+        return [{"id": d.id, "depends_on_job_id": d.depends_on_job_id, "condition": d.condition or "on_success",
+                 "created_at": d.created_at.ToJsonString() if d.HasField("created_at") else ""} for d in deps]
+
+    def _new_run(self, principal: Principal, job: Job, spec: RunSpec, now: datetime, index: int, *,
+                 invocation_id: str, deps: list[dict], parent: RunRow | None = None, device_id: str = "",
+                 command: str = "", keyed: bool = True, batch_id: str = "", run_token_hash: str = "") -> RunRow:
+        status, scheduled = self._initial_status(job, spec.scheduled, now, bool(deps))
+        key_limit = next((k for k in job.rate_limit_keys if spec.concurrency_key and k.name == spec.concurrency_key),
+                         None)
+        limits = dict(max_concurrency=max(job.max_concurrency, 0),
+                      rate_limit_max=max(job.rate_limit_max, 0) if job.rate_limit_window_secs > 0 else 0,
+                      rate_limit_window_secs=max(job.rate_limit_window_secs, 0),
+                      max_concurrency_per_key=max(job.max_concurrency_per_key, 0) if spec.concurrency_key else 0,
+                      key_rate_max=key_limit.max if key_limit and key_limit.window_secs > 0 else 0,
+                      key_rate_window_secs=key_limit.window_secs if key_limit else 0)
+        run_id = str(uuid.uuid4())
+        created = now + timedelta(microseconds=index)  # distinct, ordered: cursors page through a batch
+        return RunRow(
+            id=run_id, tenant_id=principal.tenant_id, project_id=job.project_id, job_id=job.id,
+            job_version=job.version, job_version_id=job.version_id, invocation_id=invocation_id,
+            target_key=target_key(principal.tenant_id, device_id) if device_id else "", device_id=device_id,
+            status=status, max_attempts=job.max_attempts or 1, priority=spec.priority, command=command,
+            timeout_secs=job.timeout_secs, payload=spec.payload, payload_hash=spec.payload_hash,
+            metadata_={**job.default_run_metadata, **spec.metadata}, tags=spec.tags,
+            snapshot=job.SerializeToString(), triggered_by=_trigger_source(principal, parent),
+            created_by=principal.subject_name or principal.subject_id,
+            idempotency_key=spec.idempotency_key if keyed else "", created_at=created, scheduled_at=scheduled,
+            expires_at=now + timedelta(seconds=job.run_ttl_secs) if job.run_ttl_secs > 0 else None,
+            batch_id=batch_id, run_token_hash=run_token_hash, parent_run_id=parent.id if parent else "",
+            root_run_id=run_id, concurrency_key=spec.concurrency_key, limited=any(limits.values()) and (
+                bool(limits["max_concurrency"] or limits["rate_limit_max"] or limits["max_concurrency_per_key"]
+                     or limits["key_rate_max"])), **limits,
+            dependencies=deps, webhook_url=job.webhook_url,
+        )
+
+    def _initial_status(self, job: Job, scheduled: datetime | None, now: datetime,
+                        waiting: bool) -> tuple[str, datetime]:
+        """waiting on dependencies; delayed until scheduled_at or the execution window opens; else queued."""
+        at = scheduled if scheduled and scheduled > now else now
+        opening = domain.window_opening(job.execution_window_cron, job.timezone, at)
+        if opening is not None:
+            at = opening
+        if waiting:
+            return "waiting", at
+        return ("delayed" if at > now else "queued"), at
 
     async def _targets(self, principal: Principal, job: Job, device_ids: list[str]) -> list[str]:
         targets = DeviceTargets(device_ids=device_ids) if device_ids else job.targets
@@ -100,8 +235,10 @@ class RunEngine:
             raise InvalidArgument("the job has no target devices")
         return [device.id for device in resolved.devices]
 
+    # -- reading ------------------------------------------------------------------------------
+
     async def _row(self, principal: Principal, run_id: str) -> RunRow:
-        row = await self.store.get(principal.tenant_id, run_id)
+        row = await self.store.get(principal.tenant_id, run_id) if run_id else None
         if row is None:
             raise NotFound(f"run {run_id} not found")
         return row
@@ -110,35 +247,105 @@ class RunEngine:
         require_scope(principal, READ)
         return run_message(await self._row(principal, run_id))
 
-    async def list(self, principal: Principal, request: runs_pb2.ListRunsRequest) -> runs_pb2.ListRunsResponse:
+    async def list(self, principal: Principal, request: runs_pb2.ListRunsRequest,
+                   status: str = "") -> runs_pb2.ListRunsResponse:
         require_scope(principal, READ)
         limit = request.limit or 50
         if not 1 <= limit <= MAX_LIST:
             raise InvalidArgument(f"limit must be between 1 and {MAX_LIST}")
-        try:
-            before = datetime.fromisoformat(request.cursor.replace("Z", "+00:00")) if request.cursor else None
-        except ValueError:
-            raise InvalidArgument("cursor must be an RFC 3339 timestamp") from None
+        before = _cursor(request.cursor)
+        if bool(request.metadata_key) != bool(request.metadata_value) and not request.metadata_key:
+            raise InvalidArgument("metadata_value needs metadata_key")
+        contains = None
+        if request.payload_contains:
+            try:
+                contains = json.loads(request.payload_contains)
+            except ValueError:
+                contains = None
+            if not isinstance(contains, dict):
+                raise InvalidArgument("payload_contains must be a JSON object")
         rows = await self.store.list(
             principal.tenant_id, project_id=request.project_id,
-            status=status_word(request.status) if request.status else "", job_id=request.job_id,
-            invocation_id=request.invocation_id, triggered_by=request.triggered_by, before=before, limit=limit,
+            status=status or (status_word(request.status) if request.status else ""), job_id=request.job_id,
+            invocation_id=request.invocation_id, triggered_by=request.triggered_by, batch_id=request.batch_id,
+            metadata=(request.metadata_key, request.metadata_value) if request.metadata_key else None,
+            payload_contains=contains, before=before, limit=limit,
         )
-        next_cursor = rows[-1].created_at.isoformat() if len(rows) == limit else ""
+        next_cursor = f"{_rfc3339(rows[-1].created_at)}" if len(rows) == limit else ""
         return runs_pb2.ListRunsResponse(runs=[run_message(r) for r in rows], next_cursor=next_cursor)
 
-    async def cancel(self, principal: Principal, run_id: str) -> runs_pb2.Run:
-        require_scope(principal, WRITE)
+    async def list_dead_letter(self, principal: Principal, request: runs_pb2.ListRunsRequest) -> runs_pb2.ListRunsResponse:
+        return await self.list(principal, request, status="dead_letter")
+
+    async def children(self, principal: Principal, run_id: str) -> runs_pb2.ListRunsResponse:
+        require_scope(principal, READ)
         row = await self._row(principal, run_id)
-        if row.status in TERMINAL:
-            raise Conflict(f"run {run_id} is already {row.status}")
-        now = self.clock.now()
-        if not await self.store.transition(row.id, row.attempt, ACTIVE, status="canceled", finished_at=now,
-                                           error="canceled"):
-            raise Conflict(f"run {run_id} finished before it could be canceled")
-        if row.status in ON_DEVICE:
-            self._stop_where_it_runs(row)
-        return run_message(await self._row(principal, run_id))
+        rows = await self.store.list(principal.tenant_id, parent_run_id=row.id, limit=MAX_LIST)
+        return runs_pb2.ListRunsResponse(runs=[run_message(r) for r in reversed(rows)])
+
+    async def lineage(self, principal: Principal, run_id: str) -> runs_pb2.ListRunsResponse:
+        require_scope(principal, READ)
+        row = await self._row(principal, run_id)
+        rows = await self.store.lineage(principal.tenant_id, row.root_run_id or row.id)
+        return runs_pb2.ListRunsResponse(runs=[run_message(r) for r in rows or [row]])
+
+    async def events(self, principal: Principal, request: runs_pb2.ListRunEventsRequest) -> runs_pb2.ListRunEventsResponse:
+        require_scope(principal, READ)
+        row = await self._row(principal, request.run_id)
+        events = await self.store.events(principal.tenant_id, row.id, request.level, request.type)
+        return runs_pb2.ListRunEventsResponse(events=[event_message(e) for e in events])
+
+    async def outputs(self, principal: Principal, run_id: str) -> runs_pb2.ListRunOutputsResponse:
+        """An endpoint run's result; a device run's stdout (output_key "stdout", value {"text": ...})."""
+        require_scope(principal, READ)
+        row = await self._row(principal, run_id)
+        outputs = []
+        if row.result is not None:
+            outputs.append(output_message(row, "result", row.result))
+        if row.device_id:
+            chunks = await self.store.chunks(row.id, attempt=row.attempt)
+            stdout = b"".join(c.data for c in chunks if c.stream == runs_pb2.OUTPUT_STREAM_STDOUT)
+            if chunks:
+                outputs.append(output_message(row, "stdout", {"text": stdout.decode("utf-8", errors="replace")},
+                                              at=chunks[-1].created_at))
+        return runs_pb2.ListRunOutputsResponse(outputs=outputs)
+
+    async def dependency_status(self, principal: Principal, run_id: str) -> runs_pb2.RunDependencyStatus:
+        require_scope(principal, READ)
+        row = await self._row(principal, run_id)
+        deps = row.dependencies or []
+        latest = await self.store.latest_runs(principal.tenant_id, [d["depends_on_job_id"] for d in deps])
+        satisfied = all(domain.dependency_state(d["condition"], latest[d["depends_on_job_id"]].status
+                                                if d["depends_on_job_id"] in latest else None) == "met" for d in deps)
+        if row.status != "waiting" and row.status not in ("canceled",) and deps:
+            satisfied = satisfied or row.status not in ("waiting",)
+        reply = runs_pb2.RunDependencyStatus(run_id=row.id, job_id=row.job_id, status=status_enum(row.status),
+                                             dependencies_satisfied=satisfied)
+        for d in deps:
+            dep = reply.dependencies.add(id=d.get("id", ""), job_id=row.job_id, depends_on_job_id=d["depends_on_job_id"],
+                                         condition=d["condition"])
+            if d.get("created_at"):
+                dep.created_at.FromJsonString(d["created_at"])
+        return reply
+
+    async def health(self, principal: Principal, request: runs_pb2.GetJobHealthRequest) -> runs_pb2.JobHealthStats:
+        require_scope(principal, READ)
+        window = request.window or "7d"
+        if window not in domain.HEALTH_WINDOWS:
+            raise InvalidArgument("window must be one of 1h, 1d, 7d, 30d")
+        await self.peers.job(principal, request.job_id)  # 404 for a job that is not the caller's
+        since = self.clock.now() - timedelta(seconds=domain.HEALTH_WINDOWS[window])
+        counts, avg_ms, p95_ms = await self.store.health(principal.tenant_id, request.job_id, since)
+        total = sum(counts.values())
+        avg = avg_ms / 1000 if avg_ms is not None else None
+        p95 = p95_ms / 1000 if p95_ms is not None else None
+        success_rate, score = domain.health_score(total, counts.get("completed", 0), avg, p95)
+        return runs_pb2.JobHealthStats(
+            total_runs=total, completed_runs=counts.get("completed", 0), failed_runs=counts.get("failed", 0),
+            timed_out_runs=counts.get("timed_out", 0), crashed_runs=counts.get("crashed", 0),
+            canceled_runs=counts.get("canceled", 0), expired_runs=counts.get("expired", 0),
+            success_rate=success_rate, avg_duration_secs=avg or 0.0, p95_duration_secs=p95 or 0.0,
+            health_score=score)
 
     async def count_active(self, principal: Principal, job_id: str) -> int:
         return await self.store.count_active(principal.tenant_id, job_id)
@@ -151,6 +358,185 @@ class RunEngine:
         return runs_pb2.ListRunLogsResponse(
             chunks=[chunk_message(c) for c in chunks], text=latest.decode("utf-8", errors="replace")
         )
+
+    async def watch(self, principal: Principal, run_id: str) -> AsyncIterator[runs_pb2.WatchRunResponse]:
+        """The run whenever it changes and each new output chunk, until the run has ended."""
+        require_scope(principal, READ)
+        row = await self._row(principal, run_id)
+        last = b""
+        seen = (0, 0)
+        while True:
+            message = run_message(row)
+            chunks = await self.store.chunks_since(row.id, seen)
+            for chunk in chunks:
+                seen = (chunk.attempt, chunk.sequence)
+                yield runs_pb2.WatchRunResponse(output=chunk_message(chunk))
+            serialized = message.SerializeToString(deterministic=True)
+            if serialized != last:
+                last = serialized
+                yield runs_pb2.WatchRunResponse(run=message)
+            if row.status in TERMINAL:
+                return
+            await asyncio.sleep(WATCH_POLL_SECS)
+            row = await self._row(principal, run_id)
+
+    # -- changing runs ------------------------------------------------------------------------
+
+    async def cancel(self, principal: Principal, run_id: str) -> runs_pb2.Run:
+        require_scope(principal, WRITE)
+        row = await self._row(principal, run_id)
+        if row.status in TERMINAL:
+            raise Conflict(f"run {run_id} is already {row.status}")
+        now = self.clock.now()
+        if not await self.store.transition(row.id, row.attempt, ACTIVE, status="canceled", finished_at=now,
+                                           error="canceled", duration_ms=_duration(row, now)):
+            raise Conflict(f"run {run_id} finished before it could be canceled")
+        if row.status in ON_DEVICE:
+            self._stop_where_it_runs(row)
+        await self._cancel_children([row.id], now)
+        return run_message(await self._row(principal, run_id))
+
+    async def _cancel_children(self, parent_ids: list[str], now: datetime) -> None:
+        """Cancels the active descendants of these runs, one level (one statement) at a time."""
+        seen: set[str] = set(parent_ids)
+        while parent_ids:
+            children = [c for c in await self.store.active_children(parent_ids) if c.id not in seen]
+            if not children:
+                return
+            changed = await self.store.set_many([c.id for c in children], ACTIVE, status="canceled",
+                                                finished_at=now, error="parent run canceled")
+            done = {c.id for c in changed}
+            for child in children:
+                if child.id in done and child.status in ON_DEVICE:
+                    self._stop_where_it_runs(child)
+            seen |= done
+            parent_ids = list(done)
+
+    async def bulk_cancel(self, principal: Principal, run_ids: list[str]) -> runs_pb2.BulkCancelRunsResponse:
+        require_scope(principal, WRITE)
+        if len(run_ids) > MAX_BULK:
+            raise InvalidArgument(f"at most {MAX_BULK} runs per call")
+        rows = {r.id: r for r in await self.store.get_many(principal.tenant_id, list(dict.fromkeys(run_ids)))}
+        now = self.clock.now()
+        changed = await self.store.set_many([r.id for r in rows.values() if r.status in ACTIVE], ACTIVE,
+                                            status="canceled", finished_at=now, error="canceled")
+        canceled = {c.id for c in changed}
+        for run_id in canceled:
+            if rows[run_id].status in ON_DEVICE:
+                self._stop_where_it_runs(rows[run_id])
+        if canceled:
+            await self._cancel_children(sorted(canceled), now)
+        results = []
+        for run_id in run_ids:
+            if run_id in canceled:
+                results.append(runs_pb2.BulkCancelResult(id=run_id, status="canceled"))
+            elif run_id in rows:
+                results.append(runs_pb2.BulkCancelResult(id=run_id, status=rows[run_id].status,
+                                                         error=f"run is already {rows[run_id].status}"))
+            else:
+                results.append(runs_pb2.BulkCancelResult(id=run_id, status="not_found", error="run not found"))
+        return runs_pb2.BulkCancelRunsResponse(results=results, total=len(results), canceled=len(canceled),
+                                               failed=len(results) - len(canceled))
+
+    async def bulk_cancel_all(self, principal: Principal,
+                              request: runs_pb2.BulkCancelAllRunsRequest) -> runs_pb2.BulkCancelRunsResponse:
+        require_scope(principal, WRITE)
+        if not request.project_id:
+            raise InvalidArgument("project_id is required")
+        f = request.filter
+        status = status_word(f.status) if f.status else ""
+        if status and status not in ACTIVE:
+            raise InvalidArgument(f"only active runs can be canceled, not {status}")
+        rows = await self.store.list(principal.tenant_id, project_id=request.project_id, job_id=f.job_id,
+                                     batch_id=f.batch_id, triggered_by=f.triggered_by, status=status,
+                                     limit=MAX_CANCEL_ALL, active_only=True)
+        return await self.bulk_cancel(principal, [r.id for r in rows])
+
+    async def replay(self, principal: Principal, run_id: str, dead_letter_only: bool = False) -> runs_pb2.Run:
+        require_scope(principal, TRIGGER)
+        row = await self._row(principal, run_id)
+        if dead_letter_only and row.status != "dead_letter":
+            raise Conflict(f"run {run_id} is {row.status}, not dead_letter")
+        if row.status not in TERMINAL:
+            raise Conflict(f"run {run_id} is still {row.status}")
+        replayed = self._replay_row(row)
+        await self.store.insert_runs([replayed])
+        self._wake({replayed.target_key})
+        return run_message(replayed)
+
+    async def bulk_replay(self, principal: Principal, run_ids: list[str],
+                          dead_letter_only: bool = False) -> list[runs_pb2.Run]:
+        require_scope(principal, TRIGGER)
+        if len(run_ids) > MAX_BULK:
+            raise InvalidArgument(f"at most {MAX_BULK} runs per call")
+        rows = await self.store.get_many(principal.tenant_id, list(dict.fromkeys(run_ids)))
+        eligible = [r for r in rows if (r.status == "dead_letter" if dead_letter_only else r.status in TERMINAL)]
+        order = {run_id: i for i, run_id in enumerate(run_ids)}
+        replayed = [self._replay_row(r, i) for i, r in enumerate(sorted(eligible, key=lambda r: order[r.id]))]
+        await self.store.insert_runs(replayed)
+        self._wake({r.target_key for r in replayed})
+        return [run_message(r) for r in replayed]
+
+    async def bulk_replay_dead_letter(self, principal: Principal, request: runs_pb2.BulkReplayDeadLetterRunsRequest
+                                      ) -> runs_pb2.BulkReplayDeadLetterRunsResponse:
+        require_scope(principal, TRIGGER)
+        if request.run_ids:
+            run_ids = list(request.run_ids)
+        elif request.project_id:
+            limit = request.limit or 100
+            if not 1 <= limit <= 500:
+                raise InvalidArgument("limit must be between 1 and 500")
+            rows = await self.store.list(principal.tenant_id, project_id=request.project_id, status="dead_letter",
+                                         limit=limit)
+            run_ids = [r.id for r in rows]
+        else:
+            raise InvalidArgument("give run_ids or project_id")
+        replayed = await self.bulk_replay(principal, run_ids, dead_letter_only=True)
+        if not replayed:
+            raise Conflict("no eligible dead-letter runs to replay")
+        return runs_pb2.BulkReplayDeadLetterRunsResponse(replayed=replayed, count=len(replayed))
+
+    def _replay_row(self, row: RunRow, index: int = 0) -> RunRow:
+        now = self.clock.now()
+        job = Job.FromString(row.snapshot)
+        values = row.model_dump()
+        run_id = str(uuid.uuid4())
+        values.update(
+            id=run_id, status="queued", attempt=1, result=None, error="", exit_code=None, trace={},
+            triggered_by="retry", idempotency_key="", batch_id="", run_token_hash="", invocation_id=str(uuid.uuid4()),
+            continuation_of=row.id, root_run_id=row.root_run_id or row.id, lineage_depth=row.lineage_depth + 1,
+            created_at=now + timedelta(microseconds=index), scheduled_at=now, dequeued_at=None, started_at=None,
+            finished_at=None, heartbeat_at=None, next_retry_at=None, lease_owner="", lease_expires_at=None,
+            rate_until=None, key_rate_until=None, duration_ms=None, dependencies=[],
+            expires_at=now + timedelta(seconds=job.run_ttl_secs) if job.run_ttl_secs > 0 else None,
+        )
+        return RunRow(**values)
+
+    async def reset_idempotency_key(self, principal: Principal, run_id: str) -> runs_pb2.ResetIdempotencyKeyResponse:
+        require_scope(principal, WRITE)
+        row = await self._row(principal, run_id)
+        await self.store.reset_idempotency_key(principal.tenant_id, row.id)
+        return runs_pb2.ResetIdempotencyKeyResponse(status="reset", run_id=row.id)
+
+    async def reschedule(self, principal: Principal, request: runs_pb2.RescheduleRunRequest) -> runs_pb2.Run:
+        require_scope(principal, WRITE)
+        if not request.HasField("scheduled_at"):
+            raise InvalidArgument("scheduled_at is required")
+        row = await self._row(principal, request.run_id)
+        if row.status not in ("delayed", "queued"):
+            raise Conflict(f"run {row.id} is {row.status}; only delayed or queued runs can be rescheduled")
+        now = self.clock.now()
+        at = request.scheduled_at.ToDatetime(tzinfo=UTC)
+        values: dict = dict(scheduled_at=at, status="delayed" if at > now else "queued")
+        if request.HasField("payload"):
+            payload = MessageToDict(request.payload)
+            domain.validate_payload(_schema(Job.FromString(row.snapshot)), payload)
+            values.update(payload=payload, payload_hash=canonical_hash(payload))
+        if not await self.store.transition(row.id, row.attempt, ("delayed", "queued"), **values):
+            raise Conflict(f"run {row.id} started before it could be rescheduled")
+        if values["status"] == "queued":
+            self._wake({row.target_key})
+        return run_message(await self._row(principal, row.id))
 
     # -- an attempt's life ---------------------------------------------------------------
 
@@ -179,10 +565,12 @@ class RunEngine:
             values.update(status="delayed", attempt=attempt + 1, scheduled_at=step.retry_at,
                           next_retry_at=step.retry_at, dequeued_at=None, heartbeat_at=None)
         else:
-            values.update(status=step.status, finished_at=now)
+            values.update(status=step.status, finished_at=now, duration_ms=_duration(row, now))
         changed = await self.store.transition(run_id, attempt, (row.status,), **values)
         if changed:
             log.info("run %s attempt %d ended %s -> %s", run_id, attempt, outcome.status, values["status"])
+            if row.limited:  # a concurrency slot is free: runs of this job elsewhere may start
+                self._wake(None)
         return changed
 
     async def requeue(self, run_id: str, attempt: int) -> bool:
@@ -195,16 +583,51 @@ class RunEngine:
         now = self.clock.now()
         if heartbeats:
             await self.store.touch_heartbeats(list(heartbeats), now)
+        await self.store.expire(now)
         due = await self.store.due_delayed(now)
         if due:
             await self.store.promote([row.id for row in due])
             self._wake({row.target_key for row in due})
+        await self._advance_waiting(now)
         for row in await self.store.stale(now, now - self.heartbeat_timeout):
             if row.status == "dequeued":
                 await self.requeue(row.id, row.attempt)
                 continue
             if await self.end_attempt(row.id, row.attempt, domain.Outcome("crashed", "heartbeat lost")):
                 self._stop_where_it_runs(row, force=True)
+        if await self.store.any_limited_queued():  # rate-limit windows move with time
+            self._wake(None)
+
+    async def _advance_waiting(self, now: datetime) -> None:
+        """Waiting runs whose dependencies are met go on (queued or delayed); those whose dependencies
+        can no longer be met are canceled. One query per tenant for the latest runs depended on."""
+        waiting = await self.store.waiting()
+        by_tenant: dict[str, list[RunRow]] = {}
+        for row in waiting:
+            by_tenant.setdefault(row.tenant_id, []).append(row)
+        go: dict[tuple[str, datetime], list[RunRow]] = {}
+        broken: list[RunRow] = []
+        for tenant_id, rows in by_tenant.items():
+            job_ids = sorted({d["depends_on_job_id"] for r in rows for d in (r.dependencies or [])})
+            latest = await self.store.latest_runs(tenant_id, job_ids)
+            for row in rows:
+                states = [domain.dependency_state(d["condition"], latest[d["depends_on_job_id"]].status
+                                                  if d["depends_on_job_id"] in latest else None)
+                          for d in row.dependencies or []]
+                if "broken" in states:
+                    broken.append(row)
+                elif all(state == "met" for state in states):
+                    scheduled = row.scheduled_at if row.scheduled_at and row.scheduled_at.tzinfo else \
+                        (row.scheduled_at.replace(tzinfo=UTC) if row.scheduled_at else now)
+                    status = "delayed" if scheduled > now else "queued"
+                    go.setdefault((status, scheduled if status == "delayed" else now), []).append(row)
+        if broken:
+            await self.store.set_many([r.id for r in broken], ("waiting",), status="canceled", finished_at=now,
+                                      error="a dependency can no longer be met")
+        for (status, at), rows in go.items():
+            await self.store.set_many([r.id for r in rows], ("waiting",), status=status, scheduled_at=at)
+            if status == "queued":
+                self._wake({r.target_key for r in rows})
 
     def _wake(self, target_keys: set[str] | None = None) -> None:
         for dispatcher in self.dispatchers:
@@ -225,3 +648,42 @@ def _trace(row: RunRow, now: datetime) -> dict[str, int]:
         "dispatch_ms": ms(row.dequeued_at, row.started_at),
         "total_ms": ms(row.created_at, now),
     }
+
+
+def _schema(job: Job) -> dict:
+    return MessageToDict(job.payload_schema) if job.HasField("payload_schema") else {}
+
+
+def _hit(row: RunRow) -> runs_pb2.Run:
+    run = run_message(row)
+    run.idempotency_hit = True
+    return run
+
+
+def _trigger_source(principal: Principal, parent: RunRow | None) -> str:
+    """cron for the jobs service's scheduler (service account "cron"), spawn for a child run, else manual."""
+    if principal.subject_name == "cron" and principal.subject_type == SUBJECT_TYPE_SERVICE_ACCOUNT:
+        return "cron"
+    return "spawn" if parent is not None else "manual"
+
+
+def _duration(row: RunRow, now: datetime) -> int | None:
+    if row.started_at is None:
+        return None
+    started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
+    return max(0, int((now - started).total_seconds() * 1000))
+
+
+def _rfc3339(dt: datetime) -> str:
+    dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _cursor(cursor: str) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        at = datetime.fromisoformat(cursor.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument("cursor must be an RFC 3339 timestamp") from None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)), ""

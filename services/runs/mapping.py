@@ -8,7 +8,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from jobline.runs.v1 import runs_pb2
 
-from .store import LogChunkRow, RunRow
+from .store import LogChunkRow, RunEventRow, RunRow
 
 
 def status_enum(word: str) -> int:
@@ -32,6 +32,8 @@ def run_message(row: RunRow) -> runs_pb2.Run:
         priority=row.priority, idempotency_key=row.idempotency_key, job_version=row.job_version,
         job_version_id=row.job_version_id, created_by=row.created_by, device_id=row.device_id,
         invocation_id=row.invocation_id, execution_trace=runs_pb2.ExecutionTrace(**(row.trace or {})),
+        tags=row.tags or {}, batch_id=row.batch_id, concurrency_key=row.concurrency_key,
+        parent_run_id=row.parent_run_id, continuation_of=row.continuation_of, lineage_depth=row.lineage_depth,
     )
     run.payload.update(row.payload or {})
     if row.result is not None:
@@ -57,3 +59,17 @@ def chunk_message(row: LogChunkRow) -> runs_pb2.LogChunk:
         attempt=row.attempt, sequence=row.sequence, stream=row.stream,
         data=row.data.decode("utf-8", errors="replace"), created_at=timestamp(row.created_at),
     )
+
+
+def event_message(row: RunEventRow) -> runs_pb2.RunEvent:
+    event = runs_pb2.RunEvent(id=row.id, run_id=row.run_id, type=row.type, level=row.level, message=row.message,
+                              created_at=timestamp(row.created_at))
+    event.data.update(row.data or {})
+    return event
+
+
+def output_message(row: RunRow, key: str, value: dict, at: datetime | None = None) -> runs_pb2.RunOutput:
+    output = runs_pb2.RunOutput(id=f"{row.id}/{key}", run_id=row.id, output_key=key, value=_struct(value))
+    when = at or row.finished_at or row.created_at
+    output.created_at.CopyFrom(timestamp(when))
+    return output

@@ -22,6 +22,7 @@ class Peers:
         self._jobs = jobs_pb2_grpc.JobServiceStub(channels.get(peers["jobs"]))
         self._devices = devices_pb2_grpc.DeviceServiceStub(channels.get(peers["devices"]))
         self._job_cache: dict[tuple[str, str], tuple[float, jobs_pb2.Job]] = {}
+        self._deps_cache: dict[tuple[str, str], tuple[float, list[jobs_pb2.JobDependency]]] = {}
 
     async def job(self, principal: Principal, job_id: str) -> jobs_pb2.Job:
         """The job's current definition, at most JOB_CACHE_SECS stale."""
@@ -37,6 +38,25 @@ class Peers:
             self._job_cache.clear()
         self._job_cache[key] = (time.monotonic() + JOB_CACHE_SECS, job)
         return job
+
+    async def dependencies(self, principal: Principal, job_id: str) -> list[jobs_pb2.JobDependency]:
+        """The jobs this job depends on; none while the jobs service does not answer the RPC yet."""
+        key = (principal.tenant_id, job_id)
+        cached = self._deps_cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            reply = await self._jobs.ListJobDependencies(jobs_pb2.ListJobDependenciesRequest(job_id=job_id),
+                                                         metadata=to_metadata(principal))
+            deps = list(reply.dependencies)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise from_rpc_error(error) from None
+            deps = []
+        if len(self._deps_cache) >= JOB_CACHE_SIZE:
+            self._deps_cache.clear()
+        self._deps_cache[key] = (time.monotonic() + JOB_CACHE_SECS, deps)
+        return deps
 
     async def resolve(self, principal: Principal, targets: devices_pb2.DeviceTargets) -> devices_pb2.ResolveTargetsResponse:
         try:

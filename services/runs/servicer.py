@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from google.protobuf import empty_pb2
+
 from jobline.runs.v1 import agent_pb2_grpc, runs_pb2, runs_pb2_grpc
 from services.common.errors import DomainError
 from services.common.principal import from_context
@@ -17,14 +19,71 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
     async def TriggerJob(self, request, context):
         return await self.engine.trigger(from_context(context), request)
 
+    async def BulkTriggerJob(self, request, context):
+        return await self.engine.bulk_trigger(from_context(context), request)
+
+    async def GetJobHealth(self, request, context):
+        return await self.engine.health(from_context(context), request)
+
     async def GetRun(self, request, context):
         return await self.engine.get(from_context(context), request.run_id)
 
     async def ListRuns(self, request, context):
         return await self.engine.list(from_context(context), request)
 
+    async def ListDeadLetterRuns(self, request, context):
+        return await self.engine.list_dead_letter(from_context(context), request)
+
     async def CancelRun(self, request, context):
         return await self.engine.cancel(from_context(context), request.run_id)
+
+    async def DeleteRun(self, request, context):
+        await self.engine.cancel(from_context(context), request.run_id)
+        return empty_pb2.Empty()
+
+    async def BulkCancelRuns(self, request, context):
+        return await self.engine.bulk_cancel(from_context(context), list(request.run_ids))
+
+    async def BulkCancelAllRuns(self, request, context):
+        return await self.engine.bulk_cancel_all(from_context(context), request)
+
+    async def ReplayRun(self, request, context):
+        return await self.engine.replay(from_context(context), request.run_id)
+
+    async def ReplayDeadLetterRun(self, request, context):
+        return await self.engine.replay(from_context(context), request.run_id, dead_letter_only=True)
+
+    async def BulkReplayDeadLetterRuns(self, request, context):
+        return await self.engine.bulk_replay_dead_letter(from_context(context), request)
+
+    async def BulkReplayRuns(self, request, context):
+        runs = await self.engine.bulk_replay(from_context(context), list(request.run_ids))
+        return runs_pb2.ListRunsResponse(runs=runs)
+
+    async def ListChildRuns(self, request, context):
+        return await self.engine.children(from_context(context), request.run_id)
+
+    async def ListRunLineage(self, request, context):
+        return await self.engine.lineage(from_context(context), request.run_id)
+
+    async def ListRunEvents(self, request, context):
+        return await self.engine.events(from_context(context), request)
+
+    async def ListRunOutputs(self, request, context):
+        return await self.engine.outputs(from_context(context), request.run_id)
+
+    async def GetRunDependencyStatus(self, request, context):
+        return await self.engine.dependency_status(from_context(context), request.run_id)
+
+    async def ResetIdempotencyKey(self, request, context):
+        return await self.engine.reset_idempotency_key(from_context(context), request.run_id)
+
+    async def RescheduleRun(self, request, context):
+        return await self.engine.reschedule(from_context(context), request)
+
+    async def WatchRun(self, request, context):
+        async for message in self.engine.watch(from_context(context), request.run_id):
+            yield message
 
     async def CountActiveRuns(self, request, context):
         count = await self.engine.count_active(from_context(context), request.job_id)

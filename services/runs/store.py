@@ -1,21 +1,36 @@
-"""Runs tables and the queries on them. Queues, timers and leases are rows here."""
+"""Runs tables and the queries on them. Queues, timers, leases and webhook deliveries are rows here.
+
+Every statement that changes a run's status returns the changed rows and, in the same transaction,
+writes one `runs_events` row per change and, for a terminal state of a job with a webhook, one
+`runs_webhook_deliveries` row (sent later by the webhook loop)."""
 
 from __future__ import annotations
 
+import json
+import math
+import time
+import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, and_, func, or_, update
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, and_, func, insert, not_, or_, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession as _SqlAlchemySession
 from sqlmodel import Field, SQLModel, select
 
+from services.common.clock import Clock
 from services.common.db import Database
 
 ACTIVE = ("delayed", "queued", "dequeued", "executing", "waiting")
+NOT_STARTED = ("delayed", "queued", "waiting")
 ON_DEVICE = ("dequeued", "executing")
 TERMINAL = ("completed", "failed", "timed_out", "crashed", "system_failed", "canceled", "expired", "dead_letter")
+EVENT_LEVELS = {"failed": "error", "timed_out": "error", "crashed": "error", "system_failed": "error",
+                "dead_letter": "error", "expired": "warn", "canceled": "warn"}
 
 
 class RunRow(SQLModel, table=True):
@@ -25,6 +40,13 @@ class RunRow(SQLModel, table=True):
         Index("ix_runs_tenant_created", "tenant_id", "created_at"),
         Index("ix_runs_invocation", "invocation_id"),
         Index("ix_runs_due", "status", "scheduled_at"),
+        Index("ix_runs_job_created", "job_id", "created_at"),
+        Index("ix_runs_parent", "parent_run_id"),
+        Index("ix_runs_lineage", "root_run_id"),
+        Index("ix_runs_batch", "batch_id"),
+        # One run per (job, idempotency key); a reset key is "" and never collides.
+        Index("ux_runs_idempotency", "tenant_id", "job_id", "idempotency_key", unique=True,
+              sqlite_where=text("idempotency_key != ''"), postgresql_where=text("idempotency_key != ''")),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -46,6 +68,7 @@ class RunRow(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     metadata_: dict[str, str] = Field(default_factory=dict, sa_column=Column("metadata", JSON))
+    tags: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON))
     trace: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON))
     # The jobline.jobs.v1.Job the run executes, as of its version.
     snapshot: bytes = Field(sa_column=Column(LargeBinary))
@@ -54,6 +77,30 @@ class RunRow(SQLModel, table=True):
     triggered_by: str = ""
     created_by: str = ""
     idempotency_key: str = Field(default="", max_length=256)
+    # SHA-256 of the canonical payload, for dedup_window_secs.
+    payload_hash: str = Field(default="", max_length=64)
+    batch_id: str = Field(default="", max_length=64)
+    run_token_hash: str = Field(default="", max_length=64)
+    parent_run_id: str = Field(default="", max_length=64)
+    continuation_of: str = Field(default="", max_length=64)
+    root_run_id: str = Field(default="", max_length=64)
+    lineage_depth: int = 0
+    # Flow control, copied from the job at trigger time; `limited` when any applies.
+    concurrency_key: str = Field(default="", max_length=256)
+    limited: bool = False
+    max_concurrency: int = 0
+    max_concurrency_per_key: int = 0
+    rate_limit_max: int = 0
+    rate_limit_window_secs: int = 0
+    key_rate_max: int = 0
+    key_rate_window_secs: int = 0
+    # Until when this run's start counts against the job's / the key's rate limit.
+    rate_until: datetime | None = None
+    key_rate_until: datetime | None = None
+    # [{id, depends_on_job_id, condition, created_at}] while it waits on other jobs.
+    dependencies: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    webhook_url: str = ""
+    duration_ms: int | None = None
     created_at: datetime
     scheduled_at: datetime | None = None
     dequeued_at: datetime | None = None
@@ -77,16 +124,165 @@ class LogChunkRow(SQLModel, table=True):
     created_at: datetime
 
 
-TABLES = [RunRow, LogChunkRow]
+class RunEventRow(SQLModel, table=True):
+    __tablename__ = "runs_events"
+    __table_args__ = (Index("ix_runs_events_run", "run_id", "created_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    run_id: str = Field(max_length=64)
+    tenant_id: str = Field(max_length=64)
+    type: str = Field(max_length=64)
+    level: str = Field(max_length=16)
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime
+    # Orders events written at the same created_at (nanoseconds of the writer's monotonic-ish clock).
+    seq: int = Field(default=0, sa_type=BigInteger)
+
+
+class WebhookDeliveryRow(SQLModel, table=True):
+    __tablename__ = "runs_webhook_deliveries"
+    __table_args__ = (Index("ix_runs_webhooks_due", "state", "next_attempt_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(max_length=64)
+    run_id: str = Field(max_length=64)
+    url: str
+    body: str
+    state: str = Field(default="pending", max_length=16)  # pending | delivered | failed
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str = ""
+    next_attempt_at: datetime
+    created_at: datetime
+    delivered_at: datetime | None = None
+
+
+TABLES = [RunRow, LogChunkRow, RunEventRow, WebhookDeliveryRow]
+
+# What a status change returns, enough to write its event and webhook delivery.
+_CHANGED = (RunRow.id, RunRow.tenant_id, RunRow.job_id, RunRow.project_id, RunRow.status, RunRow.attempt,
+            RunRow.result, RunRow.error, RunRow.webhook_url, RunRow.target_key, RunRow.limited)
+
+
+@dataclass(frozen=True)
+class Changed:
+    id: str
+    tenant_id: str
+    job_id: str
+    project_id: str
+    status: str
+    attempt: int
+    result: dict | None
+    error: str
+    webhook_url: str
+    target_key: str
+    limited: bool
+
+
+@dataclass(frozen=True)
+class Usage:
+    """How much of its flow-control limits a job (and each of its keys) uses now."""
+
+    active: dict[str, int]
+    active_by_key: dict[tuple[str, str], int]
+    started: dict[str, int]
+    started_by_key: dict[tuple[str, str], int]
+
+    def allows(self, row: Any) -> bool:
+        job, key = row.job_id, (row.job_id, row.concurrency_key)
+        if getattr(row, "max_concurrency", 0) and self.active.get(job, 0) >= row.max_concurrency:
+            return False
+        if getattr(row, "rate_limit_max", 0) and self.started.get(job, 0) >= row.rate_limit_max:
+            return False
+        if row.concurrency_key:
+            if row.max_concurrency_per_key and self.active_by_key.get(key, 0) >= row.max_concurrency_per_key:
+                return False
+            if row.key_rate_max and self.started_by_key.get(key, 0) >= row.key_rate_max:
+                return False
+        return True
+
+    def take(self, row: RunRow) -> None:
+        key = (row.job_id, row.concurrency_key)
+        for counts, k in ((self.active, row.job_id), (self.started, row.job_id),
+                          (self.active_by_key, key), (self.started_by_key, key)):
+            counts[k] = counts.get(k, 0) + 1
+
+
+def canonical_hash(payload: dict[str, Any]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class RunStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock | None = None) -> None:
         self.db = db
+        self.clock = clock or Clock()
+
+    # -- writing status changes ---------------------------------------------------------------
+
+    async def _record(self, session, changed: Sequence[Changed], *, event_type: str = "",
+                      message: str = "") -> None:
+        """Writes each change's event, and a webhook delivery for each terminal one with a webhook."""
+        if not changed:
+            return
+        now = self.clock.now()
+        base = time.time_ns()
+        events = [dict(id=str(uuid.uuid4()), seq=base + i, run_id=c.id, tenant_id=c.tenant_id,
+                       type=event_type or f"run.{c.status}", level=EVENT_LEVELS.get(c.status, "info"),
+                       message=message or (c.error if c.status in TERMINAL and c.error else f"run {c.status}"),
+                       data={"status": c.status, "attempt": c.attempt}, created_at=now)
+                  for i, c in enumerate(changed)]
+        await _execute(session, insert(RunEventRow.__table__), events)
+        deliveries = [dict(id=str(uuid.uuid4()), tenant_id=c.tenant_id, run_id=c.id, url=c.webhook_url,
+                           body=webhook_body(c, now), next_attempt_at=now, created_at=now)
+                      for c in changed if c.webhook_url and c.status in TERMINAL]
+        if deliveries:
+            await _execute(session, insert(WebhookDeliveryRow.__table__), deliveries)
+
+    async def _update(self, statement, **record: str) -> list[Changed]:
+        """Runs a status-changing UPDATE, recording what it changed in the same transaction."""
+        async with self.db.session() as session:
+            rows = (await _execute(session, statement.returning(*_CHANGED))).all()
+            changed = [Changed(*row) for row in rows]
+            await self._record(session, changed, **record)
+        return changed
 
     async def insert_runs(self, runs: Sequence[RunRow]) -> None:
+        """Stores new runs (one INSERT for all of them) and their creation events."""
+        if not runs:
+            return
         async with self.db.session() as session:
-            session.add_all(runs)
+            await _execute(session, insert(RunRow.__table__), [_values(run) for run in runs])
+            await self._record(session, [_changed(run) for run in runs], event_type="run.created")
+
+    async def transition(self, run_id: str, attempt: int, from_statuses: Iterable[str], /, **values: Any) -> bool:
+        """Compare-and-set: applies values only if the run is still at that attempt in one of those states."""
+        return bool(await self.transition_rows(run_id, attempt, from_statuses, **values))
+
+    async def transition_rows(self, run_id: str, attempt: int, from_statuses: Iterable[str], /,
+                              **values: Any) -> list[Changed]:
+        statement = (
+            update(RunRow)
+            .where(RunRow.id == run_id, RunRow.attempt == attempt, RunRow.status.in_(list(from_statuses)))
+            .values(**values)
+        )
+        return await self._update(statement)
+
+    async def set_many(self, run_ids: Sequence[str], from_statuses: Iterable[str], **values: Any) -> list[Changed]:
+        """Sets values on every listed run still in one of those states (one statement)."""
+        if not run_ids:
+            return []
+        statement = update(RunRow).where(RunRow.id.in_(list(run_ids)), RunRow.status.in_(list(from_statuses)))
+        return await self._update(statement.values(**values))
+
+    async def reset_idempotency_key(self, tenant_id: str, run_id: str) -> bool:
+        statement = update(RunRow).where(RunRow.tenant_id == tenant_id, RunRow.id == run_id).values(idempotency_key="")
+        async with self.db.session() as session:
+            return (await _execute(session, statement)).rowcount == 1
+
+    # -- reading ------------------------------------------------------------------------------
 
     async def get(self, tenant_id: str, run_id: str) -> RunRow | None:
         async with self.db.session() as session:
@@ -97,17 +293,82 @@ class RunStore:
         async with self.db.session() as session:
             return await session.get(RunRow, run_id)
 
+    async def get_many(self, tenant_id: str, run_ids: Sequence[str]) -> list[RunRow]:
+        if not run_ids:
+            return []
+        query = select(RunRow).where(RunRow.tenant_id == tenant_id, RunRow.id.in_(list(run_ids)))
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
+
+    async def by_idempotency_keys(self, tenant_id: str, job_id: str, keys: Sequence[str]) -> dict[str, RunRow]:
+        keys = [k for k in keys if k]
+        if not keys:
+            return {}
+        query = select(RunRow).where(RunRow.tenant_id == tenant_id, RunRow.job_id == job_id,
+                                     RunRow.idempotency_key.in_(keys))
+        async with self.db.session() as session:
+            return {row.idempotency_key: row for row in (await session.exec(query)).all()}
+
+    async def recent_duplicate(self, tenant_id: str, job_id: str, payload_hash: str, since: datetime) -> RunRow | None:
+        query = (
+            select(RunRow)
+            .where(RunRow.tenant_id == tenant_id, RunRow.job_id == job_id, RunRow.payload_hash == payload_hash,
+                   RunRow.created_at >= since, RunRow.status != "canceled")
+            .order_by(RunRow.created_at.desc())
+            .limit(1)
+        )
+        async with self.db.session() as session:
+            return (await session.exec(query)).first()
+
     async def list(self, tenant_id: str, *, project_id: str = "", status: str = "", job_id: str = "",
-                   invocation_id: str = "", triggered_by: str = "", before: datetime | None = None,
-                   limit: int = 50) -> list[RunRow]:
+                   invocation_id: str = "", triggered_by: str = "", batch_id: str = "", parent_run_id: str = "",
+                   metadata: tuple[str, str] | None = None, payload_contains: dict[str, Any] | None = None,
+                   before: tuple[datetime, str] | None = None, limit: int = 50,
+                   active_only: bool = False) -> list[RunRow]:
         query = select(RunRow).where(RunRow.tenant_id == tenant_id)
+        if active_only:
+            query = query.where(RunRow.status.in_(ACTIVE))
         for column, value in ((RunRow.project_id, project_id), (RunRow.status, status), (RunRow.job_id, job_id),
-                              (RunRow.invocation_id, invocation_id), (RunRow.triggered_by, triggered_by)):
+                              (RunRow.invocation_id, invocation_id), (RunRow.triggered_by, triggered_by),
+                              (RunRow.batch_id, batch_id), (RunRow.parent_run_id, parent_run_id)):
             if value:
                 query = query.where(column == value)
+        if metadata is not None:
+            query = query.where(self._json_text(RunRow.__table__.c.metadata, metadata[0]) == metadata[1])
+        if payload_contains:
+            if self.db.is_postgres:
+                from sqlalchemy.dialects.postgresql import JSONB
+                from sqlalchemy import cast
+
+                query = query.where(cast(RunRow.__table__.c.payload, JSONB).contains(payload_contains))
+            else:
+                for key, value in payload_contains.items():
+                    query = query.where(func.json_extract(RunRow.__table__.c.payload, f'$."{key}"')
+                                        == _sqlite_json_value(value))
         if before is not None:
-            query = query.where(RunRow.created_at < before)
+            at, run_id = before
+            query = query.where(or_(RunRow.created_at < at, and_(RunRow.created_at == at, RunRow.id < run_id))
+                                if run_id else RunRow.created_at < at)
         query = query.order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit)
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
+
+    def _json_text(self, column, key: str):
+        if self.db.is_postgres:
+            from sqlalchemy import cast
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return cast(column, JSONB)[key].astext
+        return func.json_extract(column, f'$."{key}"')
+
+    async def lineage(self, tenant_id: str, root_run_id: str, limit: int = 1000) -> list[RunRow]:
+        query = (select(RunRow).where(RunRow.tenant_id == tenant_id, RunRow.root_run_id == root_run_id)
+                 .order_by(RunRow.lineage_depth, RunRow.created_at).limit(limit))
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
+
+    async def active_children(self, parent_ids: Sequence[str]) -> list[RunRow]:
+        query = select(RunRow).where(RunRow.parent_run_id.in_(list(parent_ids)), RunRow.status.in_(ACTIVE))
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
 
@@ -117,44 +378,138 @@ class RunStore:
         async with self.db.session() as session:
             return (await session.exec(query)).one()
 
-    async def transition(self, run_id: str, attempt: int, from_statuses: Iterable[str], /, **values: Any) -> bool:
-        """Compare-and-set: applies values only if the run is still at that attempt in one of those states."""
-        statement = (
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.attempt == attempt, RunRow.status.in_(list(from_statuses)))
-            .values(**values)
-        )
+    async def events(self, tenant_id: str, run_id: str, level: str = "", type_: str = "") -> list[RunEventRow]:
+        query = select(RunEventRow).where(RunEventRow.tenant_id == tenant_id, RunEventRow.run_id == run_id)
+        if level:
+            query = query.where(RunEventRow.level == level)
+        if type_:
+            query = query.where(RunEventRow.type == type_)
         async with self.db.session() as session:
-            result = await session.exec(statement)  # type: ignore[call-overload]
-            return result.rowcount == 1
+            return list((await session.exec(query.order_by(RunEventRow.created_at, RunEventRow.seq))).all())
+
+    # -- the queue ----------------------------------------------------------------------------
+
+    async def usage(self, session, job_ids: Sequence[str], now: datetime) -> Usage:
+        """The limited jobs' runs on devices / executing, and starts still inside their rate windows."""
+        usage = Usage({}, {}, {}, {})
+        if not job_ids:
+            return usage
+        query = select(RunRow.job_id, RunRow.concurrency_key, RunRow.status, RunRow.rate_until,
+                       RunRow.key_rate_until).where(
+            RunRow.job_id.in_(list(job_ids)),
+            or_(RunRow.status.in_(ON_DEVICE), RunRow.rate_until > now, RunRow.key_rate_until > now))
+        for job_id, key, status, rate_until, key_rate_until in (await _execute(session, query)).all():
+            pair = (job_id, key)
+            if status in ON_DEVICE:
+                usage.active[job_id] = usage.active.get(job_id, 0) + 1
+                usage.active_by_key[pair] = usage.active_by_key.get(pair, 0) + 1
+            if rate_until is not None and _aware(rate_until) > now:
+                usage.started[job_id] = usage.started.get(job_id, 0) + 1
+            if key_rate_until is not None and _aware(key_rate_until) > now:
+                usage.started_by_key[pair] = usage.started_by_key.get(pair, 0) + 1
+        return usage
 
     async def queued_for(self, target_keys: Sequence[str], limit: int) -> list[RunRow]:
-        """Queued runs for these devices, most urgent first."""
+        """Queued runs for these targets ("" for endpoint runs) that flow control lets start now, most
+        urgent first. Runs of a job at its concurrency or rate limit stay in the queue."""
         if not target_keys:
             return []
-        query = (
-            select(RunRow)
-            .where(RunRow.status == "queued", RunRow.target_key.in_(list(target_keys)))
-            .order_by(RunRow.priority.desc(), RunRow.created_at)
-            .limit(limit)
-        )
-        if self.db.is_postgres:
-            query = query.with_for_update(skip_locked=True)
+        now = self.clock.now()
+        base = select(RunRow).where(RunRow.status == "queued", RunRow.target_key.in_(list(target_keys)))
         async with self.db.session() as session:
-            return list((await session.exec(query)).all())
+            limited_jobs = list((await _execute(session, 
+                select(RunRow.job_id).where(RunRow.status == "queued", RunRow.limited,
+                                            RunRow.target_key.in_(list(target_keys))).distinct()
+            )).scalars().all())
+            rows: list[RunRow] = []
+            if limited_jobs:
+                usage = await self.usage(session, limited_jobs, now)
+                # Blocked jobs and keys are left out of the query, so they never starve the others.
+                query = base
+                blocked_jobs, blocked_keys = self._blocked(usage, await self._limits(session, limited_jobs))
+                if blocked_jobs:
+                    query = query.where(not_(and_(RunRow.limited, RunRow.job_id.in_(blocked_jobs))))
+                for job_id, keys in blocked_keys.items():
+                    query = query.where(not_(and_(RunRow.limited, RunRow.job_id == job_id,
+                                                  RunRow.concurrency_key.in_(keys))))
+                query = query.order_by(RunRow.priority.desc(), RunRow.created_at).limit(limit)
+            else:
+                query = base.order_by(RunRow.priority.desc(), RunRow.created_at).limit(limit)
+            if self.db.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            rows = list((await session.exec(query)).all())
+        return rows
+
+    async def _limits(self, session, job_ids: Sequence[str]) -> list[Any]:
+        """The distinct (job, key, limits) of the queued limited runs of these jobs."""
+        query = select(RunRow.job_id, RunRow.concurrency_key, RunRow.max_concurrency, RunRow.rate_limit_max,
+                       RunRow.max_concurrency_per_key, RunRow.key_rate_max).where(
+            RunRow.status == "queued", RunRow.limited, RunRow.job_id.in_(list(job_ids))).distinct()
+        return list((await _execute(session, query)).all())
+
+    @staticmethod
+    def _blocked(usage: Usage, limits: Sequence[Any]) -> tuple[list[str], dict[str, list[str]]]:
+        blocked_jobs: set[str] = set()
+        blocked_keys: dict[str, list[str]] = {}
+        for row in limits:
+            if (row.max_concurrency and usage.active.get(row.job_id, 0) >= row.max_concurrency) or \
+                    (row.rate_limit_max and usage.started.get(row.job_id, 0) >= row.rate_limit_max):
+                blocked_jobs.add(row.job_id)
+        for row in limits:
+            if row.concurrency_key and row.job_id not in blocked_jobs and not usage.allows(row):
+                blocked_keys.setdefault(row.job_id, []).append(row.concurrency_key)
+        return sorted(blocked_jobs), blocked_keys
 
     async def claim(self, run_ids: Sequence[str], owner: str, now: datetime, lease_until: datetime) -> set[str]:
-        """Leases queued runs to this replica; answers the ids it got (others were claimed elsewhere)."""
+        """Leases queued runs to this replica; answers the ids it got (others were claimed elsewhere, or
+        would exceed their job's concurrency or rate limit)."""
         if not run_ids:
             return set()
-        statement = (
-            update(RunRow)
-            .where(RunRow.id.in_(list(run_ids)), RunRow.status == "queued")
-            .values(status="dequeued", lease_owner=owner, lease_expires_at=lease_until, dequeued_at=now)
-            .returning(RunRow.id)
-        )
         async with self.db.session() as session:
-            return set((await session.exec(statement)).scalars().all())  # type: ignore[call-overload]
+            candidates = list((await session.exec(
+                select(RunRow).where(RunRow.id.in_(list(run_ids)), RunRow.status == "queued")
+            )).all())
+            limited = sorted({row.job_id for row in candidates if row.limited})
+            allowed = [row for row in candidates if not row.limited]
+            windows: dict[str, tuple[datetime | None, datetime | None]] = {}
+            if limited:
+                if self.db.is_postgres:  # replicas take turns counting a limited job's usage
+                    for job_id in limited:
+                        await _execute(session, text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                                              {"k": f"runs.limit/{job_id}"})
+                usage = await self.usage(session, limited, now)
+                order = {run_id: i for i, run_id in enumerate(run_ids)}
+                for row in sorted((r for r in candidates if r.limited), key=lambda r: order[r.id]):
+                    if usage.allows(row):
+                        usage.take(row)
+                        allowed.append(row)
+                        windows[row.id] = (
+                            now + timedelta(seconds=row.rate_limit_window_secs) if row.rate_limit_max else None,
+                            now + timedelta(seconds=row.key_rate_window_secs)
+                            if row.key_rate_max and row.concurrency_key else None)
+            got: set[str] = set()
+            plain = [row.id for row in allowed if row.id not in windows]
+            statements = []
+            if plain:
+                statements.append(update(RunRow).where(RunRow.id.in_(plain), RunRow.status == "queued")
+                                  .values(status="dequeued", lease_owner=owner, lease_expires_at=lease_until,
+                                          dequeued_at=now))
+            for run_id, (rate_until, key_rate_until) in windows.items():
+                statements.append(update(RunRow).where(RunRow.id == run_id, RunRow.status == "queued")
+                                  .values(status="dequeued", lease_owner=owner, lease_expires_at=lease_until,
+                                          dequeued_at=now, rate_until=rate_until, key_rate_until=key_rate_until))
+            changed: list[Changed] = []
+            for statement in statements:
+                rows = (await _execute(session, statement.returning(*_CHANGED))).all()
+                changed.extend(Changed(*row) for row in rows)
+            got = {c.id for c in changed}
+            await self._record(session, changed)
+        return got
+
+    async def any_limited_queued(self) -> bool:
+        query = select(RunRow.id).where(RunRow.status == "queued", RunRow.limited).limit(1)
+        async with self.db.session() as session:
+            return (await session.exec(query)).first() is not None
 
     async def due_delayed(self, now: datetime, limit: int = 1000) -> list[RunRow]:
         query = (
@@ -166,10 +521,32 @@ class RunStore:
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
 
-    async def promote(self, run_ids: Sequence[str]) -> None:
-        statement = update(RunRow).where(RunRow.id.in_(list(run_ids)), RunRow.status == "delayed").values(status="queued")
+    async def promote(self, run_ids: Sequence[str]) -> list[Changed]:
+        return await self.set_many(run_ids, ("delayed",), status="queued")
+
+    async def expire(self, now: datetime, limit: int = 1000) -> list[Changed]:
+        """Runs past their expires_at that never started become expired."""
+        ids = select(RunRow.id).where(RunRow.status.in_(NOT_STARTED), RunRow.expires_at < now).limit(limit)
+        statement = (update(RunRow).where(RunRow.id.in_(ids.scalar_subquery()), RunRow.status.in_(NOT_STARTED))
+                     .values(status="expired", finished_at=now, error="expired before it started"))
+        return await self._update(statement)
+
+    async def waiting(self, limit: int = 1000) -> list[RunRow]:
+        query = select(RunRow).where(RunRow.status == "waiting").order_by(RunRow.created_at).limit(limit)
         async with self.db.session() as session:
-            await session.exec(statement)  # type: ignore[call-overload]
+            return list((await session.exec(query)).all())
+
+    async def latest_runs(self, tenant_id: str, job_ids: Sequence[str]) -> dict[str, RunRow]:
+        """The most recent run of each of these jobs (one query)."""
+        if not job_ids:
+            return {}
+        ranked = (select(RunRow.id, func.row_number().over(partition_by=RunRow.job_id,
+                                                           order_by=(RunRow.created_at.desc(), RunRow.id.desc()))
+                         .label("n"))
+                  .where(RunRow.tenant_id == tenant_id, RunRow.job_id.in_(list(job_ids))).subquery())
+        query = select(RunRow).join(ranked, ranked.c.id == RunRow.id).where(ranked.c.n == 1)
+        async with self.db.session() as session:
+            return {row.job_id: row for row in (await session.exec(query)).all()}
 
     async def stale(self, now: datetime, heartbeat_before: datetime, limit: int = 1000) -> list[RunRow]:
         """Runs on devices whose lease ran out without acceptance, or whose heartbeat went silent."""
@@ -198,12 +575,38 @@ class RunStore:
         async with self.db.session() as session:
             await session.exec(statement)  # type: ignore[call-overload]
 
+    # -- health ---------------------------------------------------------------------------------
+
+    async def health(self, tenant_id: str, job_id: str, since: datetime) -> tuple[dict[str, int], float | None,
+                                                                                   float | None]:
+        """Counts per terminal status (dead_letter excluded) of runs created since `since`, and the
+        average and 95th percentile duration in ms: aggregates in SQL, never every row in Python."""
+        where = (RunRow.tenant_id == tenant_id, RunRow.job_id == job_id, RunRow.created_at >= since,
+                 RunRow.status.in_([s for s in TERMINAL if s != "dead_letter"]))
+        async with self.db.session() as session:
+            counts = dict((await _execute(session, 
+                select(RunRow.status, func.count()).where(*where).group_by(RunRow.status))).all())
+            timed = (*where, RunRow.duration_ms.is_not(None))
+            n, avg = (await _execute(session, select(func.count(), func.avg(RunRow.duration_ms)).where(*timed))).one()
+            p95 = None
+            if n:
+                if self.db.is_postgres:
+                    p95 = (await _execute(session, select(
+                        func.percentile_cont(0.95).within_group(RunRow.duration_ms)).where(*timed))).scalar()
+                else:
+                    offset = max(0, math.ceil(0.95 * n) - 1)
+                    p95 = (await _execute(session, select(RunRow.duration_ms).where(*timed)
+                                                 .order_by(RunRow.duration_ms).offset(offset).limit(1))).scalar()
+        return counts, (float(avg) if avg is not None else None), (float(p95) if p95 is not None else None)
+
+    # -- output -----------------------------------------------------------------------------------
+
     async def add_chunks(self, chunks: Sequence[dict[str, Any]]) -> None:
         """Stores output chunks; a chunk already stored (same run, attempt, sequence) is ignored."""
         if not chunks:
             return
-        insert = pg_insert if self.db.is_postgres else sqlite_insert
-        statement = insert(LogChunkRow).values(list(chunks)).on_conflict_do_nothing()
+        insert_ = pg_insert if self.db.is_postgres else sqlite_insert
+        statement = insert_(LogChunkRow).values(list(chunks)).on_conflict_do_nothing()
         async with self.db.session() as session:
             await session.exec(statement)  # type: ignore[call-overload]
 
@@ -233,3 +636,90 @@ class RunStore:
         query = query.order_by(LogChunkRow.attempt, LogChunkRow.sequence)
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
+
+    async def chunks_since(self, run_id: str, seen: tuple[int, int]) -> list[LogChunkRow]:
+        """Chunks after (attempt, sequence) `seen`, in order."""
+        attempt, sequence = seen
+        query = select(LogChunkRow).where(
+            LogChunkRow.run_id == run_id,
+            or_(LogChunkRow.attempt > attempt, and_(LogChunkRow.attempt == attempt, LogChunkRow.sequence > sequence)),
+        ).order_by(LogChunkRow.attempt, LogChunkRow.sequence)
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
+
+    # -- webhook deliveries -----------------------------------------------------------------------
+
+    async def take_due_deliveries(self, now: datetime, lease: timedelta, limit: int = 100
+                                  ) -> list[tuple[WebhookDeliveryRow, bytes | None]]:
+        """Due deliveries with their run's job snapshot, leased (next attempt pushed back) to the caller."""
+        query = (select(WebhookDeliveryRow).where(WebhookDeliveryRow.state == "pending",
+                                                  WebhookDeliveryRow.next_attempt_at <= now)
+                 .order_by(WebhookDeliveryRow.next_attempt_at).limit(limit))
+        if self.db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        async with self.db.session() as session:
+            rows = list((await session.exec(query)).all())
+            if not rows:
+                return []
+            ids = [row.id for row in rows]
+            await _execute(session, update(WebhookDeliveryRow).where(WebhookDeliveryRow.id.in_(ids))
+                                  .values(next_attempt_at=now + lease))
+            snapshots = dict((await _execute(session, 
+                select(RunRow.id, RunRow.snapshot).where(RunRow.id.in_({row.run_id for row in rows})))).all())
+        return [(row, snapshots.get(row.run_id)) for row in rows]
+
+    async def finish_delivery(self, delivery_id: str, **values: Any) -> None:
+        async with self.db.session() as session:
+            await _execute(session, update(WebhookDeliveryRow).where(WebhookDeliveryRow.id == delivery_id)
+                                  .values(**values))
+
+    async def deliveries(self, run_id: str) -> list[WebhookDeliveryRow]:
+        query = select(WebhookDeliveryRow).where(WebhookDeliveryRow.run_id == run_id).order_by(
+            WebhookDeliveryRow.created_at)
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
+
+
+async def _execute(session, statement, params=None):
+    """SQLAlchemy's execute (rows, executemany, RETURNING), without SQLModel's nudge towards exec()."""
+    return await _SqlAlchemySession.execute(session, statement, params)
+
+
+def webhook_body(c: Changed, now: datetime) -> str:
+    body: dict[str, Any] = {"run_id": c.id, "job_id": c.job_id, "project_id": c.project_id, "status": c.status,
+                            "attempt": c.attempt}
+    if c.result is not None:
+        body["result"] = c.result
+    if c.error:
+        body["error"] = c.error
+    body["timestamp"] = now.isoformat().replace("+00:00", "Z")
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _values(run: RunRow) -> dict[str, Any]:
+    values = {name: getattr(run, name) for name in RunRow.model_fields}
+    values["metadata"] = values.pop("metadata_")
+    return values
+
+
+def _changed(run: RunRow) -> Changed:
+    return Changed(run.id, run.tenant_id, run.job_id, run.project_id, run.status, run.attempt, run.result, run.error,
+                   run.webhook_url, run.target_key, run.limited)
+
+
+def _aware(dt: datetime) -> datetime:
+    from datetime import UTC
+
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _sqlite_json_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return 1 if value else 0
+    if isinstance(value, (dict, list)):
+        return func.json(json.dumps(value))
+    return value
+
+
+__all__ = ["ACTIVE", "NOT_STARTED", "ON_DEVICE", "TERMINAL", "RunRow", "LogChunkRow", "RunEventRow",
+           "WebhookDeliveryRow", "RunStore", "Changed", "IntegrityError", "canonical_hash"]

@@ -129,6 +129,10 @@ class FakeRuns(runs_pb2_grpc.RunServiceServicer):
         await self.r.record("CancelRun", request, context)
         return sample_run(id=request.run_id, status=runs_pb2.RUN_STATUS_CANCELED)
 
+    async def DeleteRun(self, request, context):
+        await self.r.record("DeleteRun", request, context)
+        return empty_pb2.Empty()
+
     async def ListRunLogs(self, request, context):
         await self.r.record("ListRunLogs", request, context)
         return runs_pb2.ListRunLogsResponse(text="hi\noops\n", chunks=[

@@ -1,6 +1,7 @@
 import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from jobline.api.v1 import annotations_pb2 as _annotations_pb2_1
@@ -74,7 +75,7 @@ class ExecutionTrace(_message.Message):
     def __init__(self, queue_wait_ms: _Optional[int] = ..., dequeue_ms: _Optional[int] = ..., connect_ms: _Optional[int] = ..., ttfb_ms: _Optional[int] = ..., transfer_ms: _Optional[int] = ..., total_ms: _Optional[int] = ..., dispatch_ms: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "job_id", "project_id", "status", "attempt", "payload", "result", "metadata", "error", "triggered_by", "scheduled_at", "started_at", "finished_at", "heartbeat_at", "next_retry_at", "expires_at", "parent_run_id", "priority", "idempotency_key", "job_version", "workflow_step_run_id", "max_attempts_override", "timeout_secs_override", "retry_backoff", "retry_initial_delay_secs", "retry_max_delay_secs", "execution_trace", "debug_mode", "continuation_of", "lineage_depth", "tags", "job_version_id", "created_by", "batch_id", "concurrency_key", "created_at", "device_id", "invocation_id", "exit_code")
+    __slots__ = ("id", "job_id", "project_id", "status", "attempt", "payload", "result", "metadata", "error", "triggered_by", "scheduled_at", "started_at", "finished_at", "heartbeat_at", "next_retry_at", "expires_at", "parent_run_id", "priority", "idempotency_key", "job_version", "workflow_step_run_id", "max_attempts_override", "timeout_secs_override", "retry_backoff", "retry_initial_delay_secs", "retry_max_delay_secs", "execution_trace", "debug_mode", "continuation_of", "lineage_depth", "tags", "job_version_id", "created_by", "batch_id", "concurrency_key", "created_at", "idempotency_hit", "device_id", "invocation_id", "exit_code")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +126,7 @@ class Run(_message.Message):
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_HIT_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -164,14 +166,22 @@ class Run(_message.Message):
     batch_id: str
     concurrency_key: str
     created_at: _timestamp_pb2.Timestamp
+    idempotency_hit: bool
     device_id: str
     invocation_id: str
     exit_code: int
-    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., error: _Optional[str] = ..., triggered_by: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_retry_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., priority: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., job_version: _Optional[int] = ..., workflow_step_run_id: _Optional[str] = ..., max_attempts_override: _Optional[int] = ..., timeout_secs_override: _Optional[int] = ..., retry_backoff: _Optional[str] = ..., retry_initial_delay_secs: _Optional[int] = ..., retry_max_delay_secs: _Optional[int] = ..., execution_trace: _Optional[_Union[ExecutionTrace, _Mapping]] = ..., debug_mode: _Optional[bool] = ..., continuation_of: _Optional[str] = ..., lineage_depth: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., job_version_id: _Optional[str] = ..., created_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device_id: _Optional[str] = ..., invocation_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., error: _Optional[str] = ..., triggered_by: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_retry_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., priority: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., job_version: _Optional[int] = ..., workflow_step_run_id: _Optional[str] = ..., max_attempts_override: _Optional[int] = ..., timeout_secs_override: _Optional[int] = ..., retry_backoff: _Optional[str] = ..., retry_initial_delay_secs: _Optional[int] = ..., retry_max_delay_secs: _Optional[int] = ..., execution_trace: _Optional[_Union[ExecutionTrace, _Mapping]] = ..., debug_mode: _Optional[bool] = ..., continuation_of: _Optional[str] = ..., lineage_depth: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., job_version_id: _Optional[str] = ..., created_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_hit: _Optional[bool] = ..., device_id: _Optional[str] = ..., invocation_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
 
 class TriggerJobRequest(_message.Message):
-    __slots__ = ("job_id", "payload", "idempotency_key", "priority", "dry_run", "metadata", "scheduled_at", "device_ids")
+    __slots__ = ("job_id", "payload", "idempotency_key", "priority", "dry_run", "metadata", "scheduled_at", "concurrency_key", "tags", "parent_run_id", "device_ids")
     class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +195,9 @@ class TriggerJobRequest(_message.Message):
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     payload: _struct_pb2.Struct
@@ -193,8 +206,11 @@ class TriggerJobRequest(_message.Message):
     dry_run: bool
     metadata: _containers.ScalarMap[str, str]
     scheduled_at: _timestamp_pb2.Timestamp
+    concurrency_key: str
+    tags: _containers.ScalarMap[str, str]
+    parent_run_id: str
     device_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., dry_run: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., dry_run: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., concurrency_key: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("run_id",)
@@ -203,7 +219,7 @@ class GetRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("project_id", "status", "job_id", "limit", "cursor", "triggered_by", "batch_id", "invocation_id")
+    __slots__ = ("project_id", "status", "job_id", "limit", "cursor", "triggered_by", "batch_id", "metadata_key", "metadata_value", "payload_contains", "invocation_id")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +227,9 @@ class ListRunsRequest(_message.Message):
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     TRIGGERED_BY_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_KEY_FIELD_NUMBER: _ClassVar[int]
+    METADATA_VALUE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_CONTAINS_FIELD_NUMBER: _ClassVar[int]
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     status: RunStatus
@@ -219,8 +238,11 @@ class ListRunsRequest(_message.Message):
     cursor: str
     triggered_by: str
     batch_id: str
+    metadata_key: str
+    metadata_value: str
+    payload_contains: str
     invocation_id: str
-    def __init__(self, project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., job_id: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., triggered_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., invocation_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., job_id: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., triggered_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., metadata_key: _Optional[str] = ..., metadata_value: _Optional[str] = ..., payload_contains: _Optional[str] = ..., invocation_id: _Optional[str] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ("runs", "next_cursor")
@@ -277,3 +299,289 @@ class CountActiveRunsResponse(_message.Message):
     COUNT_FIELD_NUMBER: _ClassVar[int]
     count: int
     def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class BulkTriggerItem(_message.Message):
+    __slots__ = ("payload", "scheduled_at", "priority", "idempotency_key", "tags", "concurrency_key", "metadata")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_AT_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    payload: _struct_pb2.Struct
+    scheduled_at: _timestamp_pb2.Timestamp
+    priority: int
+    idempotency_key: str
+    tags: _containers.ScalarMap[str, str]
+    concurrency_key: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., priority: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., concurrency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class BulkTriggerJobRequest(_message.Message):
+    __slots__ = ("job_id", "items")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    items: _containers.RepeatedCompositeFieldContainer[BulkTriggerItem]
+    def __init__(self, job_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[BulkTriggerItem, _Mapping]]] = ...) -> None: ...
+
+class BulkTriggerResult(_message.Message):
+    __slots__ = ("id", "status", "run_token", "idempotency_hit")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RUN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_HIT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    status: str
+    run_token: str
+    idempotency_hit: bool
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., run_token: _Optional[str] = ..., idempotency_hit: _Optional[bool] = ...) -> None: ...
+
+class BulkTriggerJobResponse(_message.Message):
+    __slots__ = ("results", "total", "created", "batch_id")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BulkTriggerResult]
+    total: int
+    created: int
+    batch_id: str
+    def __init__(self, results: _Optional[_Iterable[_Union[BulkTriggerResult, _Mapping]]] = ..., total: _Optional[int] = ..., created: _Optional[int] = ..., batch_id: _Optional[str] = ...) -> None: ...
+
+class GetJobHealthRequest(_message.Message):
+    __slots__ = ("job_id", "window")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    window: str
+    def __init__(self, job_id: _Optional[str] = ..., window: _Optional[str] = ...) -> None: ...
+
+class JobHealthStats(_message.Message):
+    __slots__ = ("total_runs", "completed_runs", "failed_runs", "timed_out_runs", "crashed_runs", "canceled_runs", "expired_runs", "success_rate", "avg_duration_secs", "p95_duration_secs", "health_score")
+    TOTAL_RUNS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_RUNS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_RUNS_FIELD_NUMBER: _ClassVar[int]
+    TIMED_OUT_RUNS_FIELD_NUMBER: _ClassVar[int]
+    CRASHED_RUNS_FIELD_NUMBER: _ClassVar[int]
+    CANCELED_RUNS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_RUNS_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_RATE_FIELD_NUMBER: _ClassVar[int]
+    AVG_DURATION_SECS_FIELD_NUMBER: _ClassVar[int]
+    P95_DURATION_SECS_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_SCORE_FIELD_NUMBER: _ClassVar[int]
+    total_runs: int
+    completed_runs: int
+    failed_runs: int
+    timed_out_runs: int
+    crashed_runs: int
+    canceled_runs: int
+    expired_runs: int
+    success_rate: float
+    avg_duration_secs: float
+    p95_duration_secs: float
+    health_score: float
+    def __init__(self, total_runs: _Optional[int] = ..., completed_runs: _Optional[int] = ..., failed_runs: _Optional[int] = ..., timed_out_runs: _Optional[int] = ..., crashed_runs: _Optional[int] = ..., canceled_runs: _Optional[int] = ..., expired_runs: _Optional[int] = ..., success_rate: _Optional[float] = ..., avg_duration_secs: _Optional[float] = ..., p95_duration_secs: _Optional[float] = ..., health_score: _Optional[float] = ...) -> None: ...
+
+class BulkCancelRunsRequest(_message.Message):
+    __slots__ = ("run_ids",)
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BulkCancelResult(_message.Message):
+    __slots__ = ("id", "status", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    status: str
+    error: str
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class BulkCancelRunsResponse(_message.Message):
+    __slots__ = ("results", "total", "canceled", "failed")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CANCELED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BulkCancelResult]
+    total: int
+    canceled: int
+    failed: int
+    def __init__(self, results: _Optional[_Iterable[_Union[BulkCancelResult, _Mapping]]] = ..., total: _Optional[int] = ..., canceled: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class BulkCancelAllFilter(_message.Message):
+    __slots__ = ("job_id", "batch_id", "triggered_by", "status")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    TRIGGERED_BY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    batch_id: str
+    triggered_by: str
+    status: RunStatus
+    def __init__(self, job_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., triggered_by: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ...) -> None: ...
+
+class BulkCancelAllRunsRequest(_message.Message):
+    __slots__ = ("project_id", "filter")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    filter: BulkCancelAllFilter
+    def __init__(self, project_id: _Optional[str] = ..., filter: _Optional[_Union[BulkCancelAllFilter, _Mapping]] = ...) -> None: ...
+
+class ReplayRunRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class BulkReplayDeadLetterRunsRequest(_message.Message):
+    __slots__ = ("run_ids", "project_id", "limit")
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    project_id: str
+    limit: int
+    def __init__(self, run_ids: _Optional[_Iterable[str]] = ..., project_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class BulkReplayDeadLetterRunsResponse(_message.Message):
+    __slots__ = ("replayed", "count")
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    replayed: _containers.RepeatedCompositeFieldContainer[Run]
+    count: int
+    def __init__(self, replayed: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class BulkReplayRunsRequest(_message.Message):
+    __slots__ = ("run_ids",)
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RunEvent(_message.Message):
+    __slots__ = ("id", "run_id", "type", "level", "message", "data", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    run_id: str
+    type: str
+    level: str
+    message: str
+    data: _struct_pb2.Struct
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., run_id: _Optional[str] = ..., type: _Optional[str] = ..., level: _Optional[str] = ..., message: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListRunEventsRequest(_message.Message):
+    __slots__ = ("run_id", "level", "type")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    level: str
+    type: str
+    def __init__(self, run_id: _Optional[str] = ..., level: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
+
+class ListRunEventsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[RunEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ...) -> None: ...
+
+class RunOutput(_message.Message):
+    __slots__ = ("id", "run_id", "output_key", "schema", "value", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_KEY_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    run_id: str
+    output_key: str
+    schema: _struct_pb2.Struct
+    value: _struct_pb2.Struct
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., run_id: _Optional[str] = ..., output_key: _Optional[str] = ..., schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., value: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListRunOutputsResponse(_message.Message):
+    __slots__ = ("outputs",)
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    outputs: _containers.RepeatedCompositeFieldContainer[RunOutput]
+    def __init__(self, outputs: _Optional[_Iterable[_Union[RunOutput, _Mapping]]] = ...) -> None: ...
+
+class RunDependency(_message.Message):
+    __slots__ = ("id", "job_id", "depends_on_job_id", "condition", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    job_id: str
+    depends_on_job_id: str
+    condition: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., depends_on_job_id: _Optional[str] = ..., condition: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RunDependencyStatus(_message.Message):
+    __slots__ = ("run_id", "job_id", "status", "dependencies", "dependencies_satisfied")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCIES_SATISFIED_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    job_id: str
+    status: RunStatus
+    dependencies: _containers.RepeatedCompositeFieldContainer[RunDependency]
+    dependencies_satisfied: bool
+    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., dependencies: _Optional[_Iterable[_Union[RunDependency, _Mapping]]] = ..., dependencies_satisfied: _Optional[bool] = ...) -> None: ...
+
+class ResetIdempotencyKeyResponse(_message.Message):
+    __slots__ = ("status", "run_id")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    run_id: str
+    def __init__(self, status: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class RescheduleRunRequest(_message.Message):
+    __slots__ = ("run_id", "scheduled_at", "payload")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_AT_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    scheduled_at: _timestamp_pb2.Timestamp
+    payload: _struct_pb2.Struct
+    def __init__(self, run_id: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class WatchRunResponse(_message.Message):
+    __slots__ = ("run", "output")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    output: LogChunk
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., output: _Optional[_Union[LogChunk, _Mapping]] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from jobline.runs.v1 import runs_pb2 as jobline_dot_runs_dot_v1_dot_runs__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -40,6 +41,16 @@ class RunServiceStub:
                 request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.TriggerJobRequest.SerializeToString,
                 response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
                 _registered_method=True)
+        self.BulkTriggerJob = channel.unary_unary(
+                '/jobline.runs.v1.RunService/BulkTriggerJob',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkTriggerJobRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkTriggerJobResponse.FromString,
+                _registered_method=True)
+        self.GetJobHealth = channel.unary_unary(
+                '/jobline.runs.v1.RunService/GetJobHealth',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetJobHealthRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.JobHealthStats.FromString,
+                _registered_method=True)
         self.GetRun = channel.unary_unary(
                 '/jobline.runs.v1.RunService/GetRun',
                 request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
@@ -50,10 +61,90 @@ class RunServiceStub:
                 request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsRequest.SerializeToString,
                 response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetterRuns = channel.unary_unary(
+                '/jobline.runs.v1.RunService/ListDeadLetterRuns',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
         self.CancelRun = channel.unary_unary(
                 '/jobline.runs.v1.RunService/CancelRun',
                 request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
+        self.DeleteRun = channel.unary_unary(
+                '/jobline.runs.v1.RunService/DeleteRun',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.BulkCancelRuns = channel.unary_unary(
+                '/jobline.runs.v1.RunService/BulkCancelRuns',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkCancelRunsRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkCancelRunsResponse.FromString,
+                _registered_method=True)
+        self.BulkCancelAllRuns = channel.unary_unary(
+                '/jobline.runs.v1.RunService/BulkCancelAllRuns',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkCancelAllRunsRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkCancelRunsResponse.FromString,
+                _registered_method=True)
+        self.ReplayRun = channel.unary_unary(
+                '/jobline.runs.v1.RunService/ReplayRun',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ReplayRunRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetterRun = channel.unary_unary(
+                '/jobline.runs.v1.RunService/ReplayDeadLetterRun',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ReplayRunRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
+        self.BulkReplayDeadLetterRuns = channel.unary_unary(
+                '/jobline.runs.v1.RunService/BulkReplayDeadLetterRuns',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkReplayDeadLetterRunsRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkReplayDeadLetterRunsResponse.FromString,
+                _registered_method=True)
+        self.BulkReplayRuns = channel.unary_unary(
+                '/jobline.runs.v1.RunService/BulkReplayRuns',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkReplayRunsRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.ListChildRuns = channel.unary_unary(
+                '/jobline.runs.v1.RunService/ListChildRuns',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.ListRunLineage = channel.unary_unary(
+                '/jobline.runs.v1.RunService/ListRunLineage',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.ListRunEvents = channel.unary_unary(
+                '/jobline.runs.v1.RunService/ListRunEvents',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunEventsRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunEventsResponse.FromString,
+                _registered_method=True)
+        self.ListRunOutputs = channel.unary_unary(
+                '/jobline.runs.v1.RunService/ListRunOutputs',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunOutputsResponse.FromString,
+                _registered_method=True)
+        self.GetRunDependencyStatus = channel.unary_unary(
+                '/jobline.runs.v1.RunService/GetRunDependencyStatus',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.RunDependencyStatus.FromString,
+                _registered_method=True)
+        self.ResetIdempotencyKey = channel.unary_unary(
+                '/jobline.runs.v1.RunService/ResetIdempotencyKey',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ResetIdempotencyKeyResponse.FromString,
+                _registered_method=True)
+        self.RescheduleRun = channel.unary_unary(
+                '/jobline.runs.v1.RunService/RescheduleRun',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.RescheduleRunRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
+        self.WatchRun = channel.unary_stream(
+                '/jobline.runs.v1.RunService/WatchRun',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.WatchRunResponse.FromString,
                 _registered_method=True)
         self.CountActiveRuns = channel.unary_unary(
                 '/jobline.runs.v1.RunService/CountActiveRuns',
@@ -78,6 +169,20 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BulkTriggerJob(self, request, context):
+        """Triggers many runs of one job in one call (one insert for all of them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJobHealth(self, request, context):
+        """Health of a job over a window (1h, 1d, 7d, 30d; default 7d), from runs created in it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetRun(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -90,8 +195,113 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetterRuns(self, request, context):
+        """Dead-lettered runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CancelRun(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRun(self, request, context):
+        """Cancels the run (and its children); answers nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkCancelRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkCancelAllRuns(self, request, context):
+        """Cancels every active run matching the filter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayRun(self, request, context):
+        """A new run of a finished run's job with its payload (continuation_of the original).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetterRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkReplayDeadLetterRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkReplayRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChildRuns(self, request, context):
+        """Runs triggered with this run as their parent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRunLineage(self, request, context):
+        """The continuation chain the run belongs to (replays of replays), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRunEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRunOutputs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRunDependencyStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetIdempotencyKey(self, request, context):
+        """Forgets the run's idempotency key, so the key can trigger a new run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RescheduleRun(self, request, context):
+        """Moves a run that has not started to another time (and optionally another payload).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRun(self, request, context):
+        """The run whenever it changes, and its new output, until it ends (GET /v1/runs/{run_id}/stream as SSE).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -118,6 +328,16 @@ def add_RunServiceServicer_to_server(servicer, server):
                     request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.TriggerJobRequest.FromString,
                     response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.Run.SerializeToString,
             ),
+            'BulkTriggerJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkTriggerJob,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkTriggerJobRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkTriggerJobResponse.SerializeToString,
+            ),
+            'GetJobHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJobHealth,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetJobHealthRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.JobHealthStats.SerializeToString,
+            ),
             'GetRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRun,
                     request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.FromString,
@@ -128,10 +348,90 @@ def add_RunServiceServicer_to_server(servicer, server):
                     request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsRequest.FromString,
                     response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.SerializeToString,
             ),
+            'ListDeadLetterRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetterRuns,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.SerializeToString,
+            ),
             'CancelRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelRun,
                     request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CancelRunRequest.FromString,
                     response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'DeleteRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRun,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CancelRunRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'BulkCancelRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkCancelRuns,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkCancelRunsRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkCancelRunsResponse.SerializeToString,
+            ),
+            'BulkCancelAllRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkCancelAllRuns,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkCancelAllRunsRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkCancelRunsResponse.SerializeToString,
+            ),
+            'ReplayRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayRun,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ReplayRunRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'ReplayDeadLetterRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetterRun,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ReplayRunRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'BulkReplayDeadLetterRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkReplayDeadLetterRuns,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkReplayDeadLetterRunsRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkReplayDeadLetterRunsResponse.SerializeToString,
+            ),
+            'BulkReplayRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkReplayRuns,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.BulkReplayRunsRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'ListChildRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChildRuns,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'ListRunLineage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunLineage,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'ListRunEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunEvents,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunEventsRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunEventsResponse.SerializeToString,
+            ),
+            'ListRunOutputs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunOutputs,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunOutputsResponse.SerializeToString,
+            ),
+            'GetRunDependencyStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRunDependencyStatus,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.RunDependencyStatus.SerializeToString,
+            ),
+            'ResetIdempotencyKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetIdempotencyKey,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ResetIdempotencyKeyResponse.SerializeToString,
+            ),
+            'RescheduleRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RescheduleRun,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.RescheduleRunRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'WatchRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRun,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.WatchRunResponse.SerializeToString,
             ),
             'CountActiveRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.CountActiveRuns,
@@ -172,6 +472,60 @@ class RunService:
             '/jobline.runs.v1.RunService/TriggerJob',
             jobline_dot_runs_dot_v1_dot_runs__pb2.TriggerJobRequest.SerializeToString,
             jobline_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkTriggerJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/BulkTriggerJob',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.BulkTriggerJobRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.BulkTriggerJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/GetJobHealth',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.GetJobHealthRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.JobHealthStats.FromString,
             options,
             channel_credentials,
             insecure,
@@ -237,6 +591,33 @@ class RunService:
             _registered_method=True)
 
     @staticmethod
+    def ListDeadLetterRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/ListDeadLetterRuns',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CancelRun(request,
             target,
             options=(),
@@ -253,6 +634,411 @@ class RunService:
             '/jobline.runs.v1.RunService/CancelRun',
             jobline_dot_runs_dot_v1_dot_runs__pb2.CancelRunRequest.SerializeToString,
             jobline_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/DeleteRun',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.CancelRunRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkCancelRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/BulkCancelRuns',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.BulkCancelRunsRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.BulkCancelRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkCancelAllRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/BulkCancelAllRuns',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.BulkCancelAllRunsRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.BulkCancelRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/ReplayRun',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ReplayRunRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetterRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/ReplayDeadLetterRun',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ReplayRunRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkReplayDeadLetterRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/BulkReplayDeadLetterRuns',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.BulkReplayDeadLetterRunsRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.BulkReplayDeadLetterRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkReplayRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/BulkReplayRuns',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.BulkReplayRunsRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChildRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/ListChildRuns',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunLineage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/ListRunLineage',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/ListRunEvents',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunEventsRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunOutputs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/ListRunOutputs',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunOutputsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRunDependencyStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/GetRunDependencyStatus',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.RunDependencyStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetIdempotencyKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/ResetIdempotencyKey',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ResetIdempotencyKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RescheduleRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/RescheduleRun',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.RescheduleRunRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/WatchRun',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.WatchRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,14 +30,45 @@ def agent_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", default=service_addr("runs"),
                         help="the runs service, host:port (default: $JOBLINE_RUNS_ADDR or 127.0.0.1:50052)")
     parser.add_argument("--capacity", type=int, default=4, help="how many runs at once (default: 4)")
+    parser.add_argument("--enroll-token", default=os.environ.get("JOBLINE_ENROLL_TOKEN"),
+                        help="register this device with an enrolment token on first start (default: "
+                             "$JOBLINE_ENROLL_TOKEN); its credential is then kept in --credential-file")
+    parser.add_argument("--credential-file", type=Path,
+                        help="where the credential an enrolment answered is kept, mode 0600 "
+                             "(default: ~/.jobline/agent-<device>.credential)")
+    parser.add_argument("--name", default="", help="with --enroll-token: the device's display name")
     args = parser.parse_args(argv)
-    if not args.credential:
-        parser.error("a credential is needed: --credential or JOBLINE_AGENT_CREDENTIAL")
     if args.capacity < 1:
         parser.error("--capacity must be at least 1")
+    path = args.credential_file or Path.home() / ".jobline" / f"agent-{args.device}.credential"
+    credential = args.credential
+    if not credential and path.exists():
+        credential = path.read_text().strip()
+    if not credential and not args.enroll_token:
+        parser.error(f"a credential is needed: --credential, JOBLINE_AGENT_CREDENTIAL, {path} "
+                     "or --enroll-token to register this device")
     _setup_logging()
-    log.info("agent for device %s connecting to %s", args.device, args.server)
-    return asyncio.run(_serve(Agent(args.server, args.device, args.credential, args.capacity)))
+    log.info("agent for device %s connecting to %s%s", args.device, args.server,
+             "" if credential else " to enrol")
+    agent = Agent(args.server, args.device, credential or "", args.capacity, enrollment_token=args.enroll_token or "",
+                  device_name=args.name, on_enrolled=lambda secret: store_credential(path, secret))
+    code = asyncio.run(_serve(agent))
+    if agent.refused:
+        print(f"jobline agent: refused by the server: {agent.refused}", file=sys.stderr)
+        return 3
+    return code
+
+
+def store_credential(path: Path, credential: str) -> None:
+    """Writes the credential readable by this user only (0600), replacing the file atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    scratch = path.with_name(path.name + ".tmp")
+    descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(credential + "\n")
+    os.chmod(scratch, 0o600)
+    os.replace(scratch, path)
+    log.info("credential stored in %s", path)
 
 
 def fleet_main(argv: list[str] | None = None) -> int:

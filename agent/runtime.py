@@ -2,7 +2,13 @@
 
 Output and Finished messages stay in a per-run outbox until the server acks them, and are
 resent after every reconnect: delivery is at least once, the server dedupes by sequence.
-Processes keep running while the stream is down."""
+Processes keep running while the stream is down.
+
+A new device may connect with an enrolment token instead of a credential: the server registers it
+and answers its credential in Welcome; `on_enrolled` is called with it (the CLI keeps it in a file)
+and every later connect uses it. A refusal that cannot heal by retrying (UNAUTHENTICATED: wrong or
+revoked credential, used-up token; ALREADY_EXISTS: enrolling an id that is taken) ends `run()`
+with `refused` set, instead of reconnecting forever."""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +39,7 @@ CHUNK_BYTES = 64 * 1024
 KILL_GRACE_SECS = 5.0
 DEFAULT_HEARTBEAT_SECS = 5.0
 TIMEOUT_EXIT_CODE = 124  # like coreutils `timeout`, for a timed-out command that exited by itself
+FATAL_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.PERMISSION_DENIED)
 
 RunKey = tuple[str, int]  # (run_id, attempt)
 
@@ -92,10 +99,15 @@ class Agent:
     """A device's agent. `await run()` holds the stream (reconnecting) until `await stop()`."""
 
     def __init__(self, server: str, device_id: str, credential: str, capacity: int = 4,
-                 heartbeat_interval: float | None = None) -> None:
+                 heartbeat_interval: float | None = None, *, enrollment_token: str = "", device_name: str = "",
+                 on_enrolled: Callable[[str], None] | None = None) -> None:
         self.server = server
         self.device_id = device_id
         self.credential = credential
+        self.enrollment_token = enrollment_token
+        self.device_name = device_name
+        self.on_enrolled = on_enrolled
+        self.refused = ""  # why the server refused this agent for good, once it has
         self.capacity = capacity
         self.heartbeat_interval = heartbeat_interval  # seconds; None: what Welcome says
         self._runs: dict[RunKey, Run] = {}
@@ -136,6 +148,10 @@ class Agent:
                 await self._session(stub, backoff)
                 log.warning("the server closed the stream; reconnecting")
             except grpc.aio.AioRpcError as error:
+                if error.code() in FATAL_CODES:
+                    self.refused = f"{error.code().name}: {error.details()}"
+                    log.error("the server refused this agent: %s", self.refused)
+                    return
                 log.warning("stream to %s failed: %s %s", self.server, error.code().name, error.details())
             except Exception:  # a bug handling one message must not end the agent
                 log.exception("stream to %s failed", self.server)
@@ -146,7 +162,8 @@ class Agent:
         queue: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue()
         queue.put_nowait(agent_pb2.AgentMessage(hello=agent_pb2.Hello(
             device_id=self.device_id, credential=self.credential, agent_version=AGENT_VERSION,
-            capacity=self.capacity, held_runs=self._held(), facts=machine_facts())))
+            capacity=self.capacity, held_runs=self._held(), facts=machine_facts(),
+            enrollment_token="" if self.credential else self.enrollment_token, device_name=self.device_name)))
         for run in self._runs.values():
             for message in run.outbox:
                 queue.put_nowait(message)
@@ -157,6 +174,8 @@ class Agent:
             async for message in call:
                 if message.WhichOneof("body") == "welcome":
                     backoff.reset()
+                    if message.welcome.HasField("credential"):
+                        self._enrolled(message.welcome.credential)
                     if beat is not None:
                         beat.cancel()
                     interval = self.heartbeat_interval or message.welcome.heartbeat_interval_ms / 1000
@@ -168,6 +187,13 @@ class Agent:
             if beat is not None:
                 beat.cancel()
             call.cancel()
+
+    def _enrolled(self, credential: str) -> None:
+        self.credential = credential
+        self.enrollment_token = ""
+        log.info("device %s enrolled", self.device_id)
+        if self.on_enrolled is not None:
+            self.on_enrolled(credential)
 
     async def _beat(self, interval: float) -> None:
         while True:

@@ -16,7 +16,9 @@ from .store import TABLES, DeviceStore
 async def build(settings: Settings, *, clock: Clock | None = None) -> Registration:
     db = Database(settings.database_url, TABLES)
     await db.create_tables()
-    devices = Devices(DeviceStore(db), clock or Clock())
+    store = DeviceStore(db)
+    await store.upgrade()
+    devices = Devices(store, clock or Clock())
     servicer = DeviceServicer(devices)
     return Registration(
         add_to_server=[lambda server: devices_pb2_grpc.add_DeviceServiceServicer_to_server(servicer, server)],

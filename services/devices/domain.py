@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
-from datetime import UTC
+import secrets
+import uuid
+from datetime import UTC, timedelta
 from typing import Any
 
+from sqlalchemy import ColumnElement
+
 from jobline.auth.v1.auth_pb2 import Principal
-from jobline.devices.v1.devices_pb2 import Device, DeviceTargets, PresenceChange, ResolveTargetsResponse
+from jobline.devices.v1.devices_pb2 import (AgentCredential, Device, DeviceGroup, DeviceTargets, EnrollDeviceRequest,
+                                            EnrollmentToken, PresenceChange, ResolveTargetsResponse)
 from services.common.clock import Clock
 from services.common.secrets import new_secret, secret_hash
-from services.common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from services.common.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
+                                    Unauthenticated)
 
-from .store import DeviceRow, DeviceStore, Presence
+from . import query as search
+from .store import DeviceGroupRow, DeviceRow, DeviceStore, EnrollmentTokenRow, Presence
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 CREDENTIAL_PREFIX = "jld_"
+ENROLLMENT_TOKEN_PREFIX = "jle_"
+MAX_FACTS, MAX_FACT_KEY, MAX_FACT_VALUE = 64, 128, 1024
+MAX_DESCRIPTION = 2048
 EDITABLE = ("name", "model", "labels", "groups")
 TEXT_LIMITS = {"name": 256, "model": 256}
 MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE = 64, 128, 256
@@ -71,16 +82,58 @@ def editable_values(device: Device, fields: tuple[str, ...] | list[str]) -> dict
 
 def to_device(row: DeviceRow, *, with_tenant: bool = False, credential: str = "") -> Device:
     """The device as answered to callers: never the credential hash; the tenant only to internal callers."""
-    return Device(
+    device = Device(
         id=row.id, name=row.name, model=row.model, labels=row.labels or {}, groups=row.groups or [],
         online=row.online, last_seen_at=row.last_seen_at, agent_version=row.agent_version,
-        created_at=row.created_at, updated_at=row.updated_at, credential=credential,
-        tenant_id=row.tenant_id if with_tenant else "",
+        created_at=row.created_at, updated_at=row.updated_at, facts=row.facts or {},
+        credential_revoked_at=row.credential_revoked_at, enrollment_token_id=row.enrollment_token_id,
     )
+    if credential:  # optional fields: absent from the JSON unless set
+        device.credential = credential
+    if with_tenant:
+        device.tenant_id = row.tenant_id
+    return device
+
+
+def to_group(row: DeviceGroupRow) -> DeviceGroup:
+    return DeviceGroup(id=row.id, name=row.name, description=row.description, created_at=row.created_at,
+                       updated_at=row.updated_at)
+
+
+def to_token(row: EnrollmentTokenRow, token: str = "") -> EnrollmentToken:
+    message = EnrollmentToken(id=row.id, description=row.description, group=row.group, max_uses=row.max_uses,
+                              uses=row.uses, revoked=row.revoked, created_at=row.created_at)
+    if row.expires_at is not None:
+        message.expires_at.FromDatetime(row.expires_at)
+    if token:
+        message.token = token
+    return message
+
+
+def validate_group_id(group: str, what: str = "group") -> None:
+    if not group.strip() or len(group) > MAX_GROUP_LEN or "/" in group:
+        raise InvalidArgument(f"{what} must be 1-{MAX_GROUP_LEN} characters, not blank, without '/'")
+
+
+def validate_facts(facts: dict[str, str]) -> dict[str, str]:
+    if len(facts) > MAX_FACTS:
+        raise InvalidArgument(f"at most {MAX_FACTS} facts")
+    for key, value in facts.items():
+        if not key or len(key) > MAX_FACT_KEY or len(value) > MAX_FACT_VALUE:
+            raise InvalidArgument(f"fact keys must be 1-{MAX_FACT_KEY} characters, values at most {MAX_FACT_VALUE}")
+    return dict(facts)
 
 
 def encode_page_token(after_id: str, group: str) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": after_id, "group": group}).encode()).decode()
+
+
+def filter_fingerprint(group: str, query: str = "", online: bool | None = None) -> str:
+    """What a page token remembers of a list's filters (the group verbatim, for older tokens)."""
+    if not query and online is None:
+        return group
+    digest = hashlib.sha256(json.dumps([group, query, online]).encode()).hexdigest()[:16]
+    return f"{group}#{digest}"
 
 
 def decode_page_token(token: str, group: str) -> str:
@@ -124,14 +177,21 @@ class Devices:
     async def get(self, principal: Principal, device_id: str) -> Device:
         return to_device(await self._row(principal, device_id))
 
+    def _condition(self, query: str) -> ColumnElement[bool] | None:
+        if not query:
+            return None
+        return search.compile_query(search.parse(query), DeviceRow, self.store.db.is_postgres)
+
     async def list(self, principal: Principal, page_size: int = 0, page_token: str = "",
-                   group: str = "") -> tuple[list[Device], str]:
+                   group: str = "", query: str = "", online: bool | None = None) -> tuple[list[Device], str]:
         if page_size < 0:
             raise InvalidArgument("page_size must not be negative")
         limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = decode_page_token(page_token, group)
-        rows = await self.store.list(principal.tenant_id, group=group, after_id=after, limit=limit + 1)
-        next_token = encode_page_token(rows[limit - 1].id, group) if len(rows) > limit else ""
+        fingerprint = filter_fingerprint(group, query, online)
+        after = decode_page_token(page_token, fingerprint)
+        rows = await self.store.list(principal.tenant_id, group=group, after_id=after, limit=limit + 1,
+                                     condition=self._condition(query), online=online)
+        next_token = encode_page_token(rows[limit - 1].id, fingerprint) if len(rows) > limit else ""
         return [to_device(row) for row in rows[:limit]], next_token
 
     async def update(self, principal: Principal, device_id: str, patch: Device, paths: list[str]) -> Device:
@@ -150,11 +210,25 @@ class Devices:
             raise NotFound(f"device {device_id} not found")
 
     async def resolve(self, principal: Principal, targets: DeviceTargets) -> ResolveTargetsResponse:
-        """Explicit ids (in their order, missing ones reported) then the group's other devices, by id."""
+        """Explicit ids (in their order, missing ones reported) then the other devices of the group or
+        the query, by id; with any_available, one online device of the group / query instead of all."""
         ids = list(dict.fromkeys(targets.device_ids))
         if len(ids) > MAX_TARGET_IDS:
             raise InvalidArgument(f"at most {MAX_TARGET_IDS} device ids")
-        rows = await self.store.matching(principal.tenant_id, ids, targets.group) if ids or targets.group else []
+        condition = self._condition(targets.query)
+        if targets.any_available:
+            if not targets.group and condition is None:
+                raise InvalidArgument("any_available needs a group or a query to pick from")
+            rows = await self.store.matching(principal.tenant_id, ids, "") if ids else []
+            picked = await self.store.pick_available(principal.tenant_id, targets.group, condition, self.clock.now())
+            if picked is None:
+                raise FailedPrecondition("no device of the targets is online")
+            if picked.id not in {row.id for row in rows}:
+                rows.append(picked)
+        elif ids or targets.group or condition is not None:
+            rows = await self.store.matching(principal.tenant_id, ids, targets.group, condition)
+        else:
+            rows = []
         by_id = {row.id: row for row in rows}
         named = set(ids)
         ordered = [by_id[i] for i in ids if i in by_id] + [row for row in rows if row.id not in named]
@@ -162,6 +236,156 @@ class Devices:
             devices=[to_device(row, with_tenant=True) for row in ordered],
             missing_device_ids=[i for i in ids if i not in by_id],
         )
+
+    # -- credentials -----------------------------------------------------------------------
+
+    async def revoke_credential(self, principal: Principal, device_id: str) -> Device:
+        await self._row(principal, device_id)
+        now = self.clock.now()
+        # Not the hash of any credential: nothing authenticates against it, and it stays unique.
+        revoked = "revoked:" + secrets.token_hex(24)
+        row = await self.store.save(principal.tenant_id, device_id, {
+            "credential_hash": revoked, "credential_revoked_at": now, "updated_at": now})
+        if row is None:
+            raise NotFound(f"device {device_id} not found")
+        return to_device(row)
+
+    async def rotate_credential(self, principal: Principal, device_id: str) -> Device:
+        await self._row(principal, device_id)
+        credential = new_credential()
+        row = await self.store.save(principal.tenant_id, device_id, {
+            "credential_hash": secret_hash(credential), "credential_revoked_at": None,
+            "updated_at": self.clock.now()})
+        if row is None:
+            raise NotFound(f"device {device_id} not found")
+        return to_device(row, credential=credential)
+
+    async def validate_agents(self, agents: list[AgentCredential]) -> list[AgentCredential]:
+        """The agents whose credential is no longer their device's (revoked, rotated, device deleted)."""
+        current = await self.store.credential_hashes([(a.tenant_id, a.device_id) for a in agents])
+        return [a for a in agents if current.get((a.tenant_id, a.device_id)) != a.credential_sha256]
+
+    # -- groups ----------------------------------------------------------------------------
+
+    async def create_group(self, principal: Principal, group: DeviceGroup) -> DeviceGroup:
+        validate_group_id(group.id, "the group id")
+        self._check_group_text(group)
+        now = self.clock.now()
+        row = DeviceGroupRow(tenant_id=principal.tenant_id, id=group.id, name=group.name or group.id,
+                             description=group.description, created_at=now, updated_at=now)
+        if not await self.store.insert_group(row):
+            raise AlreadyExists(f"device group {group.id} already exists")
+        return to_group(row)
+
+    @staticmethod
+    def _check_group_text(group: DeviceGroup) -> None:
+        if len(group.name) > TEXT_LIMITS["name"]:
+            raise InvalidArgument(f"name must be at most {TEXT_LIMITS['name']} characters")
+        if len(group.description) > MAX_DESCRIPTION:
+            raise InvalidArgument(f"description must be at most {MAX_DESCRIPTION} characters")
+
+    async def get_group(self, principal: Principal, group_id: str) -> DeviceGroup:
+        row = await self.store.get_group(principal.tenant_id, group_id) if group_id else None
+        if row is None:
+            raise NotFound(f"device group {group_id} not found")
+        return to_group(row)
+
+    async def list_groups(self, principal: Principal, page_size: int, page_token: str) -> tuple[list[DeviceGroup], str]:
+        if page_size < 0:
+            raise InvalidArgument("page_size must not be negative")
+        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = decode_page_token(page_token, "#groups")
+        rows = await self.store.list_groups(principal.tenant_id, after, limit + 1)
+        next_token = encode_page_token(rows[limit - 1].id, "#groups") if len(rows) > limit else ""
+        return [to_group(row) for row in rows[:limit]], next_token
+
+    async def update_group(self, principal: Principal, group_id: str, patch: DeviceGroup,
+                           paths: list[str]) -> DeviceGroup:
+        if patch.id and patch.id != group_id:
+            raise InvalidArgument("a group's id cannot be changed")
+        paths = paths or ["name", "description"]
+        if any(path not in ("name", "description") for path in paths):
+            raise InvalidArgument("update_mask paths are name, description")
+        self._check_group_text(patch)
+        values: dict[str, Any] = {path: getattr(patch, path) for path in paths}
+        if "name" in values and not values["name"]:
+            values["name"] = group_id
+        row = await self.store.save_group(principal.tenant_id, group_id, {**values, "updated_at": self.clock.now()})
+        if row is None:
+            raise NotFound(f"device group {group_id} not found")
+        return to_group(row)
+
+    async def delete_group(self, principal: Principal, group_id: str) -> None:
+        if not group_id or not await self.store.delete_group(principal.tenant_id, group_id):
+            raise NotFound(f"device group {group_id} not found")
+
+    # -- enrolment -------------------------------------------------------------------------
+
+    async def create_token(self, principal: Principal, token: EnrollmentToken) -> EnrollmentToken:
+        if token.group:
+            validate_group_id(token.group)
+        if token.max_uses < 0:
+            raise InvalidArgument("max_uses must not be negative")
+        if token.ttl_secs < 0:
+            raise InvalidArgument("ttl_secs must not be negative")
+        if len(token.description) > MAX_DESCRIPTION:
+            raise InvalidArgument(f"description must be at most {MAX_DESCRIPTION} characters")
+        now = self.clock.now()
+        expires_at = None
+        if token.HasField("expires_at"):
+            if token.ttl_secs:
+                raise InvalidArgument("give expires_at or ttl_secs, not both")
+            expires_at = token.expires_at.ToDatetime(tzinfo=UTC)
+            if expires_at <= now:
+                raise InvalidArgument("expires_at must be in the future")
+        elif token.ttl_secs:
+            expires_at = now + timedelta(seconds=token.ttl_secs)
+        secret = new_secret(ENROLLMENT_TOKEN_PREFIX)
+        row = EnrollmentTokenRow(id=str(uuid.uuid4()), tenant_id=principal.tenant_id, token_hash=secret_hash(secret),
+                                 description=token.description, group=token.group, expires_at=expires_at,
+                                 max_uses=token.max_uses, created_at=now)
+        await self.store.insert_token(row)
+        return to_token(row, secret)
+
+    async def list_tokens(self, principal: Principal, page_size: int,
+                          page_token: str) -> tuple[list[EnrollmentToken], str]:
+        if page_size < 0:
+            raise InvalidArgument("page_size must not be negative")
+        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = decode_page_token(page_token, "#tokens")
+        rows = await self.store.list_tokens(principal.tenant_id, after, limit + 1)
+        next_token = encode_page_token(rows[limit - 1].id, "#tokens") if len(rows) > limit else ""
+        return [to_token(row) for row in rows[:limit]], next_token
+
+    async def revoke_token(self, principal: Principal, token_id: str) -> EnrollmentToken:
+        row = await self.store.revoke_token(principal.tenant_id, token_id) if token_id else None
+        if row is None:
+            raise NotFound(f"enrolment token {token_id} not found")
+        return to_token(row)
+
+    async def enroll(self, request: EnrollDeviceRequest) -> Device:
+        """Registers a new device with an enrolment token; answers it with its credential and tenant."""
+        if not request.token:
+            raise Unauthenticated("an enrolment token is required")
+        validate_id(request.device_id)
+        if len(request.name) > TEXT_LIMITS["name"]:
+            raise InvalidArgument(f"name must be at most {TEXT_LIMITS['name']} characters")
+        facts = validate_facts(dict(request.facts))
+        credential = new_credential()
+        now = self.clock.now()
+
+        def make_device(token: EnrollmentTokenRow) -> DeviceRow:
+            return DeviceRow(tenant_id=token.tenant_id, id=request.device_id, name=request.name or request.device_id,
+                             groups=[token.group] if token.group else [], labels={}, facts=facts,
+                             agent_version=request.agent_version[:128], credential_hash=secret_hash(credential),
+                             enrollment_token_id=token.id, created_at=now, updated_at=now)
+
+        outcome, row = await self.store.enroll(secret_hash(request.token), now, make_device)
+        if outcome == "invalid":
+            raise Unauthenticated("the enrolment token is unknown, expired, used up or revoked")
+        if outcome == "exists" or row is None:
+            raise AlreadyExists(f"device {request.device_id} already exists")
+        return to_device(row, with_tenant=True, credential=credential)
 
     async def authenticate_agent(self, device_id: str, credential: str) -> Device:
         row = await self.store.by_credential(device_id, secret_hash(credential)) if device_id and credential else None
@@ -175,5 +399,7 @@ class Devices:
             if not change.tenant_id or not change.device_id:
                 raise InvalidArgument("every presence change needs tenant_id and device_id")
             seen_at = change.seen_at.ToDatetime(tzinfo=UTC) if change.HasField("seen_at") else self.clock.now()
-            presence.append(Presence(change.tenant_id, change.device_id, change.online, change.agent_version, seen_at))
+            facts = validate_facts(dict(change.facts)) if change.facts else None
+            presence.append(Presence(change.tenant_id, change.device_id, change.online, change.agent_version, seen_at,
+                                     facts))
         await self.store.record_presence(presence)

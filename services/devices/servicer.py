@@ -22,7 +22,8 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
 
     async def ListDevices(self, request, context):
         devices, token = await self.devices.list(
-            from_context(context), request.page_size, request.page_token, request.group
+            from_context(context), request.page_size, request.page_token, request.group, request.query,
+            request.online if request.HasField("online") else None,
         )
         return devices_pb2.ListDevicesResponse(devices=devices, next_page_token=token)
 
@@ -46,3 +47,46 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
         # No principal: internal, from the runs service; each change names its tenant.
         await self.devices.report_presence(list(request.changes))
         return empty_pb2.Empty()
+
+    async def RevokeCredential(self, request, context):
+        return await self.devices.revoke_credential(from_context(context), request.device_id)
+
+    async def RotateCredential(self, request, context):
+        return await self.devices.rotate_credential(from_context(context), request.device_id)
+
+    async def CreateDeviceGroup(self, request, context):
+        return await self.devices.create_group(from_context(context), request.group)
+
+    async def GetDeviceGroup(self, request, context):
+        return await self.devices.get_group(from_context(context), request.group_id)
+
+    async def ListDeviceGroups(self, request, context):
+        groups, token = await self.devices.list_groups(from_context(context), request.page_size, request.page_token)
+        return devices_pb2.ListDeviceGroupsResponse(groups=groups, next_page_token=token)
+
+    async def UpdateDeviceGroup(self, request, context):
+        return await self.devices.update_group(
+            from_context(context), request.group_id, request.group, list(request.update_mask.paths))
+
+    async def DeleteDeviceGroup(self, request, context):
+        await self.devices.delete_group(from_context(context), request.group_id)
+        return empty_pb2.Empty()
+
+    async def CreateEnrollmentToken(self, request, context):
+        return await self.devices.create_token(from_context(context), request.token)
+
+    async def ListEnrollmentTokens(self, request, context):
+        tokens, token = await self.devices.list_tokens(from_context(context), request.page_size, request.page_token)
+        return devices_pb2.ListEnrollmentTokensResponse(tokens=tokens, next_page_token=token)
+
+    async def RevokeEnrollmentToken(self, request, context):
+        return await self.devices.revoke_token(from_context(context), request.token_id)
+
+    async def EnrollDevice(self, request, context):
+        # No principal: the enrolment token is the credential.
+        return await self.devices.enroll(request)
+
+    async def ValidateAgents(self, request, context):
+        # No principal: internal, from the runs service, about the streams it holds.
+        invalid = await self.devices.validate_agents(list(request.agents))
+        return devices_pb2.ValidateAgentsResponse(invalid=invalid)

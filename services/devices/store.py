@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ColumnElement, Index, delete, exists, false, func, or_, select as sa_select
-from sqlalchemy import type_coerce, update
+from sqlalchemy import JSON, Column, ColumnElement, Index, delete, exists, false, func, inspect, or_, text
+from sqlalchemy import select as sa_select, tuple_, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, select
@@ -40,9 +40,50 @@ class DeviceRow(SQLModel, table=True):
     agent_version: str = Field(default="", max_length=128)
     created_at: datetime
     updated_at: datetime
+    # What the agent reported in its last Hello; apart from the user's labels.
+    facts: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=True))
+    credential_revoked_at: datetime | None = None
+    enrollment_token_id: str = Field(default="", max_length=64)
+    # When ResolveTargets(any_available) last picked the device: the least recently picked goes next.
+    picked_at: datetime | None = None
 
 
-TABLES = [DeviceRow]
+class DeviceGroupRow(SQLModel, table=True):
+    __tablename__ = "devices_groups"
+
+    tenant_id: str = Field(primary_key=True, max_length=64)
+    id: str = Field(primary_key=True, max_length=128)
+    name: str = Field(max_length=256)
+    description: str = Field(default="", max_length=2048)
+    created_at: datetime
+    updated_at: datetime
+
+
+class EnrollmentTokenRow(SQLModel, table=True):
+    __tablename__ = "devices_enrollment_tokens"
+    __table_args__ = (Index("ix_devices_enrollment_token_hash", "token_hash", unique=True),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(index=True, max_length=64)
+    # SHA-256 (hex) of the token; the token itself is never stored.
+    token_hash: str = Field(max_length=64)
+    description: str = Field(default="", max_length=1024)
+    group: str = Field(default="", max_length=128)
+    expires_at: datetime | None = None
+    max_uses: int = 0
+    uses: int = 0
+    revoked: bool = False
+    created_at: datetime
+
+
+TABLES = [DeviceRow, DeviceGroupRow, EnrollmentTokenRow]
+# Columns added after the first release, added to an existing devices table at start.
+ADDED_COLUMNS = {"facts": "JSON", "credential_revoked_at": "TIMESTAMP", "enrollment_token_id": "VARCHAR(64)",
+                 "picked_at": "TIMESTAMP"}
+
+
+class _Exists(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -52,11 +93,23 @@ class Presence:
     online: bool
     agent_version: str
     seen_at: datetime
+    facts: dict[str, str] | None = None
 
 
 class DeviceStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def upgrade(self) -> None:
+        """Adds the columns a devices table made by an older release lacks (no migration tool yet)."""
+        async with self.db.engine.begin() as conn:
+            present = await conn.run_sync(
+                lambda sync: {c["name"] for c in inspect(sync).get_columns(DeviceRow.__tablename__)})
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in present:
+                    if kind == "TIMESTAMP" and self.db.is_postgres:
+                        kind = "TIMESTAMP WITH TIME ZONE"
+                    await conn.execute(text(f"ALTER TABLE {DeviceRow.__tablename__} ADD COLUMN {name} {kind}"))
 
     def _in_group(self, group: str) -> ColumnElement[bool]:
         if self.db.is_postgres:
@@ -77,25 +130,151 @@ class DeviceStore:
         async with self.db.session() as session:
             return await session.get(DeviceRow, (tenant_id, device_id))
 
-    async def list(self, tenant_id: str, *, group: str = "", after_id: str = "", limit: int = 50) -> list[DeviceRow]:
+    async def list(self, tenant_id: str, *, group: str = "", after_id: str = "", limit: int = 50,
+                   condition: ColumnElement[bool] | None = None, online: bool | None = None) -> list[DeviceRow]:
         query = select(DeviceRow).where(DeviceRow.tenant_id == tenant_id)
         if group:
             query = query.where(self._in_group(group))
+        if condition is not None:
+            query = query.where(condition)
+        if online is not None:
+            query = query.where(DeviceRow.online == online)
         if after_id:
             query = query.where(DeviceRow.id > after_id)
         async with self.db.session() as session:
             return list((await session.exec(query.order_by(DeviceRow.id).limit(limit))).all())
 
-    async def matching(self, tenant_id: str, device_ids: Sequence[str], group: str) -> list[DeviceRow]:
-        """In one query: the tenant's devices with one of these ids or in this group, ordered by id."""
+    async def matching(self, tenant_id: str, device_ids: Sequence[str], group: str,
+                       condition: ColumnElement[bool] | None = None) -> list[DeviceRow]:
+        """In one query: the tenant's devices with one of these ids, in this group or matching the
+        condition, ordered by id."""
         conditions = []
         if device_ids:
             conditions.append(DeviceRow.id.in_(list(device_ids)))  # type: ignore[attr-defined]
         if group:
             conditions.append(self._in_group(group))
+        if condition is not None:
+            conditions.append(condition)
         query = select(DeviceRow).where(DeviceRow.tenant_id == tenant_id, or_(false(), *conditions))
         async with self.db.session() as session:
             return list((await session.exec(query.order_by(DeviceRow.id))).all())
+
+    async def pick_available(self, tenant_id: str, group: str, condition: ColumnElement[bool] | None,
+                             now: datetime) -> DeviceRow | None:
+        """One online device in the group and matching the condition, the least recently picked; marks it picked."""
+        query = select(DeviceRow).where(DeviceRow.tenant_id == tenant_id, DeviceRow.online == True)  # noqa: E712
+        if group:
+            query = query.where(self._in_group(group))
+        if condition is not None:
+            query = query.where(condition)
+        query = query.order_by(DeviceRow.picked_at.is_not(None), DeviceRow.picked_at,  # type: ignore[union-attr]
+                               DeviceRow.id).limit(1)
+        if self.db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        async with self.db.session() as session:
+            row = (await session.exec(query)).first()
+            if row is not None:
+                row.picked_at = now
+                session.add(row)
+            return row
+
+    async def credential_hashes(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(tenant, device) -> its current credential hash, for those of these devices that exist."""
+        found: dict[tuple[str, str], str] = {}
+        keys = list(dict.fromkeys(keys))
+        async with self.db.session() as session:
+            for start in range(0, len(keys), 500):
+                batch = keys[start:start + 500]
+                query = sa_select(DeviceRow.tenant_id, DeviceRow.id, DeviceRow.credential_hash).where(
+                    tuple_(DeviceRow.tenant_id, DeviceRow.id).in_(batch))
+                for tenant_id, device_id, credential_hash in (await session.exec(query)).all():  # type: ignore[call-overload]
+                    found[(tenant_id, device_id)] = credential_hash
+        return found
+
+    # -- groups ------------------------------------------------------------------------------
+
+    async def insert_group(self, row: DeviceGroupRow) -> bool:
+        try:
+            async with self.db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            return False
+        return True
+
+    async def get_group(self, tenant_id: str, group_id: str) -> DeviceGroupRow | None:
+        async with self.db.session() as session:
+            return await session.get(DeviceGroupRow, (tenant_id, group_id))
+
+    async def list_groups(self, tenant_id: str, after_id: str, limit: int) -> list[DeviceGroupRow]:
+        query = select(DeviceGroupRow).where(DeviceGroupRow.tenant_id == tenant_id)
+        if after_id:
+            query = query.where(DeviceGroupRow.id > after_id)
+        async with self.db.session() as session:
+            return list((await session.exec(query.order_by(DeviceGroupRow.id).limit(limit))).all())
+
+    async def save_group(self, tenant_id: str, group_id: str, values: dict[str, Any]) -> DeviceGroupRow | None:
+        async with self.db.session() as session:
+            stored = await session.get(DeviceGroupRow, (tenant_id, group_id))
+            if stored is None:
+                return None
+            for name, value in values.items():
+                setattr(stored, name, value)
+            session.add(stored)
+            return stored
+
+    async def delete_group(self, tenant_id: str, group_id: str) -> bool:
+        statement = delete(DeviceGroupRow).where(DeviceGroupRow.tenant_id == tenant_id, DeviceGroupRow.id == group_id)
+        async with self.db.session() as session:
+            return (await session.exec(statement)).rowcount == 1  # type: ignore[call-overload]
+
+    # -- enrolment tokens ----------------------------------------------------------------------
+
+    async def insert_token(self, row: EnrollmentTokenRow) -> None:
+        async with self.db.session() as session:
+            session.add(row)
+
+    async def list_tokens(self, tenant_id: str, after_id: str, limit: int) -> list[EnrollmentTokenRow]:
+        query = select(EnrollmentTokenRow).where(EnrollmentTokenRow.tenant_id == tenant_id)
+        if after_id:
+            query = query.where(EnrollmentTokenRow.id > after_id)
+        async with self.db.session() as session:
+            return list((await session.exec(query.order_by(EnrollmentTokenRow.id).limit(limit))).all())
+
+    async def revoke_token(self, tenant_id: str, token_id: str) -> EnrollmentTokenRow | None:
+        async with self.db.session() as session:
+            row = await session.get(EnrollmentTokenRow, token_id)
+            if row is None or row.tenant_id != tenant_id:
+                return None
+            row.revoked = True
+            session.add(row)
+            return row
+
+    async def enroll(self, token_hash: str, now: datetime, make_device: Any) -> tuple[str, DeviceRow | None]:
+        """In one transaction: uses the token (if valid) and inserts the device make_device(token) builds.
+        Answers ("ok", row), ("invalid", None) or ("exists", None)."""
+        try:
+            async with self.db.session() as session:
+                query = select(EnrollmentTokenRow).where(EnrollmentTokenRow.token_hash == token_hash)
+                if self.db.is_postgres:
+                    query = query.with_for_update()
+                token = (await session.exec(query)).first()
+                if token is None or token.revoked or (token.expires_at is not None and token.expires_at <= now) \
+                        or (token.max_uses and token.uses >= token.max_uses):
+                    return "invalid", None
+                used = await session.exec(  # type: ignore[call-overload]
+                    update(EnrollmentTokenRow)
+                    .where(EnrollmentTokenRow.id == token.id, EnrollmentTokenRow.uses == token.uses)
+                    .values(uses=token.uses + 1))
+                if used.rowcount != 1:
+                    return "invalid", None  # used concurrently up to its limit; the agent may retry
+                row = make_device(token)
+                if await session.get(DeviceRow, (row.tenant_id, row.id)) is not None:
+                    raise _Exists()
+                session.add(row)
+                await session.flush()
+                return "ok", row
+        except (_Exists, IntegrityError):
+            return "exists", None
 
     async def save(self, tenant_id: str, device_id: str, values: dict[str, Any]) -> DeviceRow | None:
         """Applies values to the tenant's device; None when it is gone."""
@@ -119,6 +298,12 @@ class DeviceStore:
         async with self.db.session() as session:
             return (await session.exec(query)).first()
 
+    async def record_facts(self, tenant_id: str, device_id: str, facts: dict[str, str]) -> None:
+        statement = update(DeviceRow).where(DeviceRow.tenant_id == tenant_id, DeviceRow.id == device_id).values(
+            facts=facts)
+        async with self.db.session() as session:
+            await session.exec(statement)  # type: ignore[call-overload]
+
     async def record_presence(self, changes: Sequence[Presence]) -> None:
         """Applies presence changes in one transaction; an older report never overwrites a newer one."""
         if not changes:
@@ -128,6 +313,8 @@ class DeviceStore:
                 values: dict[str, Any] = {"online": change.online, "last_seen_at": change.seen_at}
                 if change.agent_version:
                     values["agent_version"] = change.agent_version
+                if change.facts:
+                    values["facts"] = change.facts
                 statement = (
                     update(DeviceRow)
                     .where(DeviceRow.tenant_id == change.tenant_id, DeviceRow.id == change.device_id,

@@ -3,21 +3,40 @@
 Runs are stored before they are assigned: the dispatcher claims queued rows with a
 lease (compare-and-set in the database, so replicas never assign a run twice) and then
 sends Assign on the device's stream. In-memory state here is only a cache of who is
-connected and what they hold; it is rebuilt from agents' Hello messages."""
+connected and what they hold; it is rebuilt from agents' Hello messages.
+
+Presence is batched: connects, disconnects and heartbeats queue a PresenceChange per device
+(the latest wins) and one ReportPresence call carries them all every PRESENCE_FLUSH_SECS,
+so a reconnect storm of thousands of agents costs a few calls, and REST shows a change within
+about half a second.
+
+Credential revocation: every VALIDATE_SECS the hub asks the devices service, in one
+ValidateAgents call per 1000 streams, which of the credentials its streams connected with no
+longer hold (revoked, rotated, device deleted). Those streams end with UNAUTHENTICATED. A revoked
+device is therefore disconnected within VALIDATE_SECS + one RPC (about 1-1.5 s); new connects are
+refused at once by AuthenticateAgent.
+
+Enrolment: a Hello with an enrollment_token (and no credential) registers the device through
+DeviceService.EnrollDevice; its Welcome carries the new credential, once."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 
+import grpc
+
+from jobline.devices.v1 import devices_pb2, devices_pb2_grpc
 from jobline.devices.v1.devices_pb2 import PresenceChange
 from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import agent_pb2
 from services.common.clock import Clock
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, Unauthenticated, from_rpc_error
+from services.common.secrets import secret_hash
 
 from . import domain
 from .engine import RunEngine, target_key
@@ -28,18 +47,25 @@ from .store import ON_DEVICE, TERMINAL, RunRow, RunStore
 log = logging.getLogger(__name__)
 
 LEASE_SECS = 30
+PRESENCE_FLUSH_SECS = 0.2
+VALIDATE_SECS = 1.0
+VALIDATE_BATCH = 1000
+SEEN_REFRESH_SECS = 5.0  # how often a connected device's last_seen_at moves forward
 RunKey = tuple[str, int]  # (run_id, attempt)
 
 
 class AgentSession:
     """One connected agent: its outbound queue, its capacity and the runs it holds."""
 
-    def __init__(self, tenant_id: str, device_id: str, capacity: int) -> None:
+    def __init__(self, tenant_id: str, device_id: str, capacity: int, credential_sha256: str = "") -> None:
         self.tenant_id = tenant_id
         self.device_id = device_id
         self.key = target_key(tenant_id, device_id)
         self.capacity = max(1, capacity)
         self.held: set[RunKey] = set()
+        self.credential_sha256 = credential_sha256
+        self.revoked = False
+        self.seen_reported_at = 0.0  # loop time of the last presence queued for this stream
         self._outbox: asyncio.Queue[agent_pb2.ServerMessage | None] = asyncio.Queue()
 
     @property
@@ -72,7 +98,13 @@ class AgentHub:
         self._scan_all = False
         self._wakeup = asyncio.Event()
         self._snapshots: dict[str, Job] = {}
+        self._presence_queue: dict[tuple[str, str], PresenceChange] = {}
+        self._presence_flushed = asyncio.Event()
         engine.dispatchers.append(self)
+
+    def _devices(self) -> devices_pb2_grpc.DeviceServiceStub:
+        # TODO(lead): Peers could grow enroll_device / validate_agents; until then the hub uses its stub.
+        return self.peers._devices  # type: ignore[attr-defined]
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -84,7 +116,17 @@ class AgentHub:
         self._wakeup.set()
 
     async def run_dispatcher(self) -> None:
-        """Forever: dispatch to the devices named by wake-ups (all of them on a full scan)."""
+        """Forever: dispatch to the devices named by wake-ups (all of them on a full scan); also runs
+        the presence and credential loops, which end with it."""
+        helpers = [asyncio.create_task(self._presence_loop()), asyncio.create_task(self._validate_loop())]
+        try:
+            await self._dispatch_loop()
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    async def _dispatch_loop(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -151,14 +193,20 @@ class AgentHub:
         if first is None or not first.HasField("hello"):
             raise InvalidArgument("the first message must be Hello")
         hello = first.hello
-        device = await self.peers.authenticate_agent(hello.device_id, hello.credential)
-        session = AgentSession(device.tenant_id, device.id, hello.capacity or 1)
+        welcome = agent_pb2.Welcome(heartbeat_interval_ms=self.heartbeat_interval_ms)
+        if hello.enrollment_token and not hello.credential:
+            device = await self._enroll(hello)
+            credential = welcome.credential = device.credential
+        else:
+            device = await self.peers.authenticate_agent(hello.device_id, hello.credential)
+            credential = hello.credential
+        session = AgentSession(device.tenant_id, device.id, hello.capacity or 1, secret_hash(credential))
         previous = self.sessions.get(session.key)
         if previous is not None:
             previous.close()
         self.sessions[session.key] = session
-        await self._presence(session, online=True, agent_version=hello.agent_version)
-        session.send(agent_pb2.ServerMessage(welcome=agent_pb2.Welcome(heartbeat_interval_ms=self.heartbeat_interval_ms)))
+        self._presence(session, online=True, agent_version=hello.agent_version, facts=dict(hello.facts))
+        session.send(agent_pb2.ServerMessage(welcome=welcome))
         await self._reconcile(session, {(r.run_id, r.attempt) for r in hello.held_runs})
         reader = asyncio.create_task(self._read(session, requests))
         try:
@@ -168,7 +216,17 @@ class AgentHub:
             reader.cancel()
             if self.sessions.get(session.key) is session:
                 del self.sessions[session.key]
-                await self._presence(session, online=False)
+                self._presence(session, online=False)
+        if session.revoked:
+            raise Unauthenticated("the device's credential was revoked")
+
+    async def _enroll(self, hello: agent_pb2.Hello) -> devices_pb2.Device:
+        try:
+            return await self._devices().EnrollDevice(devices_pb2.EnrollDeviceRequest(
+                token=hello.enrollment_token, device_id=hello.device_id, name=hello.device_name,
+                facts=hello.facts, agent_version=hello.agent_version))
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
 
     async def _reconcile(self, session: AgentSession, held: set[RunKey]) -> None:
         """Matches what the agent says it holds with what the database says is on the device."""
@@ -207,6 +265,8 @@ class AgentHub:
             for ref in message.heartbeat.runs:
                 if (ref.run_id, ref.attempt) in session.held:
                     self.heartbeats[ref.run_id] = now
+            if asyncio.get_running_loop().time() - session.seen_reported_at >= SEEN_REFRESH_SECS:
+                self._presence(session, online=True)
             return
         ref = getattr(message, kind).run
         key = (ref.run_id, ref.attempt)
@@ -217,8 +277,14 @@ class AgentHub:
                 session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(run=ref, force=True)))
         elif kind == "reject":
             session.held.discard(key)
+            reason = message.reject.reason
+            if reason.startswith("at capacity"):
+                # The agent counts more runs than the hub does (it still finishes one the hub forgot):
+                # not the run's fault. Back to the queue; the next Finished wakes dispatch again.
+                await self.engine.requeue(ref.run_id, ref.attempt)
+                return
             await self.engine.end_attempt(ref.run_id, ref.attempt, domain.Outcome(
-                "failed", f"rejected by the agent: {message.reject.reason}", retryable=False))
+                "failed", f"rejected by the agent: {reason}", retryable=False))
             self.wake([session.key])
         elif kind == "output":
             chunk = message.output
@@ -228,6 +294,16 @@ class AgentHub:
             session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=stored)))
         elif kind == "finished":
             done = message.finished
+            if done.last_sequence > 0:
+                stored = await self.store.highest_contiguous(ref.run_id, ref.attempt)
+                if stored < done.last_sequence:
+                    # Output is missing: not final yet. Ack what is stored and end the stream; the agent
+                    # reconnects and resends every unacked chunk before its Finished.
+                    log.warning("run %s attempt %d finished with chunks %d..%d missing; asking for them again",
+                                ref.run_id, ref.attempt, stored + 1, done.last_sequence)
+                    session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=stored)))
+                    session.close()
+                    return
             await self.engine.end_attempt(ref.run_id, ref.attempt, domain.agent_outcome(
                 done.exit_code, done.error, done.timed_out, done.canceled))
             session.held.discard(key)
@@ -235,13 +311,71 @@ class AgentHub:
             session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=done.last_sequence, finished=True)))
             self.wake([session.key])
 
-    async def _presence(self, session: AgentSession, online: bool, agent_version: str = "") -> None:
+    # -- presence and credentials ---------------------------------------------------------------
+
+    def _presence(self, session: AgentSession, online: bool, agent_version: str = "",
+                  facts: dict[str, str] | None = None) -> None:
+        """Queues a presence change; the presence loop sends the queue in one call."""
+        session.seen_reported_at = asyncio.get_running_loop().time()
+        key = (session.tenant_id, session.device_id)
         change = PresenceChange(tenant_id=session.tenant_id, device_id=session.device_id, online=online,
-                                agent_version=agent_version, seen_at=timestamp(self.clock.now()))
+                                agent_version=agent_version, seen_at=timestamp(self.clock.now()), facts=facts or {})
+        earlier = self._presence_queue.get(key)
+        if earlier is not None and online and earlier.online:  # keep what a Hello said until it is sent
+            change.agent_version = change.agent_version or earlier.agent_version
+            if not change.facts:
+                change.facts.update(earlier.facts)
+        self._presence_queue[key] = change
+
+    async def flush_presence(self) -> None:
+        """Sends the queued presence changes in one ReportPresence call (kept for the next try on failure)."""
+        if not self._presence_queue:
+            return
+        batch, self._presence_queue = self._presence_queue, {}
         try:
-            await self.peers.report_presence([change])
-        except Exception:  # presence is advisory; never fail a stream over it
-            log.warning("could not report presence of %s", session.key)
+            await self.peers.report_presence(list(batch.values()))
+        except Exception:  # presence is advisory; retried with the next flush
+            log.warning("could not report the presence of %d devices", len(batch))
+            for key, change in batch.items():
+                self._presence_queue.setdefault(key, change)
+
+    async def _presence_loop(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(PRESENCE_FLUSH_SECS)
+                await self.flush_presence()
+        finally:
+            if self._presence_queue:  # stopping: one last try, briefly
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self.flush_presence()), 1.0)
+
+    async def validate_credentials(self) -> int:
+        """Ends the streams whose credential no longer holds; answers how many."""
+        sessions = list(self.sessions.values())
+        ended = 0
+        for start in range(0, len(sessions), VALIDATE_BATCH):
+            batch = sessions[start:start + VALIDATE_BATCH]
+            answer = await self._devices().ValidateAgents(devices_pb2.ValidateAgentsRequest(agents=[
+                devices_pb2.AgentCredential(tenant_id=s.tenant_id, device_id=s.device_id,
+                                            credential_sha256=s.credential_sha256) for s in batch]))
+            invalid = {(a.tenant_id, a.device_id, a.credential_sha256) for a in answer.invalid}
+            for session in batch:
+                if (session.tenant_id, session.device_id, session.credential_sha256) in invalid:
+                    log.info("closing the stream of %s: its credential was revoked", session.key)
+                    session.revoked = True
+                    session.close()
+                    ended += 1
+        return ended
+
+    async def _validate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(VALIDATE_SECS)
+            if not self.sessions:
+                continue
+            try:
+                await self.validate_credentials()
+            except Exception:
+                log.warning("could not validate agent credentials", exc_info=True)
 
     def take_heartbeats(self) -> dict[str, datetime]:
         beats, self.heartbeats = self.heartbeats, {}

@@ -14,8 +14,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Device(_message.Message):
-    __slots__ = ("id", "name", "model", "labels", "groups", "online", "last_seen_at", "agent_version", "created_at", "updated_at", "credential", "tenant_id")
+    __slots__ = ("id", "name", "model", "labels", "groups", "online", "last_seen_at", "agent_version", "created_at", "updated_at", "credential", "tenant_id", "facts", "credential_revoked_at", "enrollment_token_id")
     class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class FactsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +41,9 @@ class Device(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENROLLMENT_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     model: str
@@ -46,7 +56,175 @@ class Device(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     credential: str
     tenant_id: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., model: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., groups: _Optional[_Iterable[str]] = ..., online: _Optional[bool] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_version: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., credential: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
+    facts: _containers.ScalarMap[str, str]
+    credential_revoked_at: _timestamp_pb2.Timestamp
+    enrollment_token_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., model: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., groups: _Optional[_Iterable[str]] = ..., online: _Optional[bool] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_version: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., credential: _Optional[str] = ..., tenant_id: _Optional[str] = ..., facts: _Optional[_Mapping[str, str]] = ..., credential_revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enrollment_token_id: _Optional[str] = ...) -> None: ...
+
+class RevokeCredentialRequest(_message.Message):
+    __slots__ = ("device_id",)
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    def __init__(self, device_id: _Optional[str] = ...) -> None: ...
+
+class RotateCredentialRequest(_message.Message):
+    __slots__ = ("device_id",)
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    def __init__(self, device_id: _Optional[str] = ...) -> None: ...
+
+class DeviceGroup(_message.Message):
+    __slots__ = ("id", "name", "description", "created_at", "updated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    description: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateDeviceGroupRequest(_message.Message):
+    __slots__ = ("group",)
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    group: DeviceGroup
+    def __init__(self, group: _Optional[_Union[DeviceGroup, _Mapping]] = ...) -> None: ...
+
+class GetDeviceGroupRequest(_message.Message):
+    __slots__ = ("group_id",)
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    group_id: str
+    def __init__(self, group_id: _Optional[str] = ...) -> None: ...
+
+class ListDeviceGroupsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListDeviceGroupsResponse(_message.Message):
+    __slots__ = ("groups", "next_page_token")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[DeviceGroup]
+    next_page_token: str
+    def __init__(self, groups: _Optional[_Iterable[_Union[DeviceGroup, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateDeviceGroupRequest(_message.Message):
+    __slots__ = ("group_id", "group", "update_mask")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    group_id: str
+    group: DeviceGroup
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, group_id: _Optional[str] = ..., group: _Optional[_Union[DeviceGroup, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteDeviceGroupRequest(_message.Message):
+    __slots__ = ("group_id",)
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    group_id: str
+    def __init__(self, group_id: _Optional[str] = ...) -> None: ...
+
+class EnrollmentToken(_message.Message):
+    __slots__ = ("id", "token", "description", "group", "expires_at", "max_uses", "uses", "revoked", "created_at", "ttl_secs")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    MAX_USES_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    token: str
+    description: str
+    group: str
+    expires_at: _timestamp_pb2.Timestamp
+    max_uses: int
+    uses: int
+    revoked: bool
+    created_at: _timestamp_pb2.Timestamp
+    ttl_secs: int
+    def __init__(self, id: _Optional[str] = ..., token: _Optional[str] = ..., description: _Optional[str] = ..., group: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_uses: _Optional[int] = ..., uses: _Optional[int] = ..., revoked: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl_secs: _Optional[int] = ...) -> None: ...
+
+class CreateEnrollmentTokenRequest(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: EnrollmentToken
+    def __init__(self, token: _Optional[_Union[EnrollmentToken, _Mapping]] = ...) -> None: ...
+
+class ListEnrollmentTokensRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListEnrollmentTokensResponse(_message.Message):
+    __slots__ = ("tokens", "next_page_token")
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[EnrollmentToken]
+    next_page_token: str
+    def __init__(self, tokens: _Optional[_Iterable[_Union[EnrollmentToken, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RevokeEnrollmentTokenRequest(_message.Message):
+    __slots__ = ("token_id",)
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    def __init__(self, token_id: _Optional[str] = ...) -> None: ...
+
+class EnrollDeviceRequest(_message.Message):
+    __slots__ = ("token", "device_id", "name", "facts", "agent_version")
+    class FactsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    device_id: str
+    name: str
+    facts: _containers.ScalarMap[str, str]
+    agent_version: str
+    def __init__(self, token: _Optional[str] = ..., device_id: _Optional[str] = ..., name: _Optional[str] = ..., facts: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ...) -> None: ...
+
+class AgentCredential(_message.Message):
+    __slots__ = ("tenant_id", "device_id", "credential_sha256")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_SHA256_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    device_id: str
+    credential_sha256: str
+    def __init__(self, tenant_id: _Optional[str] = ..., device_id: _Optional[str] = ..., credential_sha256: _Optional[str] = ...) -> None: ...
+
+class ValidateAgentsRequest(_message.Message):
+    __slots__ = ("agents",)
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    agents: _containers.RepeatedCompositeFieldContainer[AgentCredential]
+    def __init__(self, agents: _Optional[_Iterable[_Union[AgentCredential, _Mapping]]] = ...) -> None: ...
+
+class ValidateAgentsResponse(_message.Message):
+    __slots__ = ("invalid",)
+    INVALID_FIELD_NUMBER: _ClassVar[int]
+    invalid: _containers.RepeatedCompositeFieldContainer[AgentCredential]
+    def __init__(self, invalid: _Optional[_Iterable[_Union[AgentCredential, _Mapping]]] = ...) -> None: ...
 
 class CreateDeviceRequest(_message.Message):
     __slots__ = ("device",)
@@ -61,14 +239,18 @@ class GetDeviceRequest(_message.Message):
     def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
 class ListDevicesRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "group")
+    __slots__ = ("page_size", "page_token", "group", "query", "online")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     group: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., group: _Optional[str] = ...) -> None: ...
+    query: str
+    online: bool
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., online: _Optional[bool] = ...) -> None: ...
 
 class ListDevicesResponse(_message.Message):
     __slots__ = ("devices", "next_page_token")
@@ -95,12 +277,16 @@ class DeleteDeviceRequest(_message.Message):
     def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
 class DeviceTargets(_message.Message):
-    __slots__ = ("device_ids", "group")
+    __slots__ = ("device_ids", "group", "query", "any_available")
     DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    ANY_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     device_ids: _containers.RepeatedScalarFieldContainer[str]
     group: str
-    def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ...) -> None: ...
+    query: str
+    any_available: bool
+    def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., any_available: _Optional[bool] = ...) -> None: ...
 
 class ResolveTargetsRequest(_message.Message):
     __slots__ = ("targets",)
@@ -125,18 +311,27 @@ class AuthenticateAgentRequest(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., credential: _Optional[str] = ...) -> None: ...
 
 class PresenceChange(_message.Message):
-    __slots__ = ("tenant_id", "device_id", "online", "agent_version", "seen_at")
+    __slots__ = ("tenant_id", "device_id", "online", "agent_version", "seen_at", "facts")
+    class FactsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     SEEN_AT_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     device_id: str
     online: bool
     agent_version: str
     seen_at: _timestamp_pb2.Timestamp
-    def __init__(self, tenant_id: _Optional[str] = ..., device_id: _Optional[str] = ..., online: _Optional[bool] = ..., agent_version: _Optional[str] = ..., seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    facts: _containers.ScalarMap[str, str]
+    def __init__(self, tenant_id: _Optional[str] = ..., device_id: _Optional[str] = ..., online: _Optional[bool] = ..., agent_version: _Optional[str] = ..., seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., facts: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ReportPresenceRequest(_message.Message):
     __slots__ = ("changes",)

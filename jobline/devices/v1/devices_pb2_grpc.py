@@ -61,6 +61,56 @@ class DeviceServiceStub:
                 request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.RevokeCredential = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/RevokeCredential',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.RevokeCredentialRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.Device.FromString,
+                _registered_method=True)
+        self.RotateCredential = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/RotateCredential',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.RotateCredentialRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.Device.FromString,
+                _registered_method=True)
+        self.CreateDeviceGroup = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/CreateDeviceGroup',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceGroupRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceGroup.FromString,
+                _registered_method=True)
+        self.GetDeviceGroup = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/GetDeviceGroup',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.GetDeviceGroupRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceGroup.FromString,
+                _registered_method=True)
+        self.ListDeviceGroups = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/ListDeviceGroups',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ListDeviceGroupsRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ListDeviceGroupsResponse.FromString,
+                _registered_method=True)
+        self.UpdateDeviceGroup = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/UpdateDeviceGroup',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.UpdateDeviceGroupRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceGroup.FromString,
+                _registered_method=True)
+        self.DeleteDeviceGroup = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/DeleteDeviceGroup',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceGroupRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreateEnrollmentToken = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/CreateEnrollmentToken',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.CreateEnrollmentTokenRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.EnrollmentToken.FromString,
+                _registered_method=True)
+        self.ListEnrollmentTokens = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/ListEnrollmentTokens',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ListEnrollmentTokensRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ListEnrollmentTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeEnrollmentToken = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/RevokeEnrollmentToken',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.RevokeEnrollmentTokenRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.EnrollmentToken.FromString,
+                _registered_method=True)
         self.ResolveTargets = channel.unary_unary(
                 '/jobline.devices.v1.DeviceService/ResolveTargets',
                 request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ResolveTargetsRequest.SerializeToString,
@@ -75,6 +125,16 @@ class DeviceServiceStub:
                 '/jobline.devices.v1.DeviceService/ReportPresence',
                 request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ReportPresenceRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.EnrollDevice = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/EnrollDevice',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.EnrollDeviceRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.Device.FromString,
+                _registered_method=True)
+        self.ValidateAgents = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/ValidateAgents',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ValidateAgentsRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ValidateAgentsResponse.FromString,
                 _registered_method=True)
 
 
@@ -112,6 +172,73 @@ class DeviceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeCredential(self, request, context):
+        """Revokes the device's agent credential: its stream is closed (within ~2 s, see
+        ValidateAgents) and every later connect with it is refused. Answers the device.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateCredential(self, request, context):
+        """Replaces the device's agent credential with a new one, answered once in `credential`;
+        the old one stops working like a revoked one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDeviceGroup(self, request, context):
+        """Device groups. Membership is a device's `groups`; a group resource adds a name and a description.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeviceGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeviceGroups(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDeviceGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDeviceGroup(self, request, context):
+        """Deletes the group resource; devices keep the group name in their `groups`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEnrollmentToken(self, request, context):
+        """Enrolment tokens let new agents register themselves (EnrollDevice).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEnrollmentTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeEnrollmentToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ResolveTargets(self, request, context):
         """Resolves a job's targets to the devices they name, in the caller's tenant.
         """
@@ -128,6 +255,22 @@ class DeviceServiceServicer:
 
     def ReportPresence(self, request, context):
         """Records agents connecting and disconnecting (batched by the runs service).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnrollDevice(self, request, context):
+        """No principal: the enrolment token is the credential. Creates the device (in the token's
+        group, with the agent's facts) and answers it with its new agent credential, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateAgents(self, request, context):
+        """Internal, batched: which of these connected agents' credentials are no longer valid
+        (revoked, rotated, device deleted). The runs service asks every second about its streams.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,6 +304,56 @@ def add_DeviceServiceServicer_to_server(servicer, server):
                     request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
+            'RevokeCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCredential,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.RevokeCredentialRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.Device.SerializeToString,
+            ),
+            'RotateCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateCredential,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.RotateCredentialRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.Device.SerializeToString,
+            ),
+            'CreateDeviceGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDeviceGroup,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceGroupRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceGroup.SerializeToString,
+            ),
+            'GetDeviceGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeviceGroup,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.GetDeviceGroupRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceGroup.SerializeToString,
+            ),
+            'ListDeviceGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeviceGroups,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ListDeviceGroupsRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ListDeviceGroupsResponse.SerializeToString,
+            ),
+            'UpdateDeviceGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDeviceGroup,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.UpdateDeviceGroupRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceGroup.SerializeToString,
+            ),
+            'DeleteDeviceGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDeviceGroup,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceGroupRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateEnrollmentToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEnrollmentToken,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.CreateEnrollmentTokenRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.EnrollmentToken.SerializeToString,
+            ),
+            'ListEnrollmentTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEnrollmentTokens,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ListEnrollmentTokensRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ListEnrollmentTokensResponse.SerializeToString,
+            ),
+            'RevokeEnrollmentToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeEnrollmentToken,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.RevokeEnrollmentTokenRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.EnrollmentToken.SerializeToString,
+            ),
             'ResolveTargets': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveTargets,
                     request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ResolveTargetsRequest.FromString,
@@ -175,6 +368,16 @@ def add_DeviceServiceServicer_to_server(servicer, server):
                     servicer.ReportPresence,
                     request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ReportPresenceRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'EnrollDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnrollDevice,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.EnrollDeviceRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.Device.SerializeToString,
+            ),
+            'ValidateAgents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateAgents,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ValidateAgentsRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ValidateAgentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -324,6 +527,276 @@ class DeviceService:
             _registered_method=True)
 
     @staticmethod
+    def RevokeCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/RevokeCredential',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.RevokeCredentialRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.Device.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/RotateCredential',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.RotateCredentialRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.Device.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDeviceGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/CreateDeviceGroup',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceGroupRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeviceGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/GetDeviceGroup',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.GetDeviceGroupRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeviceGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/ListDeviceGroups',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.ListDeviceGroupsRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.ListDeviceGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDeviceGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/UpdateDeviceGroup',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.UpdateDeviceGroupRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDeviceGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/DeleteDeviceGroup',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceGroupRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEnrollmentToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/CreateEnrollmentToken',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.CreateEnrollmentTokenRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.EnrollmentToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEnrollmentTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/ListEnrollmentTokens',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.ListEnrollmentTokensRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.ListEnrollmentTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeEnrollmentToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/RevokeEnrollmentToken',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.RevokeEnrollmentTokenRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.EnrollmentToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ResolveTargets(request,
             target,
             options=(),
@@ -394,6 +867,60 @@ class DeviceService:
             '/jobline.devices.v1.DeviceService/ReportPresence',
             jobline_dot_devices_dot_v1_dot_devices__pb2.ReportPresenceRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrollDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/EnrollDevice',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.EnrollDeviceRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.Device.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateAgents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/ValidateAgents',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.ValidateAgentsRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.ValidateAgentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,7 +51,7 @@ class RunRef(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("device_id", "credential", "agent_version", "capacity", "held_runs", "facts")
+    __slots__ = ("device_id", "credential", "agent_version", "capacity", "held_runs", "facts", "enrollment_token", "device_name")
     class FactsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -65,19 +65,25 @@ class Hello(_message.Message):
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     HELD_RUNS_FIELD_NUMBER: _ClassVar[int]
     FACTS_FIELD_NUMBER: _ClassVar[int]
+    ENROLLMENT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     credential: str
     agent_version: str
     capacity: int
     held_runs: _containers.RepeatedCompositeFieldContainer[RunRef]
     facts: _containers.ScalarMap[str, str]
-    def __init__(self, device_id: _Optional[str] = ..., credential: _Optional[str] = ..., agent_version: _Optional[str] = ..., capacity: _Optional[int] = ..., held_runs: _Optional[_Iterable[_Union[RunRef, _Mapping]]] = ..., facts: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    enrollment_token: str
+    device_name: str
+    def __init__(self, device_id: _Optional[str] = ..., credential: _Optional[str] = ..., agent_version: _Optional[str] = ..., capacity: _Optional[int] = ..., held_runs: _Optional[_Iterable[_Union[RunRef, _Mapping]]] = ..., facts: _Optional[_Mapping[str, str]] = ..., enrollment_token: _Optional[str] = ..., device_name: _Optional[str] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("heartbeat_interval_ms",)
+    __slots__ = ("heartbeat_interval_ms", "credential")
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     heartbeat_interval_ms: int
-    def __init__(self, heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
+    credential: str
+    def __init__(self, heartbeat_interval_ms: _Optional[int] = ..., credential: _Optional[str] = ...) -> None: ...
 
 class Assign(_message.Message):
     __slots__ = ("run", "command", "inputs", "deadline", "timeout_secs")

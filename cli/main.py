@@ -1,4 +1,4 @@
-"""The `jobline` command: run the platform, run an agent, run a simulated fleet."""
+"""The `jobline` command: run the platform, run an agent, run a simulated fleet, administer tenants."""
 
 from __future__ import annotations
 
@@ -90,6 +90,10 @@ def run_platform(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "admin":
+        from . import admin
+
+        return admin.main(argv[1:])
     if argv and argv[0] in ("agent", "fleet"):
         from agent import cli as agent_cli
 
@@ -100,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--demo-agent", action="store_true", help="also connect an agent for this machine")
     commands.add_parser("agent", help="connect this machine as a device (see `jobline agent --help`)")
     commands.add_parser("fleet", help="simulate many agents (see `jobline fleet --help`)")
+    commands.add_parser("admin", help="tenants, projects, users, service accounts, keys (see `jobline admin --help`)")
     args = parser.parse_args(argv)
     return run_platform(args)
 

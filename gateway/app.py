@@ -6,6 +6,7 @@ surface's error shape is the app's default (unknown routes, 405, 413, unexpected
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,7 +20,7 @@ from services.common.channels import Channels
 from services.common.config import Settings
 
 from . import health, native
-from .auth import Authenticator
+from .auth import Authenticator, client_address
 from .errors import EXCEPTION_HANDLERS
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -42,6 +43,8 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
         middleware=[
             # The request's server span: parent of the gRPC client spans of the channels.
             Middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"]),
+            Middleware(ClientAddressMiddleware),
+            Middleware(CredentialChangeMiddleware, authenticator=authenticator),
             Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -90,3 +93,56 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class ClientAddressMiddleware:
+    """Makes the client's address (the TCP peer) known to the Authenticator's per-source failure limiter.
+
+    Behind a proxy every caller shares the proxy's address: have the proxy rate-limit failed
+    authentications itself, or teach this middleware its trusted X-Forwarded-For hop."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        token = client_address.set(client[0] if client else "")
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            client_address.reset(token)
+
+
+# Requests that revoke or replace an API key: (method, path) -> the key id.
+_KEY_CHANGES = (("DELETE", re.compile(r"^/v1/api-keys/(?P<id>[^/]+)$")),
+                ("POST", re.compile(r"^/v1/api-keys/(?P<id>[^/]+)/rotate$")))
+
+
+class CredentialChangeMiddleware:
+    """After a successful revocation or rotation, drops the key's cached authentications on this
+    gateway at once (other gateways drop them within JOBLINE_AUTH_CACHE_SECS)."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+        self.app = app
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key_id = None
+        if scope["type"] == "http":
+            for method, pattern in _KEY_CHANGES:
+                match = pattern.match(scope.get("path", ""))
+                if scope.get("method") == method and match:
+                    key_id = match["id"]
+        if key_id is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def watching_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
+                self.authenticator.forget(key_id)
+            await send(message)
+
+        await self.app(scope, receive, watching_send)

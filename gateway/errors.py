@@ -72,7 +72,11 @@ async def _rpc_error(request: Request, exc: Exception) -> Response:
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return status_response(exc.status, exc.message)
+    response = status_response(exc.status, exc.message)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from jobline.auth.v1 import auth_pb2
 from jobline.devices.v1 import devices_pb2
 from jobline.jobs.v1 import jobs_pb2
 from jobline.runs.v1 import runs_pb2
@@ -17,7 +18,7 @@ from services.common.channels import Channels
 from services.common.config import Settings
 from services.common.principal import to_metadata
 
-from . import transcoding
+from . import streaming, transcoding
 from .auth import Authenticator, scope_for
 from .transcoding import Binding
 
@@ -26,6 +27,7 @@ SERVICES: tuple[tuple[ServiceDescriptor, str], ...] = (
     (jobs_pb2.DESCRIPTOR.services_by_name["JobService"], "jobs"),
     (runs_pb2.DESCRIPTOR.services_by_name["RunService"], "runs"),
     (devices_pb2.DESCRIPTOR.services_by_name["DeviceService"], "devices"),
+    (auth_pb2.DESCRIPTOR.services_by_name["AuthService"], "auth"),
 )
 RPC_TIMEOUT_SECS = 30.0
 
@@ -40,10 +42,10 @@ def routes(settings: Settings, channels: Channels, authenticator: Authenticator)
         if binding.http_method in methods:
             raise ValueError(f"two bindings for {binding.http_method} {binding.path.template}")
         methods[binding.http_method] = binding
-    return [
+    return [*streaming.routes(settings, channels, authenticator), *(
         Route(path, _endpoint(methods, channels, peers, authenticator), methods=list(methods))
         for path, methods in by_path.items()
-    ]
+    )]
 
 
 def _endpoint(methods: Mapping[str, Binding], channels: Channels, peers: Mapping[str, str],

@@ -9,7 +9,7 @@ from services.common.db import Database
 from services.common.server import Registration
 
 from .domain import Auth
-from .servicer import AuthServicer
+from .servicer import AuthAdminServicer, AuthServicer
 from .store import TABLES, AuthStore
 
 
@@ -23,14 +23,18 @@ def print_admin_key(key: str) -> None:
 async def build(settings: Settings, *, clock: Clock | None = None) -> Registration:
     db = Database(settings.database_url, TABLES)
     await db.create_tables()
-    auth = Auth(AuthStore(db), clock or Clock())
+    store = AuthStore(db)
+    await store.upgrade()
+    auth = Auth(store, clock or Clock())
     admin_key = await auth.bootstrap(settings.bootstrap_api_key)
     if admin_key is not None:
         print_admin_key(admin_key)
-    servicer = AuthServicer(auth)
+    servicer, admin = AuthServicer(auth), AuthAdminServicer(auth)
     return Registration(
-        add_to_server=[lambda server: auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)],
-        service_names=[auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name],
+        add_to_server=[lambda server: auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server),
+                       lambda server: auth_pb2_grpc.add_AuthAdminServiceServicer_to_server(admin, server)],
+        service_names=[auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+                       auth_pb2.DESCRIPTOR.services_by_name["AuthAdminService"].full_name],
         on_start=[auth.usage.start],
         on_stop=[auth.usage.stop, db.close],
         handle=auth,

@@ -1,11 +1,11 @@
-"""Auth tables (tenants, projects, users, API keys) and the queries on them."""
+"""Auth tables (tenants, projects, users, service accounts, API keys and tokens, signing keys) and their queries."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import Index, UniqueConstraint, and_, or_, text, update
+from sqlalchemy import Index, UniqueConstraint, and_, inspect, or_, text, update
 from sqlmodel import Field, SQLModel, select
 
 from services.common.db import Database
@@ -41,6 +41,36 @@ class UserRow(SQLModel, table=True):
     created_at: datetime
 
 
+class ServiceAccountRow(SQLModel, table=True):
+    __tablename__ = "auth_service_accounts"
+    __table_args__ = (UniqueConstraint("client_id", name="uq_auth_service_accounts_client"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(max_length=64, index=True)
+    project_id: str = Field(max_length=128)
+    name: str = Field(max_length=256)
+    # The client_credentials client id (displayable) and a SHA-256 of the secret.
+    client_id: str = Field(max_length=64)
+    secret_hash: str = Field(max_length=64)
+    scopes: str = Field(max_length=256)
+    created_at: datetime
+    disabled_at: datetime | None = None
+
+
+class SigningKeyRow(SQLModel, table=True):
+    """A key that signs JWTs (HS256). The newest unretired key signs; every key verifies until
+    `verify_until` (its retirement plus the longest token lifetime)."""
+
+    __tablename__ = "auth_signing_keys"
+
+    kid: str = Field(primary_key=True, max_length=64)
+    algorithm: str = Field(max_length=16)
+    secret: str = Field(max_length=128)
+    created_at: datetime
+    retires_at: datetime
+    verify_until: datetime
+
+
 class ApiKeyRow(SQLModel, table=True):
     __tablename__ = "auth_api_keys"
     __table_args__ = (
@@ -51,6 +81,7 @@ class ApiKeyRow(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     tenant_id: str = Field(max_length=64)
     project_id: str = Field(max_length=128)
+    # The owner: a user or (subject_type "service_account") a service account.
     user_id: str = Field(max_length=64)
     name: str = Field(max_length=256)
     # The first characters of the key, safe to display.
@@ -63,14 +94,33 @@ class ApiKeyRow(SQLModel, table=True):
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
     created_at: datetime
+    # Columns added after the first release (nullable: see AuthStore.upgrade).
+    kind: str | None = Field(default=None, max_length=32)  # native, device_jobs, personal_access_token
+    subject_type: str | None = Field(default=None, max_length=32)  # None: user
+    replaced_by_key_id: str | None = Field(default=None, max_length=64)
+    grace_expires_at: datetime | None = None
 
 
-TABLES = [TenantRow, ProjectRow, UserRow, ApiKeyRow]
+TABLES = [TenantRow, ProjectRow, UserRow, ServiceAccountRow, SigningKeyRow, ApiKeyRow]
+# Columns a database created by an older release lacks: added on start.
+ADDED_COLUMNS = {"auth_api_keys": {"kind": "VARCHAR(32)", "subject_type": "VARCHAR(32)",
+                                   "replaced_by_key_id": "VARCHAR(64)", "grace_expires_at": "TIMESTAMP"}}
 
 
 class AuthStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def upgrade(self) -> None:
+        """Adds the nullable columns a database from an older release lacks (idempotent)."""
+        async with self.db.engine.begin() as conn:
+            for table, columns in ADDED_COLUMNS.items():
+                present = await conn.run_sync(lambda sync, t=table: {c["name"] for c in inspect(sync).get_columns(t)})
+                for name, sql_type in columns.items():
+                    if name not in present:
+                        if self.db.is_postgres and sql_type == "TIMESTAMP":
+                            sql_type = "TIMESTAMP WITH TIME ZONE"
+                        await conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"))
 
     async def bootstrap(self, tenant: TenantRow, project: ProjectRow, user: UserRow, key: ApiKeyRow) -> bool:
         """Stores the first tenant, its project, user and key, unless a tenant exists; answers whether it did."""
@@ -98,10 +148,20 @@ class AuthStore:
         async with self.db.session() as session:
             session.add(key)
 
-    async def keys(self, tenant_id: str) -> list[ApiKeyRow]:
-        query = select(ApiKeyRow).where(ApiKeyRow.tenant_id == tenant_id).order_by(ApiKeyRow.created_at, ApiKeyRow.id)
+    async def keys(self, tenant_id: str, project_id: str = "", *, kinds: tuple[str, ...] = ()) -> list[ApiKeyRow]:
+        query = select(ApiKeyRow).where(ApiKeyRow.tenant_id == tenant_id)
+        if project_id:
+            query = query.where(ApiKeyRow.project_id == project_id)
+        if kinds:
+            query = query.where(or_(ApiKeyRow.kind.in_(kinds), ApiKeyRow.kind.is_(None)))  # type: ignore[union-attr]
+        query = query.order_by(ApiKeyRow.created_at, ApiKeyRow.id)
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
+
+    async def key(self, tenant_id: str, key_id: str) -> ApiKeyRow | None:
+        async with self.db.session() as session:
+            row = await session.get(ApiKeyRow, key_id)
+        return row if row is not None and row.tenant_id == tenant_id else None
 
     async def revoke(self, tenant_id: str, key_id: str, at: datetime) -> ApiKeyRow | None:
         """Marks the tenant's key revoked (a revoked key keeps its first revocation time)."""
@@ -113,6 +173,78 @@ class AuthStore:
                 row.revoked_at = at
                 session.add(row)
             return row
+
+    async def rotate(self, tenant_id: str, key_id: str, new: ApiKeyRow, grace_until: datetime | None,
+                     at: datetime) -> ApiKeyRow | None:
+        """Stores `new` as the replacement of the tenant's live key `key_id`; answers the old key (None: no such
+        live key). The old key is revoked at `at`, or stays valid until `grace_until`."""
+        async with self.db.session() as session:
+            row = await session.get(ApiKeyRow, key_id, with_for_update=True)
+            if row is None or row.tenant_id != tenant_id or row.revoked_at is not None or row.replaced_by_key_id:
+                return None
+            row.replaced_by_key_id = new.id
+            if grace_until is None:
+                row.revoked_at = at
+            else:
+                row.grace_expires_at = grace_until
+            session.add_all([row, new])
+            return row
+
+    # --- tenants, projects, users, service accounts ---
+
+    async def add(self, *rows: SQLModel) -> None:
+        async with self.db.session() as session:
+            session.add_all(rows)
+
+    async def tenant(self, id_or_name: str) -> TenantRow | None:
+        async with self.db.session() as session:
+            row = await session.get(TenantRow, id_or_name)
+            if row is None:
+                row = (await session.exec(select(TenantRow).where(TenantRow.name == id_or_name))).first()
+            return row
+
+    async def tenants(self) -> list[TenantRow]:
+        async with self.db.session() as session:
+            return list((await session.exec(select(TenantRow).order_by(TenantRow.created_at))).all())
+
+    async def project(self, tenant_id: str, project_id: str) -> ProjectRow | None:
+        async with self.db.session() as session:
+            return await session.get(ProjectRow, (tenant_id, project_id))
+
+    async def user(self, tenant_id: str, *, login: str = "", user_id: str = "") -> UserRow | None:
+        query = select(UserRow).where(UserRow.tenant_id == tenant_id)
+        query = query.where(UserRow.login == login) if login else query.where(UserRow.id == user_id)
+        async with self.db.session() as session:
+            return (await session.exec(query)).first()
+
+    async def service_account(self, *, tenant_id: str = "", account_id: str = "",
+                              client_id: str = "") -> ServiceAccountRow | None:
+        query = select(ServiceAccountRow)
+        if tenant_id:
+            query = query.where(ServiceAccountRow.tenant_id == tenant_id)
+        if account_id:
+            query = query.where(ServiceAccountRow.id == account_id)
+        if client_id:
+            query = query.where(ServiceAccountRow.client_id == client_id)
+        async with self.db.session() as session:
+            return (await session.exec(query)).first()
+
+    # --- signing keys ---
+
+    async def signing_keys(self, now: datetime) -> list[SigningKeyRow]:
+        """Every key still verifying at `now`, newest first."""
+        query = (select(SigningKeyRow).where(SigningKeyRow.verify_until > now)
+                 .order_by(SigningKeyRow.created_at.desc(), SigningKeyRow.kid))  # type: ignore[attr-defined]
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
+
+    async def retire_signing_keys(self, at: datetime, verify_until: datetime) -> None:
+        async with self.db.session() as session:
+            rows = (await session.exec(select(SigningKeyRow).where(SigningKeyRow.retires_at > at))).all()
+            for row in rows:
+                row.retires_at = at
+                row.verify_until = min(row.verify_until, verify_until)
+                session.add(row)
 
     async def touch(self, last_used: Mapping[str, datetime]) -> None:
         """Records when keys were last used, in one transaction, never moving a time backwards."""

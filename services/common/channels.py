@@ -1,10 +1,10 @@
-"""gRPC channels to peer services: one channel per peer, traced, principal forwarded."""
+"""gRPC channels to peer services: one channel per peer, traced, carrying the service credential."""
 
 from __future__ import annotations
 
 import grpc
 
-from . import telemetry
+from . import service_auth, telemetry
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -17,14 +17,17 @@ CHANNEL_OPTIONS = [
 class Channels:
     """Lazily opened channels, one per address, shared by every stub of the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, service_token: str | None = None) -> None:
+        """`service_token`: the credential every call carries (default: this process's, see service_auth)."""
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._service_token = service_token
 
     def get(self, addr: str) -> grpc.aio.Channel:
         channel = self._channels.get(addr)
         if channel is None:
             channel = grpc.aio.insecure_channel(
-                addr, options=CHANNEL_OPTIONS, interceptors=telemetry.client_interceptors()
+                addr, options=CHANNEL_OPTIONS,
+                interceptors=[service_auth.client_interceptor(self._service_token), *telemetry.client_interceptors()],
             )
             self._channels[addr] = channel
         return channel

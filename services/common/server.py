@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import telemetry
+from . import service_auth, telemetry
 from .config import Settings
 from .errors import DomainErrorInterceptor
 
@@ -63,10 +63,14 @@ class RunningServer:
             await hook()
 
 
-async def start(registration: Registration, listen_addr: str) -> RunningServer:
-    """Starts a server on listen_addr (port 0 picks a free port) and runs its start hooks."""
+async def start(registration: Registration, listen_addr: str, *, service_token: str | None = None) -> RunningServer:
+    """Starts a server on listen_addr (port 0 picks a free port) and runs its start hooks.
+
+    With `service_token` every call but the exempt ones (agent stream, health, reflection) must
+    carry it (see services.common.service_auth); `run()` always passes one."""
+    guard = [service_auth.ServiceAuthInterceptor(service_token)] if service_token else []
     server = grpc.aio.server(
-        interceptors=[*telemetry.server_interceptors(), DomainErrorInterceptor()],
+        interceptors=[*guard, *telemetry.server_interceptors(), DomainErrorInterceptor()],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=None,
     )
@@ -93,10 +97,12 @@ def run(service: str, build: Callable[[Settings], Awaitable[Registration]]) -> N
     settings = Settings.load(service)
     telemetry.setup_logging(service, settings.log_level)
     telemetry.setup(service, settings.otel_exporter)
+    token = service_auth.resolve()
+    service_auth.configure(token)  # this process's own calls to its peers carry it too
 
     async def main() -> None:
         registration = await build(settings)
-        running = await start(registration, settings.listen_addr)
+        running = await start(registration, settings.listen_addr, service_token=token)
         log.info("%s service listening on %s", service, settings.listen_addr)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -76,8 +76,8 @@ async def refused(call, code: grpc.StatusCode) -> str:
     return error.value.details() or ""
 
 
-def other_tenant(*scopes: str) -> Metadata:
-    return to_metadata(Principal(tenant_id="t-other", project_id="default", subject_id="u-other",
+def other_tenant(*scopes: str, tenant_id: str = "t-other") -> Metadata:
+    return to_metadata(Principal(tenant_id=tenant_id, project_id="default", subject_id="u-other",
                                  scopes=list(scopes) or [ADMIN]))
 
 
@@ -92,8 +92,8 @@ async def test_first_start_bootstraps_the_admin_key_from_settings_once(database_
         assert principal.tenant_id and principal.project_id == "default" and principal.subject_id
         assert (principal.subject_type, principal.subject_name, list(principal.scopes)) == (
             auth_pb2.SUBJECT_TYPE_USER, "admin", [ADMIN])
-        assert len(keys) == 1 and keys[0].scopes == [ADMIN] and not keys[0].secret
-        assert keys[0].prefix and BOOTSTRAP_KEY.startswith(keys[0].prefix) and keys[0].prefix != BOOTSTRAP_KEY
+        assert len(keys) == 1 and keys[0].scopes == [ADMIN] and not keys[0].key
+        assert keys[0].key_prefix and BOOTSTRAP_KEY.startswith(keys[0].key_prefix) and keys[0].key_prefix != BOOTSTRAP_KEY
     printed = capsys.readouterr().out
     assert printed.count(f"Admin API key (shown once): {BOOTSTRAP_KEY}") == 1
     assert printed.count("API key") == 1
@@ -121,27 +121,27 @@ async def test_keys_are_stored_hashed_never_in_clear(service: AuthService) -> No
     principal = await service.authenticate(BOOTSTRAP_KEY)
     rows = await service.auth.store.keys(principal.tenant_id)
     row = next(r for r in rows if r.id == created.id)
-    assert row.key_hash == hashlib.sha256(created.secret.encode()).hexdigest()
+    assert row.key_hash == hashlib.sha256(created.key.encode()).hexdigest()
     for stored in rows:
-        assert created.secret not in repr(stored.model_dump()) and BOOTSTRAP_KEY not in repr(stored.model_dump())
+        assert created.key not in repr(stored.model_dump()) and BOOTSTRAP_KEY not in repr(stored.model_dump())
 
 
 async def test_expired_keys_are_refused_as_expired(service: AuthService) -> None:
     expires = service.clock.now() + timedelta(seconds=60)
     key = await service.create_key(expires_at=expires)
     assert key.expires_at.ToDatetime().replace(tzinfo=expires.tzinfo) == expires
-    assert (await service.authenticate(key.secret)).scopes == [READ]
+    assert (await service.authenticate(key.key)).scopes == [READ]
     service.clock.advance(61)
-    details = await refused(service.authenticate(key.secret), grpc.StatusCode.UNAUTHENTICATED)
+    details = await refused(service.authenticate(key.key), grpc.StatusCode.UNAUTHENTICATED)
     assert "expired" in details
 
 
 async def test_revoked_keys_are_refused(service: AuthService) -> None:
     key = await service.create_key()
-    await service.authenticate(key.secret)
+    await service.authenticate(key.key)
     revoked = await service.stub.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(id=key.id), metadata=service.admin)
-    assert revoked.HasField("revoked_at") and not revoked.secret
-    await refused(service.authenticate(key.secret), grpc.StatusCode.UNAUTHENTICATED)
+    assert revoked.HasField("revoked_at") and not revoked.key
+    await refused(service.authenticate(key.key), grpc.StatusCode.UNAUTHENTICATED)
     service.clock.advance(5)
     again = await service.stub.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(id=key.id), metadata=service.admin)
     assert again.revoked_at == revoked.revoked_at  # revoking twice keeps the first time
@@ -160,7 +160,7 @@ async def test_last_used_is_written_coalesced_off_the_hot_path(service: AuthServ
     monkeypatch.setattr(service.auth.store, "touch", counting_touch)
     first_use = service.clock.now()
     for _ in range(20):
-        await service.authenticate(key.secret)
+        await service.authenticate(key.key)
     assert writes == []  # authenticating never writes
     await service.auth.usage.flush()
     assert writes == [{key.id: first_use}]
@@ -170,11 +170,11 @@ async def test_last_used_is_written_coalesced_off_the_hot_path(service: AuthServ
 
     assert await last_used() == first_use.replace(tzinfo=None)
     service.clock.advance(10)
-    await service.authenticate(key.secret)
+    await service.authenticate(key.key)
     await service.auth.usage.flush()
     assert await last_used() == first_use.replace(tzinfo=None)  # within 30 s: not written again
     service.clock.advance(25)
-    await service.authenticate(key.secret)
+    await service.authenticate(key.key)
     await service.auth.usage.flush()
     assert await last_used() == (first_use + timedelta(seconds=35)).replace(tzinfo=None)
 
@@ -184,28 +184,28 @@ async def test_last_used_is_written_coalesced_off_the_hot_path(service: AuthServ
 
 async def test_created_keys_authenticate_with_their_scopes_and_show_their_secret_once(service: AuthService) -> None:
     key = await service.create_key(name="deploy bot", scopes=("trigger", READ, READ))
-    assert re.fullmatch(r"jl_live_[A-Za-z0-9_-]{40}", key.secret)
-    assert key.prefix == key.secret[:12] and list(key.scopes) == [READ, TRIGGER] and key.name == "deploy bot"
+    assert re.fullmatch(r"jl_live_[A-Za-z0-9_-]{40}", key.key)
+    assert key.key_prefix == key.key[:12] and list(key.scopes) == [READ, TRIGGER] and key.name == "deploy bot"
     admin = await service.authenticate(BOOTSTRAP_KEY)
-    principal = await service.authenticate(key.secret)
+    principal = await service.authenticate(key.key)
     assert (principal.tenant_id, principal.project_id, principal.subject_id, principal.subject_name) == (
         admin.tenant_id, "default", admin.subject_id, "admin")
     assert list(principal.scopes) == [READ, TRIGGER]
     listed = {k.id: k for k in await service.keys()}
     assert len(listed) == 2 and key.id in listed  # the bootstrap key and this one
-    assert listed[key.id].prefix == key.prefix and not any(k.secret for k in listed.values())
+    assert listed[key.id].key_prefix == key.key_prefix and not any(k.key for k in listed.values())
 
 
 async def test_invalid_key_requests_are_refused(service: AuthService) -> None:
     past = service.clock.now() - timedelta(seconds=1)
-    for name, scopes, fields in (("ci", ("OWNER",), {}), ("ci", (), {}), ("", (READ,), {}),
+    for name, scopes, fields in (("ci", ("OWNER",), {}), ("", (READ,), {}),
                                  ("x" * 257, (READ,), {}), ("ci", (READ,), {"expires_at": past})):
         await refused(service.create_key(name, scopes, **fields), grpc.StatusCode.INVALID_ARGUMENT)
 
 
 async def test_creating_and_revoking_keys_needs_admin(service: AuthService) -> None:
     key = await service.create_key()
-    reader = to_metadata(await service.authenticate((await service.create_key(scopes=(READ, WRITE))).secret))
+    reader = to_metadata(await service.authenticate((await service.create_key(scopes=(READ, WRITE))).key))
     await refused(service.create_key(metadata=reader), grpc.StatusCode.PERMISSION_DENIED)
     await refused(service.stub.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(id=key.id), metadata=reader),
                   grpc.StatusCode.PERMISSION_DENIED)
@@ -214,15 +214,16 @@ async def test_creating_and_revoking_keys_needs_admin(service: AuthService) -> N
 
 async def test_another_tenants_keys_are_answered_as_missing(service: AuthService) -> None:
     key = await service.create_key()
+    other = (await service.auth.create_tenant("other")).id
     await refused(service.stub.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(id=key.id), metadata=other_tenant()),
                   grpc.StatusCode.NOT_FOUND)
     await refused(service.stub.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(id="no-such-key"), metadata=service.admin),
                   grpc.StatusCode.NOT_FOUND)
     assert await service.keys(other_tenant()) == []
-    theirs = await service.create_key(metadata=other_tenant())
-    assert (await service.authenticate(theirs.secret)).tenant_id == "t-other"
+    theirs = await service.create_key(metadata=other_tenant(tenant_id=other))
+    assert (await service.authenticate(theirs.key)).tenant_id == other
     assert theirs.id not in {k.id for k in await service.keys()}
-    await service.authenticate(key.secret)  # still valid
+    await service.authenticate(key.key)  # still valid
 
 
 async def test_key_management_without_a_principal_is_refused(service: AuthService) -> None:

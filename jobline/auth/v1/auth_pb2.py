@@ -22,34 +22,86 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from jobline.api.v1 import annotations_pb2 as jobline_dot_api_dot_v1_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ajobline/auth/v1/auth.proto\x12\x0fjobline.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x01\n\tPrincipal\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12\x32\n\x0csubject_type\x18\x04 \x01(\x0e\x32\x1c.jobline.auth.v1.SubjectType\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x14\n\x0csubject_name\x18\x06 \x01(\t\"6\n\x13\x41uthenticateRequest\x12\x11\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x42\x0c\n\ncredential\"E\n\x14\x41uthenticateResponse\x12-\n\tprincipal\x18\x01 \x01(\x0b\x32\x1a.jobline.auth.v1.Principal\"\xa8\x02\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06secret\x18\n \x01(\t\"c\n\x13\x43reateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x14\n\x12ListApiKeysRequest\"@\n\x13ListApiKeysResponse\x12)\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x17.jobline.auth.v1.ApiKey\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t*}\n\x0bSubjectType\x12\x1c\n\x18SUBJECT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11SUBJECT_TYPE_USER\x10\x01\x12 \n\x1cSUBJECT_TYPE_SERVICE_ACCOUNT\x10\x02\x12\x17\n\x13SUBJECT_TYPE_DEVICE\x10\x03\x32\xe2\x02\n\x0b\x41uthService\x12[\n\x0c\x41uthenticate\x12$.jobline.auth.v1.AuthenticateRequest\x1a%.jobline.auth.v1.AuthenticateResponse\x12M\n\x0c\x43reateApiKey\x12$.jobline.auth.v1.CreateApiKeyRequest\x1a\x17.jobline.auth.v1.ApiKey\x12X\n\x0bListApiKeys\x12#.jobline.auth.v1.ListApiKeysRequest\x1a$.jobline.auth.v1.ListApiKeysResponse\x12M\n\x0cRevokeApiKey\x12$.jobline.auth.v1.RevokeApiKeyRequest\x1a\x17.jobline.auth.v1.ApiKeyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ajobline/auth/v1/auth.proto\x12\x0fjobline.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a jobline/api/v1/annotations.proto\"\xd0\x01\n\tPrincipal\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12\x32\n\x0csubject_type\x18\x04 \x01(\x0e\x32\x1c.jobline.auth.v1.SubjectType\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x14\n\x0csubject_name\x18\x06 \x01(\t\x12\x15\n\rcredential_id\x18\x07 \x01(\t\x12\x17\n\x0f\x63redential_kind\x18\x08 \x01(\t\"/\n\x0f\x42\x61sicCredential\x12\r\n\x05login\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x81\x01\n\x13\x41uthenticateRequest\x12\x11\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x12\x16\n\x0c\x62\x65\x61rer_token\x18\x02 \x01(\tH\x00\x12\x31\n\x05\x62\x61sic\x18\x03 \x01(\x0b\x32 .jobline.auth.v1.BasicCredentialH\x00\x42\x0c\n\ncredential\"E\n\x14\x41uthenticateResponse\x12-\n\tprincipal\x18\x01 \x01(\x0b\x32\x1a.jobline.auth.v1.Principal\"=\n\x11IssueTokenRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\"\x92\x01\n\x12IssueTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06scopes\x18\x05 \x03(\t\"\xa3\x03\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\nkey_prefix\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03key\x18\n \x01(\t\x12\x1a\n\x12replaced_by_key_id\x18\x0b \x01(\t\x12\x34\n\x10grace_expires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x04kind\x18\r \x01(\x0e\x32\x18.jobline.auth.v1.KeyKind\"\x9f\x01\n\x13\x43reateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12&\n\x04kind\x18\x05 \x01(\x0e\x32\x18.jobline.auth.v1.KeyKind\"(\n\x12ListApiKeysRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"@\n\x13ListApiKeysResponse\x12)\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x17.jobline.auth.v1.ApiKey\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x13RotateApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1c\n\x14grace_period_minutes\x18\x02 \x01(\x05\"\xa7\x02\n\x14RotateApiKeyResponse\x12\x12\n\nold_key_id\x18\x01 \x01(\t\x12\x12\n\nnew_key_id\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0b\n\x03key\x18\x05 \x01(\t\x12\x12\n\nkey_prefix\x18\x06 \x01(\t\x12\x0e\n\x06scopes\x18\x07 \x03(\t\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10grace_expires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x06Tenant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x13\x43reateTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ult_project_id\x18\x02 \x01(\t\"\x14\n\x12ListTenantsRequest\"?\n\x13ListTenantsResponse\x12(\n\x07tenants\x18\x01 \x03(\x0b\x32\x17.jobline.auth.v1.Tenant\"f\n\x07Project\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x14\x43reateProjectRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"d\n\x04User\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05login\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x11\x43reateUserRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\"\xbb\x01\n\x0eServiceAccount\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x11\n\tclient_id\x18\x05 \x01(\t\x12\x15\n\rclient_secret\x18\x06 \x01(\t\x12\x0e\n\x06scopes\x18\x07 \x03(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x1b\x43reateServiceAccountRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\"\xde\x01\n\x12IssueApiKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x12\n\nuser_login\x18\x03 \x01(\t\x12\x1a\n\x12service_account_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0e\n\x06scopes\x18\x06 \x03(\t\x12&\n\x04kind\x18\x07 \x01(\x0e\x32\x18.jobline.auth.v1.KeyKind\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"5\n\x17RevokeCredentialRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\x19\n\x17RotateSigningKeyRequest\"\\\n\nSigningKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*}\n\x0bSubjectType\x12\x1c\n\x18SUBJECT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11SUBJECT_TYPE_USER\x10\x01\x12 \n\x1cSUBJECT_TYPE_SERVICE_ACCOUNT\x10\x02\x12\x17\n\x13SUBJECT_TYPE_DEVICE\x10\x03*v\n\x07KeyKind\x12\x18\n\x14KEY_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fKEY_KIND_NATIVE\x10\x01\x12\x18\n\x14KEY_KIND_DEVICE_JOBS\x10\x02\x12\"\n\x1eKEY_KIND_PERSONAL_ACCESS_TOKEN\x10\x03\x32\x9f\x05\n\x0b\x41uthService\x12[\n\x0c\x41uthenticate\x12$.jobline.auth.v1.AuthenticateRequest\x1a%.jobline.auth.v1.AuthenticateResponse\x12U\n\nIssueToken\x12\".jobline.auth.v1.IssueTokenRequest\x1a#.jobline.auth.v1.IssueTokenResponse\x12k\n\x0c\x43reateApiKey\x12$.jobline.auth.v1.CreateApiKeyRequest\x1a\x17.jobline.auth.v1.ApiKey\"\x1c\x88\x94#\xc9\x01\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/api-keys:\x01*\x12x\n\x0bListApiKeys\x12#.jobline.auth.v1.ListApiKeysRequest\x1a$.jobline.auth.v1.ListApiKeysResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x0c/v1/api-keysb\x08\x61pi_keys\x12m\n\x0cRevokeApiKey\x12$.jobline.auth.v1.RevokeApiKeyRequest\x1a\x17.jobline.auth.v1.ApiKey\"\x1e\x88\x94#\xcc\x01\x82\xd3\xe4\x93\x02\x13*\x11/v1/api-keys/{id}\x12\x85\x01\n\x0cRotateApiKey\x12$.jobline.auth.v1.RotateApiKeyRequest\x1a%.jobline.auth.v1.RotateApiKeyResponse\"(\x88\x94#\xc9\x01\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/api-keys/{id}/rotate:\x01*2\xbc\x05\n\x10\x41uthAdminService\x12M\n\x0c\x43reateTenant\x12$.jobline.auth.v1.CreateTenantRequest\x1a\x17.jobline.auth.v1.Tenant\x12X\n\x0bListTenants\x12#.jobline.auth.v1.ListTenantsRequest\x1a$.jobline.auth.v1.ListTenantsResponse\x12P\n\rCreateProject\x12%.jobline.auth.v1.CreateProjectRequest\x1a\x18.jobline.auth.v1.Project\x12G\n\nCreateUser\x12\".jobline.auth.v1.CreateUserRequest\x1a\x15.jobline.auth.v1.User\x12\x65\n\x14\x43reateServiceAccount\x12,.jobline.auth.v1.CreateServiceAccountRequest\x1a\x1f.jobline.auth.v1.ServiceAccount\x12K\n\x0bIssueApiKey\x12#.jobline.auth.v1.IssueApiKeyRequest\x1a\x17.jobline.auth.v1.ApiKey\x12U\n\x10RevokeCredential\x12(.jobline.auth.v1.RevokeCredentialRequest\x1a\x17.jobline.auth.v1.ApiKey\x12Y\n\x10RotateSigningKey\x12(.jobline.auth.v1.RotateSigningKeyRequest\x1a\x1b.jobline.auth.v1.SigningKeyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jobline.auth.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBJECTTYPE']._serialized_start=893
-  _globals['_SUBJECTTYPE']._serialized_end=1018
-  _globals['_PRINCIPAL']._serialized_start=81
-  _globals['_PRINCIPAL']._serialized_end=241
-  _globals['_AUTHENTICATEREQUEST']._serialized_start=243
-  _globals['_AUTHENTICATEREQUEST']._serialized_end=297
-  _globals['_AUTHENTICATERESPONSE']._serialized_start=299
-  _globals['_AUTHENTICATERESPONSE']._serialized_end=368
-  _globals['_APIKEY']._serialized_start=371
-  _globals['_APIKEY']._serialized_end=667
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=669
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=768
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=770
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=790
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=792
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=856
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=858
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=891
-  _globals['_AUTHSERVICE']._serialized_start=1021
-  _globals['_AUTHSERVICE']._serialized_end=1375
+  _globals['_AUTHSERVICE'].methods_by_name['CreateApiKey']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\210\224#\311\001\202\323\344\223\002\021\"\014/v1/api-keys:\001*'
+  _globals['_AUTHSERVICE'].methods_by_name['ListApiKeys']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\202\323\344\223\002\030\022\014/v1/api-keysb\010api_keys'
+  _globals['_AUTHSERVICE'].methods_by_name['RevokeApiKey']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['RevokeApiKey']._serialized_options = b'\210\224#\314\001\202\323\344\223\002\023*\021/v1/api-keys/{id}'
+  _globals['_AUTHSERVICE'].methods_by_name['RotateApiKey']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['RotateApiKey']._serialized_options = b'\210\224#\311\001\202\323\344\223\002\035\"\030/v1/api-keys/{id}/rotate:\001*'
+  _globals['_SUBJECTTYPE']._serialized_start=3157
+  _globals['_SUBJECTTYPE']._serialized_end=3282
+  _globals['_KEYKIND']._serialized_start=3284
+  _globals['_KEYKIND']._serialized_end=3402
+  _globals['_PRINCIPAL']._serialized_start=145
+  _globals['_PRINCIPAL']._serialized_end=353
+  _globals['_BASICCREDENTIAL']._serialized_start=355
+  _globals['_BASICCREDENTIAL']._serialized_end=402
+  _globals['_AUTHENTICATEREQUEST']._serialized_start=405
+  _globals['_AUTHENTICATEREQUEST']._serialized_end=534
+  _globals['_AUTHENTICATERESPONSE']._serialized_start=536
+  _globals['_AUTHENTICATERESPONSE']._serialized_end=605
+  _globals['_ISSUETOKENREQUEST']._serialized_start=607
+  _globals['_ISSUETOKENREQUEST']._serialized_end=668
+  _globals['_ISSUETOKENRESPONSE']._serialized_start=671
+  _globals['_ISSUETOKENRESPONSE']._serialized_end=817
+  _globals['_APIKEY']._serialized_start=820
+  _globals['_APIKEY']._serialized_end=1239
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=1242
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1401
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1403
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1443
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1445
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1509
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1511
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1544
+  _globals['_ROTATEAPIKEYREQUEST']._serialized_start=1546
+  _globals['_ROTATEAPIKEYREQUEST']._serialized_end=1609
+  _globals['_ROTATEAPIKEYRESPONSE']._serialized_start=1612
+  _globals['_ROTATEAPIKEYRESPONSE']._serialized_end=1907
+  _globals['_TENANT']._serialized_start=1909
+  _globals['_TENANT']._serialized_end=1991
+  _globals['_CREATETENANTREQUEST']._serialized_start=1993
+  _globals['_CREATETENANTREQUEST']._serialized_end=2056
+  _globals['_LISTTENANTSREQUEST']._serialized_start=2058
+  _globals['_LISTTENANTSREQUEST']._serialized_end=2078
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=2080
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=2143
+  _globals['_PROJECT']._serialized_start=2145
+  _globals['_PROJECT']._serialized_end=2247
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=2249
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=2313
+  _globals['_USER']._serialized_start=2315
+  _globals['_USER']._serialized_end=2415
+  _globals['_CREATEUSERREQUEST']._serialized_start=2417
+  _globals['_CREATEUSERREQUEST']._serialized_end=2467
+  _globals['_SERVICEACCOUNT']._serialized_start=2470
+  _globals['_SERVICEACCOUNT']._serialized_end=2657
+  _globals['_CREATESERVICEACCOUNTREQUEST']._serialized_start=2659
+  _globals['_CREATESERVICEACCOUNTREQUEST']._serialized_end=2754
+  _globals['_ISSUEAPIKEYREQUEST']._serialized_start=2757
+  _globals['_ISSUEAPIKEYREQUEST']._serialized_end=2979
+  _globals['_REVOKECREDENTIALREQUEST']._serialized_start=2981
+  _globals['_REVOKECREDENTIALREQUEST']._serialized_end=3034
+  _globals['_ROTATESIGNINGKEYREQUEST']._serialized_start=3036
+  _globals['_ROTATESIGNINGKEYREQUEST']._serialized_end=3061
+  _globals['_SIGNINGKEY']._serialized_start=3063
+  _globals['_SIGNINGKEY']._serialized_end=3155
+  _globals['_AUTHSERVICE']._serialized_start=3405
+  _globals['_AUTHSERVICE']._serialized_end=4076
+  _globals['_AUTHADMINSERVICE']._serialized_start=4079
+  _globals['_AUTHADMINSERVICE']._serialized_end=4779
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class AuthServiceStub:
-    """AuthService owns tenants, projects, users, service accounts and API keys.
+    """AuthService owns tenants, projects, users, service accounts, API keys, personal access tokens
+    and the keys that sign JWTs. Its tenant-scoped methods take the caller's principal from the call
+    metadata (like every service); Authenticate and IssueToken are how a principal is obtained.
     """
 
     def __init__(self, channel):
@@ -39,6 +41,11 @@ class AuthServiceStub:
                 '/jobline.auth.v1.AuthService/Authenticate',
                 request_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.AuthenticateRequest.SerializeToString,
                 response_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.AuthenticateResponse.FromString,
+                _registered_method=True)
+        self.IssueToken = channel.unary_unary(
+                '/jobline.auth.v1.AuthService/IssueToken',
+                request_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.IssueTokenRequest.SerializeToString,
+                response_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.IssueTokenResponse.FromString,
                 _registered_method=True)
         self.CreateApiKey = channel.unary_unary(
                 '/jobline.auth.v1.AuthService/CreateApiKey',
@@ -55,10 +62,17 @@ class AuthServiceStub:
                 request_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.SerializeToString,
                 response_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.ApiKey.FromString,
                 _registered_method=True)
+        self.RotateApiKey = channel.unary_unary(
+                '/jobline.auth.v1.AuthService/RotateApiKey',
+                request_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.RotateApiKeyRequest.SerializeToString,
+                response_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.RotateApiKeyResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
-    """AuthService owns tenants, projects, users, service accounts and API keys.
+    """AuthService owns tenants, projects, users, service accounts, API keys, personal access tokens
+    and the keys that sign JWTs. Its tenant-scoped methods take the caller's principal from the call
+    metadata (like every service); Authenticate and IssueToken are how a principal is obtained.
     """
 
     def Authenticate(self, request, context):
@@ -68,8 +82,15 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueToken(self, request, context):
+        """The OAuth2 client_credentials grant: a service account's id and secret for a JWT (1 h).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateApiKey(self, request, context):
-        """Creates an API key for the caller's tenant; the secret is returned once.
+        """Creates an API key in the caller's tenant; the key is returned once. Needs ADMIN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,7 +103,16 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RevokeApiKey(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Revokes at once (gateways trust a cached answer for at most JOBLINE_AUTH_CACHE_SECS). Needs ADMIN.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateApiKey(self, request, context):
+        """A new key with the old one's project, name, scopes and expiry; the old key stays valid for
+        the grace period (none: revoked at once). Needs ADMIN.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -94,6 +124,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.Authenticate,
                     request_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.AuthenticateRequest.FromString,
                     response_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.AuthenticateResponse.SerializeToString,
+            ),
+            'IssueToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueToken,
+                    request_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.IssueTokenRequest.FromString,
+                    response_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.IssueTokenResponse.SerializeToString,
             ),
             'CreateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateApiKey,
@@ -110,6 +145,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     request_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.FromString,
                     response_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.ApiKey.SerializeToString,
             ),
+            'RotateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateApiKey,
+                    request_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.RotateApiKeyRequest.FromString,
+                    response_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.RotateApiKeyResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'jobline.auth.v1.AuthService', rpc_method_handlers)
@@ -119,7 +159,9 @@ def add_AuthServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuthService:
-    """AuthService owns tenants, projects, users, service accounts and API keys.
+    """AuthService owns tenants, projects, users, service accounts, API keys, personal access tokens
+    and the keys that sign JWTs. Its tenant-scoped methods take the caller's principal from the call
+    metadata (like every service); Authenticate and IssueToken are how a principal is obtained.
     """
 
     @staticmethod
@@ -139,6 +181,33 @@ class AuthService:
             '/jobline.auth.v1.AuthService/Authenticate',
             jobline_dot_auth_dot_v1_dot_auth__pb2.AuthenticateRequest.SerializeToString,
             jobline_dot_auth_dot_v1_dot_auth__pb2.AuthenticateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.auth.v1.AuthService/IssueToken',
+            jobline_dot_auth_dot_v1_dot_auth__pb2.IssueTokenRequest.SerializeToString,
+            jobline_dot_auth_dot_v1_dot_auth__pb2.IssueTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -220,6 +289,415 @@ class AuthService:
             '/jobline.auth.v1.AuthService/RevokeApiKey',
             jobline_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.SerializeToString,
             jobline_dot_auth_dot_v1_dot_auth__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.auth.v1.AuthService/RotateApiKey',
+            jobline_dot_auth_dot_v1_dot_auth__pb2.RotateApiKeyRequest.SerializeToString,
+            jobline_dot_auth_dot_v1_dot_auth__pb2.RotateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class AuthAdminServiceStub:
+    """AuthAdminService is the operator's: `jobline admin` calls it with the service credential.
+    It has no REST binding and is never routed by the gateway.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateTenant = channel.unary_unary(
+                '/jobline.auth.v1.AuthAdminService/CreateTenant',
+                request_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.CreateTenantRequest.SerializeToString,
+                response_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.Tenant.FromString,
+                _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/jobline.auth.v1.AuthAdminService/ListTenants',
+                request_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.ListTenantsResponse.FromString,
+                _registered_method=True)
+        self.CreateProject = channel.unary_unary(
+                '/jobline.auth.v1.AuthAdminService/CreateProject',
+                request_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.CreateProjectRequest.SerializeToString,
+                response_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.Project.FromString,
+                _registered_method=True)
+        self.CreateUser = channel.unary_unary(
+                '/jobline.auth.v1.AuthAdminService/CreateUser',
+                request_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
+        self.CreateServiceAccount = channel.unary_unary(
+                '/jobline.auth.v1.AuthAdminService/CreateServiceAccount',
+                request_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.CreateServiceAccountRequest.SerializeToString,
+                response_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+                _registered_method=True)
+        self.IssueApiKey = channel.unary_unary(
+                '/jobline.auth.v1.AuthAdminService/IssueApiKey',
+                request_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.IssueApiKeyRequest.SerializeToString,
+                response_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.ApiKey.FromString,
+                _registered_method=True)
+        self.RevokeCredential = channel.unary_unary(
+                '/jobline.auth.v1.AuthAdminService/RevokeCredential',
+                request_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.RevokeCredentialRequest.SerializeToString,
+                response_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.ApiKey.FromString,
+                _registered_method=True)
+        self.RotateSigningKey = channel.unary_unary(
+                '/jobline.auth.v1.AuthAdminService/RotateSigningKey',
+                request_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.RotateSigningKeyRequest.SerializeToString,
+                response_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.SigningKey.FromString,
+                _registered_method=True)
+
+
+class AuthAdminServiceServicer:
+    """AuthAdminService is the operator's: `jobline admin` calls it with the service credential.
+    It has no REST binding and is never routed by the gateway.
+    """
+
+    def CreateTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTenants(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateServiceAccount(self, request, context):
+        """The client secret is returned once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueApiKey(self, request, context):
+        """An API key or personal access token for a user or service account; the key is returned once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeCredential(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateSigningKey(self, request, context):
+        """Starts signing with a new key; tokens signed by the previous one stay valid until they expire.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AuthAdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTenant,
+                    request_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.CreateTenantRequest.FromString,
+                    response_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.Tenant.SerializeToString,
+            ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.ListTenantsRequest.FromString,
+                    response_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'CreateProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateProject,
+                    request_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.CreateProjectRequest.FromString,
+                    response_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.Project.SerializeToString,
+            ),
+            'CreateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUser,
+                    request_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.CreateUserRequest.FromString,
+                    response_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'CreateServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateServiceAccount,
+                    request_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.CreateServiceAccountRequest.FromString,
+                    response_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.ServiceAccount.SerializeToString,
+            ),
+            'IssueApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueApiKey,
+                    request_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.IssueApiKeyRequest.FromString,
+                    response_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.ApiKey.SerializeToString,
+            ),
+            'RevokeCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCredential,
+                    request_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.RevokeCredentialRequest.FromString,
+                    response_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.ApiKey.SerializeToString,
+            ),
+            'RotateSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSigningKey,
+                    request_deserializer=jobline_dot_auth_dot_v1_dot_auth__pb2.RotateSigningKeyRequest.FromString,
+                    response_serializer=jobline_dot_auth_dot_v1_dot_auth__pb2.SigningKey.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'jobline.auth.v1.AuthAdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('jobline.auth.v1.AuthAdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AuthAdminService:
+    """AuthAdminService is the operator's: `jobline admin` calls it with the service credential.
+    It has no REST binding and is never routed by the gateway.
+    """
+
+    @staticmethod
+    def CreateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.auth.v1.AuthAdminService/CreateTenant',
+            jobline_dot_auth_dot_v1_dot_auth__pb2.CreateTenantRequest.SerializeToString,
+            jobline_dot_auth_dot_v1_dot_auth__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.auth.v1.AuthAdminService/ListTenants',
+            jobline_dot_auth_dot_v1_dot_auth__pb2.ListTenantsRequest.SerializeToString,
+            jobline_dot_auth_dot_v1_dot_auth__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.auth.v1.AuthAdminService/CreateProject',
+            jobline_dot_auth_dot_v1_dot_auth__pb2.CreateProjectRequest.SerializeToString,
+            jobline_dot_auth_dot_v1_dot_auth__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.auth.v1.AuthAdminService/CreateUser',
+            jobline_dot_auth_dot_v1_dot_auth__pb2.CreateUserRequest.SerializeToString,
+            jobline_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.auth.v1.AuthAdminService/CreateServiceAccount',
+            jobline_dot_auth_dot_v1_dot_auth__pb2.CreateServiceAccountRequest.SerializeToString,
+            jobline_dot_auth_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.auth.v1.AuthAdminService/IssueApiKey',
+            jobline_dot_auth_dot_v1_dot_auth__pb2.IssueApiKeyRequest.SerializeToString,
+            jobline_dot_auth_dot_v1_dot_auth__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.auth.v1.AuthAdminService/RevokeCredential',
+            jobline_dot_auth_dot_v1_dot_auth__pb2.RevokeCredentialRequest.SerializeToString,
+            jobline_dot_auth_dot_v1_dot_auth__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.auth.v1.AuthAdminService/RotateSigningKey',
+            jobline_dot_auth_dot_v1_dot_auth__pb2.RotateSigningKeyRequest.SerializeToString,
+            jobline_dot_auth_dot_v1_dot_auth__pb2.SigningKey.FromString,
             options,
             channel_credentials,
             insecure,

@@ -21,6 +21,7 @@ def main() -> None:
         loop="asyncio",
         lifespan="on",
         log_config=None,  # keep the process's own log format
+        access_log=False,  # a URL may carry ?access_token= (SSE): never log it
         log_level=settings.log_level.lower(),
     )
 

@@ -41,7 +41,8 @@ class RunsService:
         self._tasks: list[asyncio.Task] = []
 
     async def tick(self) -> None:
-        await self.engine.tick(self.hub.take_heartbeats())
+        # Endpoint calls in flight beat like agents do, so a crashed replica's calls are found.
+        await self.engine.tick({**self.hub.take_heartbeats(), **self.http.heartbeats()})
 
     async def _ticker(self) -> None:
         while True:

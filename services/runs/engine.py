@@ -591,7 +591,8 @@ class RunEngine:
         await self._advance_waiting(now)
         for row in await self.store.stale(now, now - self.heartbeat_timeout):
             if row.status == "dequeued":
-                await self.requeue(row.id, row.attempt)
+                if await self.requeue(row.id, row.attempt):
+                    self._wake({row.target_key})
                 continue
             if await self.end_attempt(row.id, row.attempt, domain.Outcome("crashed", "heartbeat lost")):
                 self._stop_where_it_runs(row, force=True)

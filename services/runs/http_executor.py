@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -51,6 +51,11 @@ class HttpExecutor:
         task = self._running.get(row.id)
         if task is not None:
             task.cancel()
+
+    def heartbeats(self) -> dict[str, datetime]:
+        """The runs this executor is calling out for right now, alive as of now."""
+        now = self.clock.now()
+        return {run_id: now for run_id in self._running}
 
     async def run(self) -> None:
         while True:

@@ -28,25 +28,25 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 
-import grpc
 
-from jobline.devices.v1 import devices_pb2, devices_pb2_grpc
+from jobline.devices.v1 import devices_pb2
 from jobline.devices.v1.devices_pb2 import PresenceChange
 from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import agent_pb2
 from services.common.clock import Clock
-from services.common.errors import InvalidArgument, Unauthenticated, from_rpc_error
+from services.common.errors import InvalidArgument, Unauthenticated
 from services.common.secrets import secret_hash
 
 from . import domain
 from .engine import RunEngine, target_key
 from .mapping import timestamp
 from .peers import Peers
-from .store import ON_DEVICE, TERMINAL, RunRow, RunStore
+from .store import RunRow, RunStore
 
 log = logging.getLogger(__name__)
 
 LEASE_SECS = 30
+RESCAN_SECS = 1.0
 PRESENCE_FLUSH_SECS = 0.2
 VALIDATE_SECS = 1.0
 VALIDATE_BATCH = 1000
@@ -102,10 +102,6 @@ class AgentHub:
         self._presence_flushed = asyncio.Event()
         engine.dispatchers.append(self)
 
-    def _devices(self) -> devices_pb2_grpc.DeviceServiceStub:
-        # TODO(lead): Peers could grow enroll_device / validate_agents; until then the hub uses its stub.
-        return self.peers._devices  # type: ignore[attr-defined]
-
     # -- dispatch ------------------------------------------------------------------------
 
     def wake(self, target_keys: Iterable[str] | None = None) -> None:
@@ -128,7 +124,10 @@ class AgentHub:
 
     async def _dispatch_loop(self) -> None:
         while True:
-            await self._wakeup.wait()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=RESCAN_SECS)
+            except TimeoutError:  # a periodic full scan catches what no wake-up named
+                self._scan_all = True
             self._wakeup.clear()
             keys = list(self.sessions) if self._scan_all else list(self._pending)
             self._pending.clear()
@@ -201,13 +200,15 @@ class AgentHub:
             device = await self.peers.authenticate_agent(hello.device_id, hello.credential)
             credential = hello.credential
         session = AgentSession(device.tenant_id, device.id, hello.capacity or 1, secret_hash(credential))
-        previous = self.sessions.get(session.key)
+        previous = self.sessions.pop(session.key, None)
         if previous is not None:
             previous.close()
-        self.sessions[session.key] = session
         self._presence(session, online=True, agent_version=hello.agent_version, facts=dict(hello.facts))
         session.send(agent_pb2.ServerMessage(welcome=welcome))
+        # Reconcile before the session is dispatchable, so nothing is assigned to it mid-way.
         await self._reconcile(session, {(r.run_id, r.attempt) for r in hello.held_runs})
+        self.sessions[session.key] = session
+        self.wake([session.key])
         reader = asyncio.create_task(self._read(session, requests))
         try:
             async for message in session.messages():
@@ -221,12 +222,9 @@ class AgentHub:
             raise Unauthenticated("the device's credential was revoked")
 
     async def _enroll(self, hello: agent_pb2.Hello) -> devices_pb2.Device:
-        try:
-            return await self._devices().EnrollDevice(devices_pb2.EnrollDeviceRequest(
-                token=hello.enrollment_token, device_id=hello.device_id, name=hello.device_name,
-                facts=hello.facts, agent_version=hello.agent_version))
-        except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error) from None
+        return await self.peers.enroll_device(devices_pb2.EnrollDeviceRequest(
+            token=hello.enrollment_token, device_id=hello.device_id, name=hello.device_name,
+            facts=hello.facts, agent_version=hello.agent_version))
 
     async def _reconcile(self, session: AgentSession, held: set[RunKey]) -> None:
         """Matches what the agent says it holds with what the database says is on the device."""
@@ -245,7 +243,6 @@ class AgentHub:
                 session.held.add((run_id, attempt))
                 session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(
                     run=agent_pb2.RunRef(run_id=run_id, attempt=attempt), force=True)))
-        self.wake([session.key])
 
     async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage]) -> None:
         try:
@@ -355,10 +352,10 @@ class AgentHub:
         ended = 0
         for start in range(0, len(sessions), VALIDATE_BATCH):
             batch = sessions[start:start + VALIDATE_BATCH]
-            answer = await self._devices().ValidateAgents(devices_pb2.ValidateAgentsRequest(agents=[
+            answer = await self.peers.invalid_agents([
                 devices_pb2.AgentCredential(tenant_id=s.tenant_id, device_id=s.device_id,
-                                            credential_sha256=s.credential_sha256) for s in batch]))
-            invalid = {(a.tenant_id, a.device_id, a.credential_sha256) for a in answer.invalid}
+                                            credential_sha256=s.credential_sha256) for s in batch])
+            invalid = {(a.tenant_id, a.device_id, a.credential_sha256) for a in answer}
             for session in batch:
                 if (session.tenant_id, session.device_id, session.credential_sha256) in invalid:
                     log.info("closing the stream of %s: its credential was revoked", session.key)

@@ -74,5 +74,16 @@ class Peers:
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None
 
+    async def enroll_device(self, request: devices_pb2.EnrollDeviceRequest) -> devices_pb2.Device:
+        try:
+            return await self._devices.EnrollDevice(request)
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
+    async def invalid_agents(self, agents: list[devices_pb2.AgentCredential]) -> list[devices_pb2.AgentCredential]:
+        """Those of the agents whose credential no longer holds (revoked, rotated, device deleted)."""
+        answer = await self._devices.ValidateAgents(devices_pb2.ValidateAgentsRequest(agents=agents))
+        return list(answer.invalid)
+
     async def report_presence(self, changes: list[devices_pb2.PresenceChange]) -> None:
         await self._devices.ReportPresence(devices_pb2.ReportPresenceRequest(changes=changes))

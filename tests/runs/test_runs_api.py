@@ -501,3 +501,34 @@ async def test_watch_streams_changes_and_output_until_the_run_ends(platform: Pla
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await missing.read()
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_long_endpoint_call_is_not_mistaken_for_a_silent_device(platform: Platform) -> None:
+    """An HTTP call in flight past the heartbeat deadline keeps its run executing (it beats)."""
+    release = asyncio.Event()
+
+    async def slow_endpoint(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await release.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(slow_endpoint, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/slow"
+    job = await endpoint_job(platform, url, timeout_secs=600)
+    run = await trigger(platform, job.id)
+    for _ in range(100):
+        if (await platform.run(run.id)).status == Q.RUN_STATUS_EXECUTING:
+            break
+        await asyncio.sleep(0.02)
+    platform.clock.advance(120)  # four heartbeat deadlines
+    await platform.service.tick()
+    assert (await platform.run(run.id)).status == Q.RUN_STATUS_EXECUTING
+    release.set()
+    for _ in range(100):
+        if (done := await platform.run(run.id)).status == Q.RUN_STATUS_COMPLETED:
+            break
+        await asyncio.sleep(0.02)
+    assert done.status == Q.RUN_STATUS_COMPLETED and done.attempt == 1
+    server.close()

@@ -98,6 +98,22 @@ def apply_defaults(job: Job) -> None:
     job.timezone = job.timezone or "UTC"
 
 
+REDACTED = "********"
+
+
+def redacted(message: Job | JobVersion) -> Job | JobVersion:
+    """A copy safe to show a caller: a set webhook secret reads as a mask, never as itself."""
+    if not message.webhook_secret and not (isinstance(message, JobVersion) and message.snapshot.webhook_secret):
+        return message
+    copy = type(message)()
+    copy.CopyFrom(message)
+    if copy.webhook_secret:
+        copy.webhook_secret = REDACTED
+    if isinstance(copy, JobVersion) and copy.snapshot.webhook_secret:
+        copy.snapshot.webhook_secret = REDACTED
+    return copy
+
+
 def to_version(job: Job) -> JobVersion:
     version = JobVersion(
         id=job.version_id, job_id=job.id, version=job.version, name=job.name, slug=job.slug,
@@ -257,6 +273,8 @@ class Jobs:
         row = await self._row(principal, job_id)
         job = Job.FromString(row.definition)
         fields = {f.name for f in Job.DESCRIPTOR.fields}
+        if patch.webhook_secret == REDACTED:  # a job read back and sent again keeps its secret
+            paths = [p for p in paths if p != "webhook_secret"]
         for path in paths:
             name = path.split(".")[0]
             if name not in fields:

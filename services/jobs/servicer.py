@@ -7,7 +7,7 @@ from google.protobuf import empty_pb2
 from jobline.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from services.common.principal import from_context
 
-from .domain import Jobs
+from .domain import Jobs, redacted
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
@@ -15,11 +15,11 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self.jobs = jobs
 
     async def CreateJob(self, request, context):
-        return await self.jobs.create(from_context(context), request.job)
+        return redacted(await self.jobs.create(from_context(context), request.job))
 
     async def BatchCreateJobs(self, request, context):
         jobs = await self.jobs.batch_create(from_context(context), list(request.jobs))
-        return jobs_pb2.BatchCreateJobsResponse(jobs=jobs)
+        return jobs_pb2.BatchCreateJobsResponse(jobs=[redacted(job) for job in jobs])
 
     async def BatchEnableJobs(self, request, context):
         changed = await self.jobs.set_enabled(from_context(context), list(request.job_ids), True)
@@ -30,9 +30,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return jobs_pb2.BatchSetJobsEnabledResponse(updated=len(changed), job_ids=changed)
 
     async def CloneJob(self, request, context):
-        return await self.jobs.clone(from_context(context), request.job_id, request.name, request.slug)
+        return redacted(await self.jobs.clone(from_context(context), request.job_id, request.name, request.slug))
 
     async def GetJob(self, request, context):
+        return redacted(await self.jobs.get(from_context(context), request.job_id))
+
+    async def GetJobSnapshot(self, request, context):
         return await self.jobs.get(from_context(context), request.job_id)
 
     async def ListJobs(self, request, context):
@@ -40,11 +43,11 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             from_context(context), request.project_id, request.tag_key, request.tag_value,
             request.page_size, request.page_token, request.name,
         )
-        return jobs_pb2.ListJobsResponse(jobs=jobs, next_page_token=token)
+        return jobs_pb2.ListJobsResponse(jobs=[redacted(job) for job in jobs], next_page_token=token)
 
     async def UpdateJob(self, request, context):
         paths = list(request.update_mask.paths) or [f.name for f, _ in request.job.ListFields()]
-        return await self.jobs.update(from_context(context), request.job_id, request.job, paths)
+        return redacted(await self.jobs.update(from_context(context), request.job_id, request.job, paths))
 
     async def DeleteJob(self, request, context):
         await self.jobs.delete(from_context(context), request.job_id)
@@ -52,10 +55,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     async def ListJobVersions(self, request, context):
         versions = await self.jobs.versions(from_context(context), request.job_id)
-        return jobs_pb2.ListJobVersionsResponse(versions=versions)
+        return jobs_pb2.ListJobVersionsResponse(versions=[redacted(version) for version in versions])
 
     async def GetJobVersion(self, request, context):
-        return await self.jobs.version(from_context(context), request.job_id, request.version_id)
+        return redacted(await self.jobs.version(from_context(context), request.job_id, request.version_id))
 
     async def ListJobDependencies(self, request, context):
         dependencies = await self.jobs.dependencies(from_context(context), request.job_id)

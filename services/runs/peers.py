@@ -31,7 +31,7 @@ class Peers:
         if cached and cached[0] > time.monotonic():
             return cached[1]
         try:
-            job = await self._jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=to_metadata(principal))
+            job = await self._jobs.GetJobSnapshot(jobs_pb2.GetJobRequest(job_id=job_id), metadata=to_metadata(principal))
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None
         if len(self._job_cache) >= JOB_CACHE_SIZE:

@@ -46,6 +46,11 @@ class JobServiceStub:
                 request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
                 _registered_method=True)
+        self.GetJobSnapshot = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/GetJobSnapshot',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
+                _registered_method=True)
         self.BatchCreateJobs = channel.unary_unary(
                 '/jobline.jobs.v1.JobService/BatchCreateJobs',
                 request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchCreateJobsRequest.SerializeToString,
@@ -120,6 +125,14 @@ class JobServiceServicer:
 
     def GetJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJobSnapshot(self, request, context):
+        """Internal (no HTTP binding): the job with its secrets, as the runs service snapshots it for a run.
+        Every REST-reachable method answers jobs with webhook_secret redacted.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -213,6 +226,11 @@ def add_JobServiceServicer_to_server(servicer, server):
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
+                    response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.SerializeToString,
+            ),
+            'GetJobSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJobSnapshot,
                     request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
                     response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.SerializeToString,
             ),
@@ -330,6 +348,33 @@ class JobService:
             request,
             target,
             '/jobline.jobs.v1.JobService/GetJob',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/GetJobSnapshot',
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
             options,

@@ -17,6 +17,12 @@
 | JOBLINE_OTEL_EXPORTER | none | tracing exporter: none, console or otlp |
 | OTEL_EXPORTER_OTLP_ENDPOINT | (OTel default) | where the otlp exporter sends spans |
 | JOBLINE_LOG_LEVEL | INFO | log level of every process |
+| JOBLINE_SERVICE_TOKEN | <data dir>/service-token | the credential services present to each other |
+
+The agent (`jobline agent`) reads JOBLINE_AGENT_CREDENTIAL, JOBLINE_ENROLL_TOKEN and
+JOBLINE_RUNS_ADDR; the commands it runs get JOBLINE_RUN_ID, JOBLINE_ATTEMPT and one
+JOBLINE_INPUT_<NAME> per input. The benchmarks read JOBLINE_BENCH_POSTGRES_URL, the tests
+JOBLINE_TEST_POSTGRES_URL.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ class RunsService:
 
 async def build(settings: Settings, *, clock: Clock | None = None, ticking: bool = True) -> Registration:
     service = RunsService(settings, clock or Clock())
-    run_servicer, agent_servicer = RunServicer(service.engine), AgentServicer(service.hub)
+    run_servicer, agent_servicer = RunServicer(service.engine, service.hub), AgentServicer(service.hub)
     return Registration(
         add_to_server=[
             lambda server: runs_pb2_grpc.add_RunServiceServicer_to_server(run_servicer, server),

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 
 from jobline.devices.v1 import devices_pb2
@@ -52,6 +52,41 @@ VALIDATE_SECS = 1.0
 VALIDATE_BATCH = 1000
 SEEN_REFRESH_SECS = 5.0  # how often a connected device's last_seen_at moves forward
 RunKey = tuple[str, int]  # (run_id, attempt)
+# Upper bounds (seconds) of the dispatch latency histogram's buckets; +Inf is the total count.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class LatencyHistogram:
+    """Bucket counters (not cumulative here) plus count and sum: cheap to observe, in memory."""
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self.count += 1
+        self.sum += seconds
+        for i, bound in enumerate(self.bounds):
+            if seconds <= bound:
+                self.counts[i] += 1
+                break
+
+    def cumulative(self) -> list[int]:
+        total, out = 0, []
+        for n in self.counts:
+            total += n
+            out.append(total)
+        return out
+
+
+def queued_since(row: RunRow) -> datetime:
+    """When the run became dispatchable: the latest of its creation, its scheduled time and its retry time."""
+    moments = [m if m.tzinfo else m.replace(tzinfo=UTC)
+               for m in (row.created_at, row.scheduled_at, row.next_retry_at) if m is not None]
+    return max(moments)
 
 
 class AgentSession:
@@ -100,6 +135,7 @@ class AgentHub:
         self._snapshots: dict[str, Job] = {}
         self._presence_queue: dict[tuple[str, str], PresenceChange] = {}
         self._presence_flushed = asyncio.Event()
+        self.dispatch_latency = LatencyHistogram()
         engine.dispatchers.append(self)
 
     # -- dispatch ------------------------------------------------------------------------
@@ -165,6 +201,7 @@ class AgentHub:
                     continue
                 session.held.add((row.id, row.attempt))
                 session.send(agent_pb2.ServerMessage(assign=self._assign(row, now)))
+                self.dispatch_latency.observe((self.clock.now() - queued_since(row)).total_seconds())
                 assigned += 1
             keys = [k for k in sessions if room[k] == 0 and self.sessions.get(k) and self.sessions[k].free > 0]
 

@@ -13,8 +13,9 @@ from .hub import AgentHub
 
 
 class RunServicer(runs_pb2_grpc.RunServiceServicer):
-    def __init__(self, engine: RunEngine) -> None:
+    def __init__(self, engine: RunEngine, hub: AgentHub) -> None:
         self.engine = engine
+        self.hub = hub
 
     async def TriggerJob(self, request, context):
         return await self.engine.trigger(from_context(context), request)
@@ -91,6 +92,17 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
 
     async def ListRunLogs(self, request, context):
         return await self.engine.logs(from_context(context), request.run_id, request.after_sequence)
+
+    async def GetStats(self, request, context):
+        # Internal, for operators' metrics: no principal (the service credential guards it), every tenant.
+        reply = runs_pb2.GetStatsResponse(runs_by_status=await self.engine.store.count_by_status())
+        latency = self.hub.dispatch_latency
+        reply.agent_streams_connected = len(self.hub.sessions)
+        reply.dispatch_latency_bucket_bounds_secs.extend(latency.bounds)
+        reply.dispatch_latency_bucket_counts.extend(latency.cumulative())
+        reply.dispatch_latency_count = latency.count
+        reply.dispatch_latency_sum_secs = latency.sum
+        return reply
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):

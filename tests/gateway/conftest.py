@@ -141,6 +141,15 @@ class FakeRuns(runs_pb2_grpc.RunServiceServicer):
         ])
 
 
+    async def GetStats(self, request, context):
+        await self.r.record("GetStats", request, context)
+        triggered = sum(1 for call in self.r.calls if call.method == "TriggerJob")
+        return runs_pb2.GetStatsResponse(
+            runs_by_status={"queued": triggered, "completed": 4}, agent_streams_connected=2,
+            dispatch_latency_bucket_bounds_secs=[0.1, 1.0], dispatch_latency_bucket_counts=[1, 3],
+            dispatch_latency_count=4, dispatch_latency_sum_secs=5.5)
+
+
 class FakeDevices(devices_pb2_grpc.DeviceServiceServicer):
     def __init__(self, recorder: Recorder) -> None:
         self.r = recorder

@@ -585,3 +585,30 @@ class WatchRunResponse(_message.Message):
     run: Run
     output: LogChunk
     def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., output: _Optional[_Union[LogChunk, _Mapping]] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ("runs_by_status", "agent_streams_connected", "dispatch_latency_bucket_bounds_secs", "dispatch_latency_bucket_counts", "dispatch_latency_count", "dispatch_latency_sum_secs")
+    class RunsByStatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    RUNS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_STREAMS_CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    DISPATCH_LATENCY_BUCKET_BOUNDS_SECS_FIELD_NUMBER: _ClassVar[int]
+    DISPATCH_LATENCY_BUCKET_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    DISPATCH_LATENCY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DISPATCH_LATENCY_SUM_SECS_FIELD_NUMBER: _ClassVar[int]
+    runs_by_status: _containers.ScalarMap[str, int]
+    agent_streams_connected: int
+    dispatch_latency_bucket_bounds_secs: _containers.RepeatedScalarFieldContainer[float]
+    dispatch_latency_bucket_counts: _containers.RepeatedScalarFieldContainer[int]
+    dispatch_latency_count: int
+    dispatch_latency_sum_secs: float
+    def __init__(self, runs_by_status: _Optional[_Mapping[str, int]] = ..., agent_streams_connected: _Optional[int] = ..., dispatch_latency_bucket_bounds_secs: _Optional[_Iterable[float]] = ..., dispatch_latency_bucket_counts: _Optional[_Iterable[int]] = ..., dispatch_latency_count: _Optional[int] = ..., dispatch_latency_sum_secs: _Optional[float] = ...) -> None: ...

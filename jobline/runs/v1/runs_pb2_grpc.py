@@ -156,6 +156,11 @@ class RunServiceStub:
                 request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunLogsRequest.SerializeToString,
                 response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunLogsResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/jobline.runs.v1.RunService/GetStats',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -320,6 +325,14 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """Internal (operators' metrics, across tenants; no REST route): runs by status and this replica's
+        agent streams and dispatch latency histogram.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -442,6 +455,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.ListRunLogs,
                     request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunLogsRequest.FromString,
                     response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunLogsResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetStatsRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1093,6 +1111,33 @@ class RunService:
             '/jobline.runs.v1.RunService/ListRunLogs',
             jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunLogsRequest.SerializeToString,
             jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/GetStats',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.GetStatsRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.GetStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

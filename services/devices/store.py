@@ -213,14 +213,7 @@ class DeviceStore:
             return list((await session.exec(query.order_by(DeviceGroupRow.id).limit(limit))).all())
 
     async def save_group(self, tenant_id: str, group_id: str, values: dict[str, Any]) -> DeviceGroupRow | None:
-        async with self.db.session() as session:
-            stored = await session.get(DeviceGroupRow, (tenant_id, group_id))
-            if stored is None:
-                return None
-            for name, value in values.items():
-                setattr(stored, name, value)
-            session.add(stored)
-            return stored
+        return await self._save(DeviceGroupRow, (tenant_id, group_id), values)
 
     async def delete_group(self, tenant_id: str, group_id: str) -> bool:
         statement = delete(DeviceGroupRow).where(DeviceGroupRow.tenant_id == tenant_id, DeviceGroupRow.id == group_id)
@@ -278,8 +271,12 @@ class DeviceStore:
 
     async def save(self, tenant_id: str, device_id: str, values: dict[str, Any]) -> DeviceRow | None:
         """Applies values to the tenant's device; None when it is gone."""
+        return await self._save(DeviceRow, (tenant_id, device_id), values)
+
+    async def _save(self, model: type[SQLModel], key: tuple[str, str], values: dict[str, Any]) -> Any:
+        """Read-modify-write of one row by primary key, in one transaction; None when it is gone."""
         async with self.db.session() as session:
-            stored = await session.get(DeviceRow, (tenant_id, device_id))
+            stored = await session.get(model, key)
             if stored is None:
                 return None
             for name, value in values.items():

@@ -247,9 +247,18 @@ class RunEngine:
         require_scope(principal, READ)
         return run_message(await self._row(principal, run_id))
 
+    async def get_by_number(self, principal: Principal, number: int) -> runs_pb2.Run:
+        require_scope(principal, READ)
+        row = await self.store.get_by_number(principal.tenant_id, number)
+        if row is None:
+            raise NotFound(f"run number {number} not found")
+        return run_message(row)
+
     async def list(self, principal: Principal, request: runs_pb2.ListRunsRequest,
                    status: str = "") -> runs_pb2.ListRunsResponse:
-        require_scope(principal, READ)
+        # Whoever may trigger may read back the runs of an invocation (its id comes from the trigger).
+        if not (request.invocation_id and TRIGGER in principal.scopes):
+            require_scope(principal, READ)
         limit = request.limit or 50
         if not 1 <= limit <= MAX_LIST:
             raise InvalidArgument(f"limit must be between 1 and {MAX_LIST}")

@@ -34,6 +34,7 @@ def run_message(row: RunRow) -> runs_pb2.Run:
         invocation_id=row.invocation_id, execution_trace=runs_pb2.ExecutionTrace(**(row.trace or {})),
         tags=row.tags or {}, batch_id=row.batch_id, concurrency_key=row.concurrency_key,
         parent_run_id=row.parent_run_id, continuation_of=row.continuation_of, lineage_depth=row.lineage_depth,
+        number=row.number or 0,
     )
     run.payload.update(row.payload or {})
     if row.result is not None:

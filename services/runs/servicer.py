@@ -27,6 +27,8 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         return await self.engine.health(from_context(context), request)
 
     async def GetRun(self, request, context):
+        if request.number:
+            return await self.engine.get_by_number(from_context(context), request.number)
         return await self.engine.get(from_context(context), request.run_id)
 
     async def ListRuns(self, request, context):

@@ -44,12 +44,15 @@ class RunRow(SQLModel, table=True):
         Index("ix_runs_parent", "parent_run_id"),
         Index("ix_runs_lineage", "root_run_id"),
         Index("ix_runs_batch", "batch_id"),
+        Index("ux_runs_number", "number", unique=True),
         # One run per (job, idempotency key); a reset key is "" and never collides.
         Index("ux_runs_idempotency", "tenant_id", "job_id", "idempotency_key", unique=True,
               sqlite_where=text("idempotency_key != ''"), postgresql_where=text("idempotency_key != ''")),
     )
 
     id: str = Field(primary_key=True, max_length=64)
+    # Unique, increasing in creation order; set by RunStore.insert_runs from runs_counters.
+    number: int | None = Field(default=None, sa_type=BigInteger)
     tenant_id: str = Field(max_length=64)
     project_id: str = Field(max_length=128)
     job_id: str = Field(max_length=64)
@@ -158,7 +161,18 @@ class WebhookDeliveryRow(SQLModel, table=True):
     delivered_at: datetime | None = None
 
 
-TABLES = [RunRow, LogChunkRow, RunEventRow, WebhookDeliveryRow]
+class CounterRow(SQLModel, table=True):
+    """Named sequences; `run_number` hands out RunRow.number in blocks, one UPDATE per insert batch."""
+
+    __tablename__ = "runs_counters"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: int = Field(default=0, sa_type=BigInteger)
+
+
+RUN_NUMBER = "run_number"
+
+TABLES = [RunRow, LogChunkRow, RunEventRow, WebhookDeliveryRow, CounterRow]
 
 # What a status change returns, enough to write its event and webhook delivery.
 _CHANGED = (RunRow.id, RunRow.tenant_id, RunRow.job_id, RunRow.project_id, RunRow.status, RunRow.attempt,
@@ -254,8 +268,25 @@ class RunStore:
         if not runs:
             return
         async with self.db.session() as session:
+            last = await self._take_numbers(session, len(runs))
+            for i, run in enumerate(runs):
+                run.number = last - len(runs) + 1 + i
             await _execute(session, insert(RunRow.__table__), [_values(run) for run in runs])
             await self._record(session, [_changed(run) for run in runs], event_type="run.created")
+
+    async def _take_numbers(self, session, count: int) -> int:
+        """Reserves `count` run numbers in the caller's transaction; answers the highest.
+
+        The UPDATE locks the counter row until the transaction ends (SQLite: the write lock), so
+        concurrent inserts get disjoint blocks. The row is created by the first insert ever."""
+        bump = (update(CounterRow).where(CounterRow.name == RUN_NUMBER)
+                .values(value=CounterRow.value + count).returning(CounterRow.value))
+        last = (await _execute(session, bump)).scalar()
+        if last is None:
+            insert_ = pg_insert if self.db.is_postgres else sqlite_insert
+            await _execute(session, insert_(CounterRow).values(name=RUN_NUMBER, value=0).on_conflict_do_nothing())
+            last = (await _execute(session, bump)).scalar()
+        return int(last)
 
     async def transition(self, run_id: str, attempt: int, from_statuses: Iterable[str], /, **values: Any) -> bool:
         """Compare-and-set: applies values only if the run is still at that attempt in one of those states."""
@@ -288,6 +319,11 @@ class RunStore:
         async with self.db.session() as session:
             row = await session.get(RunRow, run_id)
             return row if row is not None and row.tenant_id == tenant_id else None
+
+    async def get_by_number(self, tenant_id: str, number: int) -> RunRow | None:
+        query = select(RunRow).where(RunRow.tenant_id == tenant_id, RunRow.number == number)
+        async with self.db.session() as session:
+            return (await session.exec(query)).first()
 
     async def get_any(self, run_id: str) -> RunRow | None:
         async with self.db.session() as session:
@@ -728,4 +764,4 @@ def _sqlite_json_value(value: Any) -> Any:
 
 
 __all__ = ["ACTIVE", "NOT_STARTED", "ON_DEVICE", "TERMINAL", "RunRow", "LogChunkRow", "RunEventRow",
-           "WebhookDeliveryRow", "RunStore", "Changed", "IntegrityError", "canonical_hash"]
+           "WebhookDeliveryRow", "CounterRow", "RunStore", "Changed", "IntegrityError", "canonical_hash"]

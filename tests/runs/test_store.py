@@ -82,3 +82,16 @@ async def test_timers_are_rows(store: RunStore) -> None:
     assert {r.id for r in await store.stale(NOW, NOW - timedelta(seconds=30))} == {silent.id, unaccepted.id}
     await store.touch_heartbeats([silent.id], NOW)
     assert {r.id for r in await store.stale(NOW, NOW - timedelta(seconds=30))} == {unaccepted.id}
+
+
+async def test_run_numbers_are_unique_and_increasing_across_concurrent_batches(store: RunStore) -> None:
+    batches = [[run() for _ in range(size)] for size in (1, 5, 3, 20, 1, 7, 2, 9)]
+    await asyncio.gather(*(store.insert_runs(batch) for batch in batches))
+    numbers = [r.number for batch in batches for r in batch]
+    assert all(isinstance(n, int) and n > 0 for n in numbers)
+    assert sorted(numbers) == list(range(1, len(numbers) + 1))
+    for batch in batches:  # one block per batch, in the batch's order
+        assert [r.number for r in batch] == list(range(batch[0].number, batch[0].number + len(batch)))
+    found = await store.get_by_number("t1", batches[3][4].number)
+    assert found is not None and found.id == batches[3][4].id
+    assert await store.get_by_number("other-tenant", batches[3][4].number) is None

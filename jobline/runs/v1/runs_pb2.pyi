@@ -75,7 +75,7 @@ class ExecutionTrace(_message.Message):
     def __init__(self, queue_wait_ms: _Optional[int] = ..., dequeue_ms: _Optional[int] = ..., connect_ms: _Optional[int] = ..., ttfb_ms: _Optional[int] = ..., transfer_ms: _Optional[int] = ..., total_ms: _Optional[int] = ..., dispatch_ms: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "job_id", "project_id", "status", "attempt", "payload", "result", "metadata", "error", "triggered_by", "scheduled_at", "started_at", "finished_at", "heartbeat_at", "next_retry_at", "expires_at", "parent_run_id", "priority", "idempotency_key", "job_version", "workflow_step_run_id", "max_attempts_override", "timeout_secs_override", "retry_backoff", "retry_initial_delay_secs", "retry_max_delay_secs", "execution_trace", "debug_mode", "continuation_of", "lineage_depth", "tags", "job_version_id", "created_by", "batch_id", "concurrency_key", "created_at", "idempotency_hit", "device_id", "invocation_id", "exit_code")
+    __slots__ = ("id", "job_id", "project_id", "status", "attempt", "payload", "result", "metadata", "error", "triggered_by", "scheduled_at", "started_at", "finished_at", "heartbeat_at", "next_retry_at", "expires_at", "parent_run_id", "priority", "idempotency_key", "job_version", "workflow_step_run_id", "max_attempts_override", "timeout_secs_override", "retry_backoff", "retry_initial_delay_secs", "retry_max_delay_secs", "execution_trace", "debug_mode", "continuation_of", "lineage_depth", "tags", "job_version_id", "created_by", "batch_id", "concurrency_key", "created_at", "idempotency_hit", "number", "device_id", "invocation_id", "exit_code")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +127,7 @@ class Run(_message.Message):
     CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_HIT_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -167,10 +168,11 @@ class Run(_message.Message):
     concurrency_key: str
     created_at: _timestamp_pb2.Timestamp
     idempotency_hit: bool
+    number: int
     device_id: str
     invocation_id: str
     exit_code: int
-    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., error: _Optional[str] = ..., triggered_by: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_retry_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., priority: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., job_version: _Optional[int] = ..., workflow_step_run_id: _Optional[str] = ..., max_attempts_override: _Optional[int] = ..., timeout_secs_override: _Optional[int] = ..., retry_backoff: _Optional[str] = ..., retry_initial_delay_secs: _Optional[int] = ..., retry_max_delay_secs: _Optional[int] = ..., execution_trace: _Optional[_Union[ExecutionTrace, _Mapping]] = ..., debug_mode: _Optional[bool] = ..., continuation_of: _Optional[str] = ..., lineage_depth: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., job_version_id: _Optional[str] = ..., created_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_hit: _Optional[bool] = ..., device_id: _Optional[str] = ..., invocation_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., error: _Optional[str] = ..., triggered_by: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_retry_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., priority: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., job_version: _Optional[int] = ..., workflow_step_run_id: _Optional[str] = ..., max_attempts_override: _Optional[int] = ..., timeout_secs_override: _Optional[int] = ..., retry_backoff: _Optional[str] = ..., retry_initial_delay_secs: _Optional[int] = ..., retry_max_delay_secs: _Optional[int] = ..., execution_trace: _Optional[_Union[ExecutionTrace, _Mapping]] = ..., debug_mode: _Optional[bool] = ..., continuation_of: _Optional[str] = ..., lineage_depth: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., job_version_id: _Optional[str] = ..., created_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_hit: _Optional[bool] = ..., number: _Optional[int] = ..., device_id: _Optional[str] = ..., invocation_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
 
 class TriggerJobRequest(_message.Message):
     __slots__ = ("job_id", "payload", "idempotency_key", "priority", "dry_run", "metadata", "scheduled_at", "concurrency_key", "tags", "parent_run_id", "device_ids")
@@ -213,10 +215,12 @@ class TriggerJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., dry_run: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., concurrency_key: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "number")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    number: int
+    def __init__(self, run_id: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
     __slots__ = ("project_id", "status", "job_id", "limit", "cursor", "triggered_by", "batch_id", "metadata_key", "metadata_value", "payload_contains", "invocation_id")

@@ -18,7 +18,6 @@ from starlette.routing import BaseRoute, Route
 from jobline.runs.v1 import runs_pb2
 from services.common.channels import Channels
 from services.common.config import Settings
-from services.common import service_auth
 from services.common.principal import READ, to_metadata
 
 from . import protojson
@@ -41,10 +40,7 @@ def routes(settings: Settings, channels: Channels, authenticator: Authenticator)
             request_serializer=runs_pb2.GetRunRequest.SerializeToString,
             response_deserializer=runs_pb2.WatchRunResponse.FromString,
         )
-        # The channel's interceptor does not reach generic unary-stream calls: carry the service credential here.
-        token = service_auth.resolve(create=False)
-        metadata = (*to_metadata(principal), *(((service_auth.METADATA_KEY, token),) if token else ()))
-        call = watch(runs_pb2.GetRunRequest(run_id=request.path_params["run_id"]), metadata=metadata)
+        call = watch(runs_pb2.GetRunRequest(run_id=request.path_params["run_id"]), metadata=to_metadata(principal))
         first = await call.read()  # a missing run or a refusal is answered as an error, not as a stream
         if first is grpc.aio.EOF:
             return StreamingResponse(iter(()), media_type="text/event-stream")

@@ -27,7 +27,7 @@ class Channels:
         if channel is None:
             channel = grpc.aio.insecure_channel(
                 addr, options=CHANNEL_OPTIONS,
-                interceptors=[service_auth.client_interceptor(self._service_token), *telemetry.client_interceptors()],
+                interceptors=[*service_auth.client_interceptors(self._service_token), *telemetry.client_interceptors()],
             )
             self._channels[addr] = channel
         return channel

@@ -5,6 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 
+def as_utc(dt: datetime) -> datetime:
+    """dt as an aware UTC datetime: SQLite hands stored datetimes back naive (they are UTC)."""
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
 class Clock:
     """Wall-clock time as timezone-aware UTC datetimes."""
 

@@ -146,9 +146,8 @@ def _refusal(handler):
     return grpc.stream_stream_rpc_method_handler(streaming, handler.request_deserializer, handler.response_serializer)
 
 
-class _ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
-                         grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
-    """Adds the service credential to every outgoing call (resolved on first use, so a credential
+class _Credential:
+    """Adds the service credential to outgoing calls (resolved on first use, so a credential
     file created by a sibling process after this one started is still found)."""
 
     def __init__(self, token: str | None) -> None:
@@ -165,19 +164,30 @@ class _ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStr
         return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata, details.credentials,
                                           details.wait_for_ready)
 
+
+# grpc.aio files each interceptor object under ONE call type (the first it matches), so every
+# call type gets its own object.
+class _UnaryUnary(_Credential, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):
         return await continuation(self._details(client_call_details), request)
 
+
+class _UnaryStream(_Credential, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):
         return await continuation(self._details(client_call_details), request)
 
+
+class _StreamUnary(_Credential, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
         return await continuation(self._details(client_call_details), request_iterator)
 
+
+class _StreamStream(_Credential, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
         return await continuation(self._details(client_call_details), request_iterator)
 
 
-def client_interceptor(token: str | None = None) -> _ClientInterceptor:
-    """An interceptor attaching `token` (default: this process's credential, when there is one)."""
-    return _ClientInterceptor(token)
+def client_interceptors(token: str | None = None) -> list[_Credential]:
+    """Interceptors attaching `token` (default: this process's credential, when there is one) to
+    calls of every type."""
+    return [kind(token) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]

@@ -19,7 +19,7 @@ from jobline.auth.v1.auth_pb2 import SUBJECT_TYPE_SERVICE_ACCOUNT, Principal
 from jobline.devices.v1.devices_pb2 import DeviceTargets
 from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import runs_pb2
-from services.common.clock import Clock
+from services.common.clock import Clock, as_utc
 from services.common.errors import Conflict, InvalidArgument, NotFound
 from services.common.principal import READ, TRIGGER, WRITE, require_scope
 from services.common.secrets import new_secret, secret_hash
@@ -627,8 +627,7 @@ class RunEngine:
                 if "broken" in states:
                     broken.append(row)
                 elif all(state == "met" for state in states):
-                    scheduled = row.scheduled_at if row.scheduled_at and row.scheduled_at.tzinfo else \
-                        (row.scheduled_at.replace(tzinfo=UTC) if row.scheduled_at else now)
+                    scheduled = as_utc(row.scheduled_at) if row.scheduled_at else now
                     status = "delayed" if scheduled > now else "queued"
                     go.setdefault((status, scheduled if status == "delayed" else now), []).append(row)
         if broken:
@@ -680,13 +679,11 @@ def _trigger_source(principal: Principal, parent: RunRow | None) -> str:
 def _duration(row: RunRow, now: datetime) -> int | None:
     if row.started_at is None:
         return None
-    started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
-    return max(0, int((now - started).total_seconds() * 1000))
+    return max(0, int((now - as_utc(row.started_at)).total_seconds() * 1000))
 
 
 def _rfc3339(dt: datetime) -> str:
-    dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return as_utc(dt).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _cursor(cursor: str) -> tuple[datetime, str] | None:
@@ -696,4 +693,4 @@ def _cursor(cursor: str) -> tuple[datetime, str] | None:
         at = datetime.fromisoformat(cursor.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidArgument("cursor must be an RFC 3339 timestamp") from None
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)), ""
+    return as_utc(at), ""

@@ -26,14 +26,14 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 
 from jobline.devices.v1 import devices_pb2
 from jobline.devices.v1.devices_pb2 import PresenceChange
 from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import agent_pb2
-from services.common.clock import Clock
+from services.common.clock import Clock, as_utc
 from services.common.errors import InvalidArgument, Unauthenticated
 from services.common.secrets import secret_hash
 
@@ -84,8 +84,7 @@ class LatencyHistogram:
 
 def queued_since(row: RunRow) -> datetime:
     """When the run became dispatchable: the latest of its creation, its scheduled time and its retry time."""
-    moments = [m if m.tzinfo else m.replace(tzinfo=UTC)
-               for m in (row.created_at, row.scheduled_at, row.next_retry_at) if m is not None]
+    moments = [as_utc(m) for m in (row.created_at, row.scheduled_at, row.next_retry_at) if m is not None]
     return max(moments)
 
 

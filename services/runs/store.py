@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession as _SqlAlchemySession
 from sqlmodel import Field, SQLModel, select
 
-from services.common.clock import Clock
+from services.common.clock import Clock, as_utc
 from services.common.db import Database
 
 ACTIVE = ("delayed", "queued", "dequeued", "executing", "waiting")
@@ -439,9 +439,9 @@ class RunStore:
             if status in ON_DEVICE:
                 usage.active[job_id] = usage.active.get(job_id, 0) + 1
                 usage.active_by_key[pair] = usage.active_by_key.get(pair, 0) + 1
-            if rate_until is not None and _aware(rate_until) > now:
+            if rate_until is not None and as_utc(rate_until) > now:
                 usage.started[job_id] = usage.started.get(job_id, 0) + 1
-            if key_rate_until is not None and _aware(key_rate_until) > now:
+            if key_rate_until is not None and as_utc(key_rate_until) > now:
                 usage.started_by_key[pair] = usage.started_by_key.get(pair, 0) + 1
         return usage
 
@@ -747,12 +747,6 @@ def _values(run: RunRow) -> dict[str, Any]:
 def _changed(run: RunRow) -> Changed:
     return Changed(run.id, run.tenant_id, run.job_id, run.project_id, run.status, run.attempt, run.result, run.error,
                    run.webhook_url, run.target_key, run.limited)
-
-
-def _aware(dt: datetime) -> datetime:
-    from datetime import UTC
-
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _sqlite_json_value(value: Any) -> Any:

@@ -11,8 +11,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jobline.auth.v1 import auth_pb2, auth_pb2_grpc
 from jobline.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from jobline.runs.v1 import agent_pb2, agent_pb2_grpc
+from jobline.runs.v1 import agent_pb2, agent_pb2_grpc, runs_pb2, runs_pb2_grpc
 from services.common import service_auth
+from services.common.principal import to_metadata
 
 from .conftest import BOOTSTRAP_KEY, Stack
 
@@ -63,6 +64,13 @@ async def test_channels_attach_it_and_services_calling_peers_work(stack: Stack) 
         run = await client.post(f"/v1/jobs/{job.json()['id']}/trigger", json={},
                                 headers={"Authorization": f"Bearer {BOOTSTRAP_KEY}"})
         assert run.status_code == 202, run.text
+    # Server-streaming calls carry it too (grpc.aio files an interceptor under one call type only).
+    principal = (await stack.auth.Authenticate(auth_pb2.AuthenticateRequest(api_key=BOOTSTRAP_KEY))).principal
+    watch = runs_pb2_grpc.RunServiceStub(stack.channels.get(stack.peers["runs"])).WatchRun(
+        runs_pb2.GetRunRequest(run_id=run.json()["id"]), metadata=to_metadata(principal))
+    first = await watch.read()
+    assert first is not grpc.aio.EOF and first.run.id == run.json()["id"]
+    watch.cancel()
 
 
 def test_the_token_comes_from_env_else_a_0600_file_in_the_data_dir(tmp_path, monkeypatch) -> None:

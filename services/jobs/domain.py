@@ -343,6 +343,12 @@ class Jobs:
         return [to_version(Job.FromString(r.definition)) for r in rows]
 
     async def version(self, principal: Principal, job_id: str, version_id: str) -> JobVersion:
+        """One version of a job; with no job_id, the version of that id of any job that still exists."""
+        if not job_id:
+            row = await self.store.version_by_id(principal.tenant_id, version_id) if version_id else None
+            if row is None or await self.store.get(principal.tenant_id, row.job_id) is None:
+                raise NotFound(f"version {version_id} not found")
+            return to_version(Job.FromString(row.definition))
         for version in await self.versions(principal, job_id):
             if version.id == version_id or str(version.version) == version_id:
                 return version

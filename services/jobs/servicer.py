@@ -60,6 +60,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def GetJobVersion(self, request, context):
         return redacted(await self.jobs.version(from_context(context), request.job_id, request.version_id))
 
+    async def GetJobVersionSnapshot(self, request, context):
+        return await self.jobs.version(from_context(context), request.job_id, request.version_id)
+
     async def ListJobDependencies(self, request, context):
         dependencies = await self.jobs.dependencies(from_context(context), request.job_id)
         return jobs_pb2.ListJobDependenciesResponse(dependencies=dependencies)

@@ -182,6 +182,11 @@ class JobStore:
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
 
+    async def version_by_id(self, tenant_id: str, version_id: str) -> JobVersionRow | None:
+        async with self.db.session() as session:
+            row = await session.get(JobVersionRow, version_id)
+            return row if row is not None and row.tenant_id == tenant_id else None
+
     # -- dependencies ---------------------------------------------------------------------
 
     async def dependencies(self, tenant_id: str, job_id: str) -> list[DependencyRow]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 import shlex
+import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,9 @@ from services.common.errors import InvalidArgument
 
 MAX_BACKOFF_SECS = 3600
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+NAME_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+NAME_SUFFIX_LENGTH = 8
 
 
 def inputs_for(job: Job, payload: dict[str, Any]) -> dict[str, str]:
@@ -37,6 +41,23 @@ def render_command(template: str, inputs: dict[str, str]) -> str:
     if missing:
         raise InvalidArgument("missing inputs: " + ", ".join(missing))
     return PLACEHOLDER.sub(lambda m: shlex.quote(inputs[m.group(1)]), template)
+
+
+def validate_run_name(name: str) -> None:
+    """A run name chosen by the caller: 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."""
+    if not RUN_NAME.fullmatch(name):
+        raise InvalidArgument("a run name must be 1 to 128 letters, digits, '.', '_' or '-', "
+                              "starting with a letter or digit")
+
+
+def run_names(slug: str, name: str, count: int, rng: random.Random | None = None) -> list[str]:
+    """The names of the `count` runs one trigger makes: `name`, `name-2`, `name-3`... when the caller
+    chose one, else the job's slug and a short random suffix each."""
+    if name:
+        validate_run_name(name)
+        return [name, *(f"{name}-{n}" for n in range(2, count + 1))]
+    choose = (rng or random).choices
+    return [f"{slug}-{''.join(choose(NAME_SUFFIX_ALPHABET, k=NAME_SUFFIX_LENGTH))}" for _ in range(count)]
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,13 @@ from jobline.devices.v1.devices_pb2 import DeviceTargets
 from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import runs_pb2
 from services.common.clock import Clock, as_utc
-from services.common.errors import Conflict, InvalidArgument, NotFound
+from services.common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from services.common.principal import READ, TRIGGER, WRITE, require_scope
 from services.common.secrets import new_secret, secret_hash
 
 from . import domain
-from .mapping import chunk_message, event_message, output_message, run_message, status_enum, status_word
+from .mapping import (chunk_message, event_message, output_message, run_message, status_enum, status_word,
+                      subject_word)
 from .peers import Peers
 from .store import ACTIVE, ON_DEVICE, TERMINAL, IntegrityError, RunRow, RunStore, canonical_hash
 
@@ -35,6 +36,11 @@ MAX_LIST = 1000
 MAX_BULK = 1000
 MAX_CANCEL_ALL = 10_000
 WATCH_POLL_SECS = 0.25
+NAME_ATTEMPTS = 3  # inserts tried when a generated run name happens to be taken already
+SORT_KEYS = {runs_pb2.RUN_SORT_FIELD_UNSPECIFIED: "created_at", runs_pb2.RUN_SORT_FIELD_CREATED_AT: "created_at",
+             runs_pb2.RUN_SORT_FIELD_DURATION: "duration", runs_pb2.RUN_SORT_FIELD_JOB_VERSION: "job_version",
+             runs_pb2.RUN_SORT_FIELD_TRIGGERED_BY: "triggered_by", runs_pb2.RUN_SORT_FIELD_STATUS: "status",
+             runs_pb2.RUN_SORT_FIELD_NAME: "name"}
 
 
 @dataclass
@@ -77,7 +83,9 @@ class RunEngine:
 
     async def trigger(self, principal: Principal, request: runs_pb2.TriggerJobRequest) -> runs_pb2.Run:
         require_scope(principal, TRIGGER)
-        job = await self._triggerable_job(principal, request.job_id)
+        job = await self._job_to_run(principal, request)
+        if request.command and not job.command:
+            raise InvalidArgument(f"job {job.id} calls an endpoint: it has no command to override")
         payload = MessageToDict(request.payload) if request.HasField("payload") else {}
         domain.validate_payload(_schema(job), payload)
         now = self.clock.now()
@@ -99,24 +107,51 @@ class RunEngine:
                        concurrency_key=request.concurrency_key)
         invocation_id = str(uuid.uuid4())
         if job.command:
-            command = domain.render_command(job.command, domain.inputs_for(job, payload))
+            command = domain.render_command(request.command or job.command, domain.inputs_for(job, payload))
             devices = await self._targets(principal, job, list(request.device_ids))
-            rows = [self._new_run(principal, job, spec, now, i, invocation_id=invocation_id, deps=deps,
-                                  parent=parent, device_id=device_id, command=command, keyed=i == 0)
-                    for i, device_id in enumerate(devices)]
         else:
-            rows = [self._new_run(principal, job, spec, now, 0, invocation_id=invocation_id, deps=deps, parent=parent)]
+            command, devices = "", [""]
+        names = domain.run_names(job.slug, request.name, len(devices))
+        if request.name:
+            await self._refuse_taken_names(principal, job, names)
+        rows = [self._new_run(principal, job, spec, now, i, invocation_id=invocation_id, deps=deps, parent=parent,
+                              device_id=device_id, command=command, keyed=i == 0, name=names[i])
+                for i, device_id in enumerate(devices)]
         if request.dry_run:
             return run_message(rows[0])
-        try:
-            await self.store.insert_runs(rows)
-        except IntegrityError:  # the same idempotency key, triggered at the same moment
-            existing = await self.store.by_idempotency_keys(principal.tenant_id, job.id, [request.idempotency_key])
-            if request.idempotency_key in existing:
-                return _hit(existing[request.idempotency_key])
-            raise
+        for attempt in range(NAME_ATTEMPTS):
+            try:
+                await self.store.insert_runs(rows)
+                break
+            except IntegrityError:  # the same idempotency key or run name, triggered at the same moment
+                if request.idempotency_key:
+                    existing = await self.store.by_idempotency_keys(principal.tenant_id, job.id,
+                                                                    [request.idempotency_key])
+                    if request.idempotency_key in existing:
+                        return _hit(existing[request.idempotency_key])
+                if request.name:
+                    await self._refuse_taken_names(principal, job, names)
+                taken = set(await self.store.names_taken(principal.tenant_id, job.id, [r.name for r in rows]))
+                if not taken or attempt == NAME_ATTEMPTS - 1:
+                    raise
+                for row in rows:  # a generated name someone has already: draw another
+                    if row.name in taken:
+                        row.name = domain.run_names(job.slug, "", 1)[0]
         self._wake({row.target_key for row in rows if row.status == "queued"})
         return run_message(rows[0])
+
+    async def _job_to_run(self, principal: Principal, request: runs_pb2.TriggerJobRequest) -> Job:
+        """The job as the run will execute it: the version asked for (of a job still enabled), else the current one."""
+        if not request.job_version_id:
+            return await self._triggerable_job(principal, request.job_id)
+        version = await self.peers.job_version(principal, request.job_id, request.job_version_id)
+        await self._triggerable_job(principal, version.job_id)
+        return version.snapshot
+
+    async def _refuse_taken_names(self, principal: Principal, job: Job, names: list[str]) -> None:
+        taken = await self.store.names_taken(principal.tenant_id, job.id, names)
+        if taken:
+            raise AlreadyExists(f"job {job.id} already has a run named {taken[0]!r}")
 
     async def bulk_trigger(self, principal: Principal,
                            request: runs_pb2.BulkTriggerJobRequest) -> runs_pb2.BulkTriggerJobResponse:
@@ -157,7 +192,8 @@ class RunEngine:
                     continue
                 token = new_secret("jlrt_")
                 row = self._new_run(principal, job, spec, now, index, invocation_id=str(uuid.uuid4()), deps=deps,
-                                    batch_id=batch_id, run_token_hash=secret_hash(token))
+                                    batch_id=batch_id, run_token_hash=secret_hash(token),
+                                    name=domain.run_names(job.slug, "", 1)[0])
                 rows.append(row)
                 if spec.idempotency_key:
                     fresh[spec.idempotency_key] = row
@@ -167,7 +203,7 @@ class RunEngine:
                 break
             except IntegrityError:
                 if attempt:
-                    raise Conflict("idempotency keys were used concurrently; try again") from None
+                    raise Conflict("idempotency keys or run names were used concurrently; try again") from None
         self._wake({row.target_key for row in rows if row.status == "queued"})
         return runs_pb2.BulkTriggerJobResponse(results=results, total=len(results), created=len(rows),
                                                batch_id=batch_id)
@@ -185,7 +221,8 @@ class RunEngine:
 
     def _new_run(self, principal: Principal, job: Job, spec: RunSpec, now: datetime, index: int, *,
                  invocation_id: str, deps: list[dict], parent: RunRow | None = None, device_id: str = "",
-                 command: str = "", keyed: bool = True, batch_id: str = "", run_token_hash: str = "") -> RunRow:
+                 command: str = "", keyed: bool = True, batch_id: str = "", run_token_hash: str = "",
+                 name: str = "") -> RunRow:
         status, scheduled = self._initial_status(job, spec.scheduled, now, bool(deps))
         key_limit = next((k for k in job.rate_limit_keys if spec.concurrency_key and k.name == spec.concurrency_key),
                          None)
@@ -212,7 +249,7 @@ class RunEngine:
             root_run_id=run_id, concurrency_key=spec.concurrency_key, limited=any(limits.values()) and (
                 bool(limits["max_concurrency"] or limits["rate_limit_max"] or limits["max_concurrency_per_key"]
                      or limits["key_rate_max"])), **limits,
-            dependencies=deps, webhook_url=job.webhook_url,
+            dependencies=deps, webhook_url=job.webhook_url, name=name, **_subject(principal),
         )
 
     def _initial_status(self, job: Job, scheduled: datetime | None, now: datetime,
@@ -247,6 +284,21 @@ class RunEngine:
         require_scope(principal, READ)
         return run_message(await self._row(principal, run_id))
 
+    async def _find(self, principal: Principal, run_id: str, job_id: str = "", name: str = "") -> RunRow:
+        """The run by its id, or (with name) by its job and name."""
+        if not name:
+            return await self._row(principal, run_id)
+        if not job_id:
+            raise InvalidArgument("a run name needs its job_id")
+        row = await self.store.get_by_name(principal.tenant_id, job_id, name)
+        if row is None:
+            raise NotFound(f"job {job_id} has no run named {name!r}")
+        return row
+
+    async def get_by_name(self, principal: Principal, job_id: str, name: str) -> runs_pb2.Run:
+        require_scope(principal, READ)
+        return run_message(await self._find(principal, "", job_id, name))
+
     async def get_by_number(self, principal: Principal, number: int) -> runs_pb2.Run:
         require_scope(principal, READ)
         row = await self.store.get_by_number(principal.tenant_id, number)
@@ -273,15 +325,34 @@ class RunEngine:
                 contains = None
             if not isinstance(contains, dict):
                 raise InvalidArgument("payload_contains must be a JSON object")
-        rows = await self.store.list(
-            principal.tenant_id, project_id=request.project_id,
-            status=status or (status_word(request.status) if request.status else ""), job_id=request.job_id,
-            invocation_id=request.invocation_id, triggered_by=request.triggered_by, batch_id=request.batch_id,
+        if request.offset < 0:
+            raise InvalidArgument("offset must not be negative")
+        if request.offset and before is not None:
+            raise InvalidArgument("page with cursor or with offset, not both")
+        order_by = SORT_KEYS.get(request.order_by)
+        if order_by is None:
+            raise InvalidArgument("unknown order_by")
+        default_order = order_by == "created_at" and not request.ascending
+        if before is not None and not default_order:
+            raise InvalidArgument("a cursor pages runs newest first only; use offset with another order")
+        if runs_pb2.RUN_STATUS_UNSPECIFIED in request.statuses:
+            raise InvalidArgument("statuses must not contain RUN_STATUS_UNSPECIFIED")
+        filters = dict(
+            project_id=request.project_id, status=status or (status_word(request.status) if request.status else ""),
+            job_id=request.job_id, invocation_id=request.invocation_id, triggered_by=request.triggered_by,
+            batch_id=request.batch_id,
             metadata=(request.metadata_key, request.metadata_value) if request.metadata_key else None,
-            payload_contains=contains, before=before, limit=limit,
-        )
-        next_cursor = f"{_rfc3339(rows[-1].created_at)}" if len(rows) == limit else ""
-        return runs_pb2.ListRunsResponse(runs=[run_message(r) for r in rows], next_cursor=next_cursor)
+            payload_contains=contains, name_prefix=request.name_prefix,
+            statuses=[status_word(s) for s in request.statuses], job_versions=list(request.job_versions),
+            subject_names=list(request.triggered_by_subject_names))
+        rows = await self.store.list(principal.tenant_id, **filters, before=before, limit=limit,
+                                     offset=request.offset, order_by=order_by, ascending=request.ascending)
+        paged_by_cursor = default_order and not request.offset
+        next_cursor = f"{_rfc3339(rows[-1].created_at)}" if paged_by_cursor and len(rows) == limit else ""
+        reply = runs_pb2.ListRunsResponse(runs=[run_message(r) for r in rows], next_cursor=next_cursor)
+        if request.include_total_count:
+            reply.total_count = await self.store.count(principal.tenant_id, **filters)
+        return reply
 
     async def list_dead_letter(self, principal: Principal, request: runs_pb2.ListRunsRequest) -> runs_pb2.ListRunsResponse:
         return await self.list(principal, request, status="dead_letter")
@@ -391,19 +462,29 @@ class RunEngine:
 
     # -- changing runs ------------------------------------------------------------------------
 
-    async def cancel(self, principal: Principal, run_id: str) -> runs_pb2.Run:
+    async def cancel(self, principal: Principal, run_id: str, job_id: str = "", name: str = "") -> runs_pb2.Run:
         require_scope(principal, WRITE)
-        row = await self._row(principal, run_id)
+        row = await self._find(principal, run_id, job_id, name)
         if row.status in TERMINAL:
-            raise Conflict(f"run {run_id} is already {row.status}")
+            raise Conflict(f"run {row.id} is already {row.status}")
         now = self.clock.now()
         if not await self.store.transition(row.id, row.attempt, ACTIVE, status="canceled", finished_at=now,
                                            error="canceled", duration_ms=_duration(row, now)):
-            raise Conflict(f"run {run_id} finished before it could be canceled")
+            raise Conflict(f"run {row.id} finished before it could be canceled")
         if row.status in ON_DEVICE:
             self._stop_where_it_runs(row)
         await self._cancel_children([row.id], now)
-        return run_message(await self._row(principal, run_id))
+        return run_message(await self._row(principal, row.id))
+
+    async def purge(self, principal: Principal, run_id: str, job_id: str = "", name: str = "") -> None:
+        """Deletes a finished run for good (output, events and webhook deliveries too); an active one
+        is refused: it is canceled first."""
+        require_scope(principal, WRITE)
+        row = await self._find(principal, run_id, job_id, name)
+        if row.status not in TERMINAL:
+            raise Conflict(f"run {row.id} is still {row.status}; cancel it before deleting it")
+        if not await self.store.purge(principal.tenant_id, row.id):
+            raise NotFound(f"run {row.id} not found")
 
     async def _cancel_children(self, parent_ids: list[str], now: datetime) -> None:
         """Cancels the active descendants of these runs, one level (one statement) at a time."""
@@ -468,7 +549,7 @@ class RunEngine:
             raise Conflict(f"run {run_id} is {row.status}, not dead_letter")
         if row.status not in TERMINAL:
             raise Conflict(f"run {run_id} is still {row.status}")
-        replayed = self._replay_row(row)
+        replayed = self._replay_row(row, principal=principal)
         await self.store.insert_runs([replayed])
         self._wake({replayed.target_key})
         return run_message(replayed)
@@ -481,7 +562,8 @@ class RunEngine:
         rows = await self.store.get_many(principal.tenant_id, list(dict.fromkeys(run_ids)))
         eligible = [r for r in rows if (r.status == "dead_letter" if dead_letter_only else r.status in TERMINAL)]
         order = {run_id: i for i, run_id in enumerate(run_ids)}
-        replayed = [self._replay_row(r, i) for i, r in enumerate(sorted(eligible, key=lambda r: order[r.id]))]
+        replayed = [self._replay_row(r, i, principal)
+                    for i, r in enumerate(sorted(eligible, key=lambda r: order[r.id]))]
         await self.store.insert_runs(replayed)
         self._wake({r.target_key for r in replayed})
         return [run_message(r) for r in replayed]
@@ -505,12 +587,14 @@ class RunEngine:
             raise Conflict("no eligible dead-letter runs to replay")
         return runs_pb2.BulkReplayDeadLetterRunsResponse(replayed=replayed, count=len(replayed))
 
-    def _replay_row(self, row: RunRow, index: int = 0) -> RunRow:
+    def _replay_row(self, row: RunRow, index: int = 0, principal: Principal | None = None) -> RunRow:
         now = self.clock.now()
         job = Job.FromString(row.snapshot)
         values = row.model_dump()
         run_id = str(uuid.uuid4())
-        values.update(
+        if principal is not None:
+            values.update(_subject(principal))
+        values.update(name=domain.run_names(job.slug, "", 1)[0],
             id=run_id, status="queued", attempt=1, result=None, error="", exit_code=None, trace={},
             triggered_by="retry", idempotency_key="", batch_id="", run_token_hash="", invocation_id=str(uuid.uuid4()),
             continuation_of=row.id, root_run_id=row.root_run_id or row.id, lineage_depth=row.lineage_depth + 1,
@@ -667,6 +751,13 @@ def _hit(row: RunRow) -> runs_pb2.Run:
     run = run_message(row)
     run.idempotency_hit = True
     return run
+
+
+def _subject(principal: Principal) -> dict[str, str]:
+    """Who triggers, as the run stores it."""
+    return dict(triggered_by_subject_id=principal.subject_id,
+                triggered_by_subject_type=subject_word(principal.subject_type),
+                triggered_by_subject_name=principal.subject_name)
 
 
 def _trigger_source(principal: Principal, parent: RunRow | None) -> str:

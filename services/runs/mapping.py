@@ -6,6 +6,7 @@ from datetime import datetime
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
+from jobline.auth.v1 import auth_pb2
 from jobline.runs.v1 import runs_pb2
 
 from .store import LogChunkRow, RunEventRow, RunRow
@@ -17,6 +18,15 @@ def status_enum(word: str) -> int:
 
 def status_word(value: int) -> str:
     return runs_pb2.RunStatus.Name(value).removeprefix("RUN_STATUS_").lower()
+
+
+SUBJECT_TYPES = {auth_pb2.SUBJECT_TYPE_USER: "user", auth_pb2.SUBJECT_TYPE_SERVICE_ACCOUNT: "service_account",
+                 auth_pb2.SUBJECT_TYPE_DEVICE: "device"}
+SUBJECT_TYPE_VALUES = {word: value for value, word in SUBJECT_TYPES.items()}
+
+
+def subject_word(value: int) -> str:
+    return SUBJECT_TYPES.get(value, "")
 
 
 def timestamp(dt: datetime) -> timestamp_pb2.Timestamp:
@@ -34,13 +44,18 @@ def run_message(row: RunRow) -> runs_pb2.Run:
         invocation_id=row.invocation_id, execution_trace=runs_pb2.ExecutionTrace(**(row.trace or {})),
         tags=row.tags or {}, batch_id=row.batch_id, concurrency_key=row.concurrency_key,
         parent_run_id=row.parent_run_id, continuation_of=row.continuation_of, lineage_depth=row.lineage_depth,
-        number=row.number or 0,
+        number=row.number or 0, name=row.name, command=row.command,
+        triggered_by_subject=runs_pb2.RunSubject(
+            id=row.triggered_by_subject_id, name=row.triggered_by_subject_name,
+            type=SUBJECT_TYPE_VALUES.get(row.triggered_by_subject_type, auth_pb2.SUBJECT_TYPE_UNSPECIFIED)),
     )
     run.payload.update(row.payload or {})
     if row.result is not None:
         run.result.CopyFrom(_struct(row.result))
     if row.exit_code is not None:
         run.exit_code = row.exit_code
+    if row.duration_ms is not None:
+        run.duration_ms = row.duration_ms
     for field in ("scheduled_at", "started_at", "finished_at", "heartbeat_at", "next_retry_at", "expires_at",
                   "created_at"):
         value = getattr(row, field)

@@ -23,6 +23,7 @@ class Peers:
         self._devices = devices_pb2_grpc.DeviceServiceStub(channels.get(peers["devices"]))
         self._job_cache: dict[tuple[str, str], tuple[float, jobs_pb2.Job]] = {}
         self._deps_cache: dict[tuple[str, str], tuple[float, list[jobs_pb2.JobDependency]]] = {}
+        self._version_cache: dict[tuple[str, str, str], tuple[float, jobs_pb2.JobVersion]] = {}
 
     async def job(self, principal: Principal, job_id: str) -> jobs_pb2.Job:
         """The job's current definition, at most JOB_CACHE_SECS stale."""
@@ -38,6 +39,23 @@ class Peers:
             self._job_cache.clear()
         self._job_cache[key] = (time.monotonic() + JOB_CACHE_SECS, job)
         return job
+
+    async def job_version(self, principal: Principal, job_id: str, version_id: str) -> jobs_pb2.JobVersion:
+        """One immutable version of a job, with its snapshot (job_id may be empty), at most
+        JOB_CACHE_SECS stale (a deleted job's versions stop being found)."""
+        key = (principal.tenant_id, job_id, version_id)
+        cached = self._version_cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            version = await self._jobs.GetJobVersionSnapshot(
+                jobs_pb2.GetJobVersionRequest(job_id=job_id, version_id=version_id), metadata=to_metadata(principal))
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        if len(self._version_cache) >= JOB_CACHE_SIZE:
+            self._version_cache.clear()
+        self._version_cache[key] = (time.monotonic() + JOB_CACHE_SECS, version)
+        return version
 
     async def dependencies(self, principal: Principal, job_id: str) -> list[jobs_pb2.JobDependency]:
         """The jobs this job depends on; none while the jobs service does not answer the RPC yet."""

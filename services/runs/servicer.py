@@ -29,6 +29,8 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
     async def GetRun(self, request, context):
         if request.number:
             return await self.engine.get_by_number(from_context(context), request.number)
+        if request.name:
+            return await self.engine.get_by_name(from_context(context), request.job_id, request.name)
         return await self.engine.get(from_context(context), request.run_id)
 
     async def ListRuns(self, request, context):
@@ -38,10 +40,14 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         return await self.engine.list_dead_letter(from_context(context), request)
 
     async def CancelRun(self, request, context):
-        return await self.engine.cancel(from_context(context), request.run_id)
+        return await self.engine.cancel(from_context(context), request.run_id, request.job_id, request.name)
 
     async def DeleteRun(self, request, context):
-        await self.engine.cancel(from_context(context), request.run_id)
+        await self.engine.cancel(from_context(context), request.run_id, request.job_id, request.name)
+        return empty_pb2.Empty()
+
+    async def PurgeRun(self, request, context):
+        await self.engine.purge(from_context(context), request.run_id, request.job_id, request.name)
         return empty_pb2.Empty()
 
     async def BulkCancelRuns(self, request, context):

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, and_, func, insert, not_, or_, text, update
+from sqlalchemy import (JSON, BigInteger, Column, Index, LargeBinary, and_, case, delete, func, insert, not_, or_, text,
+                        update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +30,9 @@ ACTIVE = ("delayed", "queued", "dequeued", "executing", "waiting")
 NOT_STARTED = ("delayed", "queued", "waiting")
 ON_DEVICE = ("dequeued", "executing")
 TERMINAL = ("completed", "failed", "timed_out", "crashed", "system_failed", "canceled", "expired", "dead_letter")
+# RunStatus order (the lifecycle), what "order by status" follows.
+LIFECYCLE = ("delayed", "queued", "dequeued", "executing", "waiting", "completed", "failed", "timed_out", "crashed",
+             "system_failed", "canceled", "expired", "dead_letter")
 EVENT_LEVELS = {"failed": "error", "timed_out": "error", "crashed": "error", "system_failed": "error",
                 "dead_letter": "error", "expired": "warn", "canceled": "warn"}
 
@@ -48,6 +52,9 @@ class RunRow(SQLModel, table=True):
         # One run per (job, idempotency key); a reset key is "" and never collides.
         Index("ux_runs_idempotency", "tenant_id", "job_id", "idempotency_key", unique=True,
               sqlite_where=text("idempotency_key != ''"), postgresql_where=text("idempotency_key != ''")),
+        # Run names are unique among a job's runs (rows from before names existed have "").
+        Index("ux_runs_name", "tenant_id", "job_id", "name", unique=True,
+              sqlite_where=text("name != ''"), postgresql_where=text("name != ''")),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -114,6 +121,13 @@ class RunRow(SQLModel, table=True):
     expires_at: datetime | None = None
     lease_owner: str = Field(default="", max_length=64)
     lease_expires_at: datetime | None = None
+    # Unique among the job's runs: the trigger's name, else the job's slug and a random suffix.
+    name: str = Field(default="", max_length=192)
+    # Who triggered the run, from the caller's principal: subject id, type ("user", "service_account",
+    # "device") and name (login or account name).
+    triggered_by_subject_id: str = Field(default="", max_length=128)
+    triggered_by_subject_type: str = Field(default="", max_length=32)
+    triggered_by_subject_name: str = Field(default="", max_length=256)
 
 
 class LogChunkRow(SQLModel, table=True):
@@ -325,6 +339,21 @@ class RunStore:
         async with self.db.session() as session:
             return (await session.exec(query)).first()
 
+    async def get_by_name(self, tenant_id: str, job_id: str, name: str) -> RunRow | None:
+        query = select(RunRow).where(RunRow.tenant_id == tenant_id, RunRow.job_id == job_id, RunRow.name == name)
+        async with self.db.session() as session:
+            return (await session.exec(query)).first()
+
+    async def names_taken(self, tenant_id: str, job_id: str, names: Sequence[str]) -> list[str]:
+        """Those of the names a run of the job already has."""
+        names = [n for n in names if n]
+        if not names:
+            return []
+        query = select(RunRow.name).where(RunRow.tenant_id == tenant_id, RunRow.job_id == job_id,
+                                          RunRow.name.in_(names))
+        async with self.db.session() as session:
+            return sorted((await session.exec(query)).all())
+
     async def get_any(self, run_id: str) -> RunRow | None:
         async with self.db.session() as session:
             return await session.get(RunRow, run_id)
@@ -360,34 +389,70 @@ class RunStore:
                    invocation_id: str = "", triggered_by: str = "", batch_id: str = "", parent_run_id: str = "",
                    metadata: tuple[str, str] | None = None, payload_contains: dict[str, Any] | None = None,
                    before: tuple[datetime, str] | None = None, limit: int = 50,
-                   active_only: bool = False) -> list[RunRow]:
-        query = select(RunRow).where(RunRow.tenant_id == tenant_id)
-        if active_only:
-            query = query.where(RunRow.status.in_(ACTIVE))
-        for column, value in ((RunRow.project_id, project_id), (RunRow.status, status), (RunRow.job_id, job_id),
-                              (RunRow.invocation_id, invocation_id), (RunRow.triggered_by, triggered_by),
-                              (RunRow.batch_id, batch_id), (RunRow.parent_run_id, parent_run_id)):
-            if value:
-                query = query.where(column == value)
-        if metadata is not None:
-            query = query.where(self._json_text(RunRow.__table__.c.metadata, metadata[0]) == metadata[1])
-        if payload_contains:
-            if self.db.is_postgres:
-                from sqlalchemy.dialects.postgresql import JSONB
-                from sqlalchemy import cast
-
-                query = query.where(cast(RunRow.__table__.c.payload, JSONB).contains(payload_contains))
-            else:
-                for key, value in payload_contains.items():
-                    query = query.where(func.json_extract(RunRow.__table__.c.payload, f'$."{key}"')
-                                        == _sqlite_json_value(value))
+                   active_only: bool = False, offset: int = 0, order_by: str = "created_at", ascending: bool = False,
+                   name_prefix: str = "", statuses: Sequence[str] = (), job_versions: Sequence[int] = (),
+                   subject_names: Sequence[str] = ()) -> list[RunRow]:
+        """The tenant's runs matching every filter given, newest first unless ordered otherwise
+        (order_by: created_at, duration, job_version, triggered_by, status, name; nulls last)."""
+        conditions = self._conditions(
+            tenant_id, project_id=project_id, status=status, job_id=job_id, invocation_id=invocation_id,
+            triggered_by=triggered_by, batch_id=batch_id, parent_run_id=parent_run_id, metadata=metadata,
+            payload_contains=payload_contains, active_only=active_only, name_prefix=name_prefix, statuses=statuses,
+            job_versions=job_versions, subject_names=subject_names)
+        query = select(RunRow).where(*conditions)
         if before is not None:
             at, run_id = before
             query = query.where(or_(RunRow.created_at < at, and_(RunRow.created_at == at, RunRow.id < run_id))
                                 if run_id else RunRow.created_at < at)
-        query = query.order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit)
+        keys = {"created_at": RunRow.created_at, "duration": RunRow.duration_ms, "job_version": RunRow.job_version,
+                "triggered_by": RunRow.triggered_by_subject_name, "name": RunRow.name,
+                "status": case({word: i for i, word in enumerate(LIFECYCLE)}, value=RunRow.status, else_=len(LIFECYCLE))}
+        direction = (lambda key: key.asc()) if ascending else (lambda key: key.desc())
+        order = [direction(keys[order_by]).nulls_last()] if order_by != "created_at" else []
+        query = query.order_by(*order, direction(RunRow.created_at), direction(RunRow.id))
+        query = query.offset(offset).limit(limit) if offset else query.limit(limit)
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
+
+    async def count(self, tenant_id: str, **filters: Any) -> int:
+        """How many of the tenant's runs match the filters (those of `list`, without paging and order)."""
+        query = select(func.count()).select_from(RunRow).where(*self._conditions(tenant_id, **filters))
+        async with self.db.session() as session:
+            return int((await _execute(session, query)).scalar() or 0)
+
+    def _conditions(self, tenant_id: str, *, project_id: str = "", status: str = "", job_id: str = "",
+                    invocation_id: str = "", triggered_by: str = "", batch_id: str = "", parent_run_id: str = "",
+                    metadata: tuple[str, str] | None = None, payload_contains: dict[str, Any] | None = None,
+                    active_only: bool = False, name_prefix: str = "", statuses: Sequence[str] = (),
+                    job_versions: Sequence[int] = (), subject_names: Sequence[str] = ()) -> list[Any]:
+        conditions: list[Any] = [RunRow.tenant_id == tenant_id]
+        if active_only:
+            conditions.append(RunRow.status.in_(ACTIVE))
+        for column, value in ((RunRow.project_id, project_id), (RunRow.status, status), (RunRow.job_id, job_id),
+                              (RunRow.invocation_id, invocation_id), (RunRow.triggered_by, triggered_by),
+                              (RunRow.batch_id, batch_id), (RunRow.parent_run_id, parent_run_id)):
+            if value:
+                conditions.append(column == value)
+        for column, values in ((RunRow.status, statuses), (RunRow.job_version, job_versions),
+                               (RunRow.triggered_by_subject_name, subject_names)):
+            if values:
+                conditions.append(column.in_(list(values)))
+        if name_prefix:  # exact and case-sensitive on both databases (LIKE is not)
+            conditions.append(or_(func.substr(RunRow.name, 1, len(name_prefix)) == name_prefix,
+                                  func.substr(RunRow.id, 1, len(name_prefix)) == name_prefix))
+        if metadata is not None:
+            conditions.append(self._json_text(RunRow.__table__.c.metadata, metadata[0]) == metadata[1])
+        if payload_contains:
+            if self.db.is_postgres:
+                from sqlalchemy import cast
+                from sqlalchemy.dialects.postgresql import JSONB
+
+                conditions.append(cast(RunRow.__table__.c.payload, JSONB).contains(payload_contains))
+            else:
+                for key, value in payload_contains.items():
+                    conditions.append(func.json_extract(RunRow.__table__.c.payload, f'$."{key}"')
+                                      == _sqlite_json_value(value))
+        return conditions
 
     def _json_text(self, column, key: str):
         if self.db.is_postgres:
@@ -640,6 +705,18 @@ class RunStore:
         async with self.db.session() as session:
             rows = (await _execute(session, select(RunRow.status, func.count()).group_by(RunRow.status))).all()
         return {status: int(count) for status, count in rows}
+
+    async def purge(self, tenant_id: str, run_id: str) -> bool:
+        """Deletes a finished run with its output, events and webhook deliveries (one transaction);
+        False when there is no such finished run (missing, another tenant's, or still active)."""
+        async with self.db.session() as session:
+            deleted = await _execute(session, delete(RunRow).where(
+                RunRow.tenant_id == tenant_id, RunRow.id == run_id, RunRow.status.in_(TERMINAL)))
+            if deleted.rowcount != 1:
+                return False
+            for table in (LogChunkRow, RunEventRow, WebhookDeliveryRow):
+                await _execute(session, delete(table).where(table.run_id == run_id))
+        return True
 
     # -- output -----------------------------------------------------------------------------------
 

@@ -96,6 +96,11 @@ class JobServiceStub:
                 request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobVersionRequest.SerializeToString,
                 response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobVersion.FromString,
                 _registered_method=True)
+        self.GetJobVersionSnapshot = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/GetJobVersionSnapshot',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobVersionRequest.SerializeToString,
+                response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobVersion.FromString,
+                _registered_method=True)
         self.ListJobDependencies = channel.unary_unary(
                 '/jobline.jobs.v1.JobService/ListJobDependencies',
                 request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.ListJobDependenciesRequest.SerializeToString,
@@ -196,6 +201,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJobVersionSnapshot(self, request, context):
+        """Internal (no HTTP binding): the version with its secrets, as the runs service snapshots it for a
+        run of that version. Like GetJobVersion, job_id may be empty (the version id alone finds it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListJobDependencies(self, request, context):
         """The jobs this job depends on; the runs service reads them when a run is triggered.
         """
@@ -276,6 +289,11 @@ def add_JobServiceServicer_to_server(servicer, server):
             ),
             'GetJobVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJobVersion,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobVersionRequest.FromString,
+                    response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobVersion.SerializeToString,
+            ),
+            'GetJobVersionSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJobVersionSnapshot,
                     request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobVersionRequest.FromString,
                     response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobVersion.SerializeToString,
             ),
@@ -618,6 +636,33 @@ class JobService:
             request,
             target,
             '/jobline.jobs.v1.JobService/GetJobVersion',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobVersionRequest.SerializeToString,
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobVersionSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/GetJobVersionSnapshot',
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobVersionRequest.SerializeToString,
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobVersion.FromString,
             options,

@@ -5,6 +5,7 @@ from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from jobline.api.v1 import annotations_pb2 as _annotations_pb2_1
+from jobline.auth.v1 import auth_pb2 as _auth_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -31,6 +32,16 @@ class RunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_STATUS_EXPIRED: _ClassVar[RunStatus]
     RUN_STATUS_DEAD_LETTER: _ClassVar[RunStatus]
 
+class RunSortField(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUN_SORT_FIELD_UNSPECIFIED: _ClassVar[RunSortField]
+    RUN_SORT_FIELD_CREATED_AT: _ClassVar[RunSortField]
+    RUN_SORT_FIELD_DURATION: _ClassVar[RunSortField]
+    RUN_SORT_FIELD_JOB_VERSION: _ClassVar[RunSortField]
+    RUN_SORT_FIELD_TRIGGERED_BY: _ClassVar[RunSortField]
+    RUN_SORT_FIELD_STATUS: _ClassVar[RunSortField]
+    RUN_SORT_FIELD_NAME: _ClassVar[RunSortField]
+
 class OutputStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     OUTPUT_STREAM_UNSPECIFIED: _ClassVar[OutputStream]
@@ -51,6 +62,13 @@ RUN_STATUS_SYSTEM_FAILED: RunStatus
 RUN_STATUS_CANCELED: RunStatus
 RUN_STATUS_EXPIRED: RunStatus
 RUN_STATUS_DEAD_LETTER: RunStatus
+RUN_SORT_FIELD_UNSPECIFIED: RunSortField
+RUN_SORT_FIELD_CREATED_AT: RunSortField
+RUN_SORT_FIELD_DURATION: RunSortField
+RUN_SORT_FIELD_JOB_VERSION: RunSortField
+RUN_SORT_FIELD_TRIGGERED_BY: RunSortField
+RUN_SORT_FIELD_STATUS: RunSortField
+RUN_SORT_FIELD_NAME: RunSortField
 OUTPUT_STREAM_UNSPECIFIED: OutputStream
 OUTPUT_STREAM_STDOUT: OutputStream
 OUTPUT_STREAM_STDERR: OutputStream
@@ -75,7 +93,7 @@ class ExecutionTrace(_message.Message):
     def __init__(self, queue_wait_ms: _Optional[int] = ..., dequeue_ms: _Optional[int] = ..., connect_ms: _Optional[int] = ..., ttfb_ms: _Optional[int] = ..., transfer_ms: _Optional[int] = ..., total_ms: _Optional[int] = ..., dispatch_ms: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "job_id", "project_id", "status", "attempt", "payload", "result", "metadata", "error", "triggered_by", "scheduled_at", "started_at", "finished_at", "heartbeat_at", "next_retry_at", "expires_at", "parent_run_id", "priority", "idempotency_key", "job_version", "workflow_step_run_id", "max_attempts_override", "timeout_secs_override", "retry_backoff", "retry_initial_delay_secs", "retry_max_delay_secs", "execution_trace", "debug_mode", "continuation_of", "lineage_depth", "tags", "job_version_id", "created_by", "batch_id", "concurrency_key", "created_at", "idempotency_hit", "number", "device_id", "invocation_id", "exit_code")
+    __slots__ = ("id", "job_id", "project_id", "status", "attempt", "payload", "result", "metadata", "error", "triggered_by", "scheduled_at", "started_at", "finished_at", "heartbeat_at", "next_retry_at", "expires_at", "parent_run_id", "priority", "idempotency_key", "job_version", "workflow_step_run_id", "max_attempts_override", "timeout_secs_override", "retry_backoff", "retry_initial_delay_secs", "retry_max_delay_secs", "execution_trace", "debug_mode", "continuation_of", "lineage_depth", "tags", "job_version_id", "created_by", "batch_id", "concurrency_key", "created_at", "idempotency_hit", "number", "device_id", "invocation_id", "exit_code", "name", "triggered_by_subject", "command", "duration_ms")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +149,10 @@ class Run(_message.Message):
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TRIGGERED_BY_SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     id: str
     job_id: str
     project_id: str
@@ -172,10 +194,24 @@ class Run(_message.Message):
     device_id: str
     invocation_id: str
     exit_code: int
-    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., error: _Optional[str] = ..., triggered_by: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_retry_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., priority: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., job_version: _Optional[int] = ..., workflow_step_run_id: _Optional[str] = ..., max_attempts_override: _Optional[int] = ..., timeout_secs_override: _Optional[int] = ..., retry_backoff: _Optional[str] = ..., retry_initial_delay_secs: _Optional[int] = ..., retry_max_delay_secs: _Optional[int] = ..., execution_trace: _Optional[_Union[ExecutionTrace, _Mapping]] = ..., debug_mode: _Optional[bool] = ..., continuation_of: _Optional[str] = ..., lineage_depth: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., job_version_id: _Optional[str] = ..., created_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_hit: _Optional[bool] = ..., number: _Optional[int] = ..., device_id: _Optional[str] = ..., invocation_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
+    name: str
+    triggered_by_subject: RunSubject
+    command: str
+    duration_ms: int
+    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., error: _Optional[str] = ..., triggered_by: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_retry_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., priority: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., job_version: _Optional[int] = ..., workflow_step_run_id: _Optional[str] = ..., max_attempts_override: _Optional[int] = ..., timeout_secs_override: _Optional[int] = ..., retry_backoff: _Optional[str] = ..., retry_initial_delay_secs: _Optional[int] = ..., retry_max_delay_secs: _Optional[int] = ..., execution_trace: _Optional[_Union[ExecutionTrace, _Mapping]] = ..., debug_mode: _Optional[bool] = ..., continuation_of: _Optional[str] = ..., lineage_depth: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., job_version_id: _Optional[str] = ..., created_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_hit: _Optional[bool] = ..., number: _Optional[int] = ..., device_id: _Optional[str] = ..., invocation_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., name: _Optional[str] = ..., triggered_by_subject: _Optional[_Union[RunSubject, _Mapping]] = ..., command: _Optional[str] = ..., duration_ms: _Optional[int] = ...) -> None: ...
+
+class RunSubject(_message.Message):
+    __slots__ = ("id", "type", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    type: _auth_pb2.SubjectType
+    name: str
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[_Union[_auth_pb2.SubjectType, str]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class TriggerJobRequest(_message.Message):
-    __slots__ = ("job_id", "payload", "idempotency_key", "priority", "dry_run", "metadata", "scheduled_at", "concurrency_key", "tags", "parent_run_id", "device_ids")
+    __slots__ = ("job_id", "payload", "idempotency_key", "priority", "dry_run", "metadata", "scheduled_at", "concurrency_key", "tags", "parent_run_id", "device_ids", "job_version_id", "command", "name")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +237,9 @@ class TriggerJobRequest(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    JOB_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     payload: _struct_pb2.Struct
     idempotency_key: str
@@ -212,18 +251,25 @@ class TriggerJobRequest(_message.Message):
     tags: _containers.ScalarMap[str, str]
     parent_run_id: str
     device_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., dry_run: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., concurrency_key: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    job_version_id: str
+    command: str
+    name: str
+    def __init__(self, job_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., dry_run: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., concurrency_key: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ..., job_version_id: _Optional[str] = ..., command: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
-    __slots__ = ("run_id", "number")
+    __slots__ = ("run_id", "number", "job_id", "name")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     number: int
-    def __init__(self, run_id: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...
+    job_id: str
+    name: str
+    def __init__(self, run_id: _Optional[str] = ..., number: _Optional[int] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("project_id", "status", "job_id", "limit", "cursor", "triggered_by", "batch_id", "metadata_key", "metadata_value", "payload_contains", "invocation_id")
+    __slots__ = ("project_id", "status", "job_id", "limit", "cursor", "triggered_by", "batch_id", "metadata_key", "metadata_value", "payload_contains", "invocation_id", "offset", "order_by", "ascending", "name_prefix", "statuses", "job_versions", "triggered_by_subject_names", "include_total_count")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +281,14 @@ class ListRunsRequest(_message.Message):
     METADATA_VALUE_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_CONTAINS_FIELD_NUMBER: _ClassVar[int]
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    ASCENDING_FIELD_NUMBER: _ClassVar[int]
+    NAME_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    JOB_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    TRIGGERED_BY_SUBJECT_NAMES_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     status: RunStatus
     job_id: str
@@ -246,21 +300,45 @@ class ListRunsRequest(_message.Message):
     metadata_value: str
     payload_contains: str
     invocation_id: str
-    def __init__(self, project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., job_id: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., triggered_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., metadata_key: _Optional[str] = ..., metadata_value: _Optional[str] = ..., payload_contains: _Optional[str] = ..., invocation_id: _Optional[str] = ...) -> None: ...
+    offset: int
+    order_by: RunSortField
+    ascending: bool
+    name_prefix: str
+    statuses: _containers.RepeatedScalarFieldContainer[RunStatus]
+    job_versions: _containers.RepeatedScalarFieldContainer[int]
+    triggered_by_subject_names: _containers.RepeatedScalarFieldContainer[str]
+    include_total_count: bool
+    def __init__(self, project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., job_id: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., triggered_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., metadata_key: _Optional[str] = ..., metadata_value: _Optional[str] = ..., payload_contains: _Optional[str] = ..., invocation_id: _Optional[str] = ..., offset: _Optional[int] = ..., order_by: _Optional[_Union[RunSortField, str]] = ..., ascending: _Optional[bool] = ..., name_prefix: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[RunStatus, str]]] = ..., job_versions: _Optional[_Iterable[int]] = ..., triggered_by_subject_names: _Optional[_Iterable[str]] = ..., include_total_count: _Optional[bool] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
-    __slots__ = ("runs", "next_cursor")
+    __slots__ = ("runs", "next_cursor", "total_count")
     RUNS_FIELD_NUMBER: _ClassVar[int]
     NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[Run]
     next_cursor: str
-    def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+    total_count: int
+    def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., total_count: _Optional[int] = ...) -> None: ...
+
+class PurgeRunRequest(_message.Message):
+    __slots__ = ("run_id", "job_id", "name")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    job_id: str
+    name: str
+    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class CancelRunRequest(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "job_id", "name")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    job_id: str
+    name: str
+    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class LogChunk(_message.Message):
     __slots__ = ("attempt", "sequence", "stream", "data", "created_at")

@@ -161,6 +161,11 @@ class RunServiceStub:
                 request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.PurgeRun = channel.unary_unary(
+                '/jobline.runs.v1.RunService/PurgeRun',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.PurgeRunRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -333,6 +338,14 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeRun(self, request, context):
+        """Removes a finished run for good, with its output, events and webhook deliveries (a surface's
+        "delete run"; no REST route on the native API). An active run is refused (ABORTED): cancel it first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -460,6 +473,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetStatsRequest.FromString,
                     response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'PurgeRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeRun,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.PurgeRunRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1138,6 +1156,33 @@ class RunService:
             '/jobline.runs.v1.RunService/GetStats',
             jobline_dot_runs_dot_v1_dot_runs__pb2.GetStatsRequest.SerializeToString,
             jobline_dot_runs_dot_v1_dot_runs__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/PurgeRun',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.PurgeRunRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -101,3 +101,25 @@ async def test_delete_removes_the_job(jobs) -> None:
     await jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job.id), metadata=ALICE)
     listed = await jobs.ListJobs(jobs_pb2.ListJobsRequest(project_id="default"), metadata=ALICE)
     assert not listed.jobs
+
+
+async def test_a_version_is_found_by_its_id_alone_while_its_job_exists(jobs) -> None:
+    job = await jobs.CreateJob(jobs_pb2.CreateJobRequest(job=new_job()), metadata=ALICE)
+    await jobs.UpdateJob(jobs_pb2.UpdateJobRequest(job_id=job.id, job=jobs_pb2.Job(name="Nightly v2"),
+                                                   update_mask={"paths": ["name"]}), metadata=ALICE)
+    first = await jobs.GetJobVersion(jobs_pb2.GetJobVersionRequest(version_id=job.version_id), metadata=ALICE)
+    assert (first.job_id, first.version, first.snapshot.name) == (job.id, 1, "Nightly")
+    snapshot = await jobs.GetJobVersionSnapshot(jobs_pb2.GetJobVersionRequest(version_id=job.version_id),
+                                                metadata=ALICE)
+    assert snapshot.snapshot == first.snapshot
+    await jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job.id), metadata=ALICE)
+    for call in (jobs.GetJobVersion(jobs_pb2.GetJobVersionRequest(version_id=job.version_id), metadata=ALICE),
+                 jobs.GetJobVersionSnapshot(jobs_pb2.GetJobVersionRequest(version_id=job.version_id), metadata=ALICE),
+                 jobs.GetJobVersion(jobs_pb2.GetJobVersionRequest(version_id=""), metadata=ALICE)):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call
+        assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    theirs = await jobs.CreateJob(jobs_pb2.CreateJobRequest(job=new_job()), metadata=BOB)
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await jobs.GetJobVersion(jobs_pb2.GetJobVersionRequest(version_id=theirs.version_id), metadata=ALICE)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND

@@ -93,7 +93,10 @@ class RunEngine:
             existing = await self.store.by_idempotency_keys(principal.tenant_id, job.id, [request.idempotency_key])
             if request.idempotency_key in existing:
                 return _hit(existing[request.idempotency_key])
-        digest = canonical_hash(payload)
+        # A duplicate asks for the same thing: the same payload and, when given, version, command and name.
+        digest = canonical_hash(payload) if not (request.job_version_id or request.command or request.name) else \
+            canonical_hash({"payload": payload, "job_version_id": request.job_version_id, "command": request.command,
+                            "name": request.name})
         if job.dedup_window_secs:
             duplicate = await self.store.recent_duplicate(principal.tenant_id, job.id, digest,
                                                           now - timedelta(seconds=job.dedup_window_secs))

@@ -227,3 +227,18 @@ async def test_a_finished_run_is_purged_an_active_one_is_refused(platform: Platf
     assert events == []
     again = await platform.runs.TriggerJob(Q.TriggerJobRequest(job_id=job.id, name="once"), metadata=ADMIN_CALL)
     assert again.name == "once" and again.id != run.id  # the name is free again
+
+
+async def test_dedup_tells_apart_triggers_asking_for_another_name_or_version(platform: Platform) -> None:
+    platform.service.http.concurrency = 0
+    job = await endpoint_job(platform, dedup_window_secs=60)
+    first = await platform.runs.TriggerJob(Q.TriggerJobRequest(job_id=job.id), metadata=ADMIN_CALL)
+    repeat = await platform.runs.TriggerJob(Q.TriggerJobRequest(job_id=job.id), metadata=ADMIN_CALL)
+    assert repeat.idempotency_hit and repeat.id == first.id
+    named = await platform.runs.TriggerJob(Q.TriggerJobRequest(job_id=job.id, name="mine"), metadata=ADMIN_CALL)
+    versioned = await platform.runs.TriggerJob(Q.TriggerJobRequest(job_version_id=job.version_id),
+                                               metadata=ADMIN_CALL)
+    assert not named.idempotency_hit and named.name == "mine"
+    assert not versioned.idempotency_hit and len({first.id, named.id, versioned.id}) == 3
+    again = await platform.runs.TriggerJob(Q.TriggerJobRequest(job_version_id=job.version_id), metadata=ADMIN_CALL)
+    assert again.idempotency_hit and again.id == versioned.id

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ColumnElement, Index, delete, exists, false, func, inspect, or_, text
+from sqlalchemy import JSON, Column, ColumnElement, Index, delete, exists, false, func, or_
 from sqlalchemy import select as sa_select, tuple_, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
@@ -77,9 +77,6 @@ class EnrollmentTokenRow(SQLModel, table=True):
 
 
 TABLES = [DeviceRow, DeviceGroupRow, EnrollmentTokenRow]
-# Columns added after the first release, added to an existing devices table at start.
-ADDED_COLUMNS = {"facts": "JSON", "credential_revoked_at": "TIMESTAMP", "enrollment_token_id": "VARCHAR(64)",
-                 "picked_at": "TIMESTAMP"}
 
 
 class _Exists(Exception):
@@ -99,17 +96,6 @@ class Presence:
 class DeviceStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    async def upgrade(self) -> None:
-        """Adds the columns a devices table made by an older release lacks (no migration tool yet)."""
-        async with self.db.engine.begin() as conn:
-            present = await conn.run_sync(
-                lambda sync: {c["name"] for c in inspect(sync).get_columns(DeviceRow.__tablename__)})
-            for name, kind in ADDED_COLUMNS.items():
-                if name not in present:
-                    if kind == "TIMESTAMP" and self.db.is_postgres:
-                        kind = "TIMESTAMP WITH TIME ZONE"
-                    await conn.execute(text(f"ALTER TABLE {DeviceRow.__tablename__} ADD COLUMN {name} {kind}"))
 
     def _in_group(self, group: str) -> ColumnElement[bool]:
         if self.db.is_postgres:

@@ -58,10 +58,12 @@ class Peers:
         self._deps_cache[key] = (time.monotonic() + JOB_CACHE_SECS, deps)
         return deps
 
-    async def resolve(self, principal: Principal, targets: devices_pb2.DeviceTargets) -> devices_pb2.ResolveTargetsResponse:
+    async def resolve(self, principal: Principal, targets: devices_pb2.DeviceTargets,
+                      pick_count: int = 1) -> devices_pb2.ResolveTargetsResponse:
         try:
             return await self._devices.ResolveTargets(
-                devices_pb2.ResolveTargetsRequest(targets=targets), metadata=to_metadata(principal)
+                devices_pb2.ResolveTargetsRequest(targets=targets, pick_count=pick_count if pick_count > 1 else 0),
+                metadata=to_metadata(principal)
             )
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None

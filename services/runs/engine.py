@@ -205,6 +205,8 @@ class RunEngine:
     async def _triggerable_job(self, principal: Principal, job_id: str) -> Job:
         job = await self.peers.job(principal, job_id)
         if job.HasField("enabled") and not job.enabled:
+            job = await self.peers.job(principal, job_id, fresh=True)  # enabled just now? never refuse on a stale copy
+        if job.HasField("enabled") and not job.enabled:
             raise InvalidArgument(f"job {job.id} is disabled")
         return job
 

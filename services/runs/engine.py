@@ -20,7 +20,7 @@ from jobline.devices.v1.devices_pb2 import DeviceTargets
 from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import runs_pb2
 from services.common.clock import Clock, as_utc
-from services.common.errors import Conflict, InvalidArgument, NotFound
+from services.common.errors import Conflict, DomainError, InvalidArgument, NotFound
 from services.common.principal import READ, TRIGGER, WRITE, require_scope
 from services.common.secrets import new_secret, secret_hash
 
@@ -508,6 +508,8 @@ class RunEngine:
     async def bulk_replay(self, principal: Principal, run_ids: list[str],
                           dead_letter_only: bool = False) -> list[runs_pb2.Run]:
         require_scope(principal, TRIGGER)
+        if not run_ids and not dead_letter_only:
+            raise InvalidArgument("run_ids is required")
         if len(run_ids) > MAX_BULK:
             raise InvalidArgument(f"at most {MAX_BULK} runs per call")
         rows = await self.store.get_many(principal.tenant_id, list(dict.fromkeys(run_ids)))
@@ -629,6 +631,7 @@ class RunEngine:
         await self.store.expire(now)
         due = await self.store.due_delayed(now)
         if due:
+            await self._follow_versions(due)
             ready = await self._outside_windows_wait(due, now)
             if ready:
                 await self.store.promote([row.id for row in ready])
@@ -653,6 +656,7 @@ class RunEngine:
             by_tenant.setdefault(row.tenant_id, []).append(row)
         go: dict[tuple[str, datetime], list[RunRow]] = {}
         broken: list[RunRow] = []
+        met: list[RunRow] = []
         for tenant_id, rows in by_tenant.items():
             job_ids = sorted({d["depends_on_job_id"] for r in rows for d in (r.dependencies or [])})
             latest = await self.store.latest_runs(tenant_id, job_ids)
@@ -663,11 +667,14 @@ class RunEngine:
                 if "broken" in states:
                     broken.append(row)
                 elif all(state == "met" for state in states):
-                    scheduled = as_utc(row.scheduled_at) if row.scheduled_at else now
-                    if scheduled <= now and (opening := self._window_opening(row, now)) is not None:
-                        scheduled = opening
-                    status = "delayed" if scheduled > now else "queued"
-                    go.setdefault((status, scheduled if status == "delayed" else now), []).append(row)
+                    met.append(row)
+        await self._follow_versions(met)
+        for row in met:
+            scheduled = as_utc(row.scheduled_at) if row.scheduled_at else now
+            if scheduled <= now and (opening := self._window_opening(row, now)) is not None:
+                scheduled = opening
+            status = "delayed" if scheduled > now else "queued"
+            go.setdefault((status, scheduled if status == "delayed" else now), []).append(row)
         if broken:
             await self.store.set_many([r.id for r in broken], ("waiting",), status="canceled", finished_at=now,
                                       error="a dependency can no longer be met")
@@ -675,6 +682,49 @@ class RunEngine:
             await self.store.set_many([r.id for r in rows], ("waiting",), status=status, scheduled_at=at)
             if status == "queued":
                 self._wake({r.target_key for r in rows})
+
+    async def _follow_versions(self, rows: list[RunRow]) -> None:
+        """Runs that waited (scheduled, retrying, on dependencies) and are about to be queued follow their
+        job's version_policy, as of the version they were triggered with: `latest` takes the job's current
+        version, `minor` the current version if it is backwards_compatible, `pin` (default) keeps its own.
+        The new version replaces the run's snapshot (command, endpoint, timeout, webhook); its attempts
+        and flow-control limits stay as triggered. One fresh job read per job; rows are updated in place."""
+        following = [row for row in rows if Job.FromString(row.snapshot).version_policy in ("latest", "minor")]
+        if not following:
+            return
+        current: dict[tuple[str, str], Job | None] = {}
+        for row in following:
+            key = (row.tenant_id, row.job_id)
+            if key not in current:
+                reader = Principal(tenant_id=row.tenant_id, project_id=row.project_id, subject_id="runs",
+                                   subject_type=SUBJECT_TYPE_SERVICE_ACCOUNT, subject_name="runs", scopes=[READ])
+                try:
+                    current[key] = await self.peers.job(reader, row.job_id, fresh=True)
+                except DomainError:  # deleted, or the jobs service is away: keep the version triggered
+                    current[key] = None
+        updates: list[tuple[RunRow, dict[str, Any]]] = []
+        for row in following:
+            job = current[(row.tenant_id, row.job_id)]
+            if job is None or job.version <= row.job_version or bool(job.command) != bool(row.device_id):
+                continue
+            if Job.FromString(row.snapshot).version_policy == "minor" and not job.backwards_compatible:
+                continue
+            command = row.command
+            if row.device_id:
+                try:
+                    command = domain.render_command(job.command, domain.inputs_for(job, row.payload or {}))
+                except InvalidArgument:  # the new version needs inputs this run lacks: it keeps its own
+                    continue
+            updates.append((row, dict(snapshot=job.SerializeToString(), job_version=job.version,
+                                      job_version_id=job.version_id, command=command, timeout_secs=job.timeout_secs,
+                                      webhook_url=job.webhook_url)))
+        if updates:
+            changed = await self.store.set_definitions([(row.id, values) for row, values in updates])
+            for row, values in updates:
+                if row.id in changed:
+                    for name, value in values.items():
+                        setattr(row, name, value)
+                    log.info("run %s follows its job to version %d", row.id, row.job_version)
 
     async def _outside_windows_wait(self, rows: list[RunRow], now: datetime) -> list[RunRow]:
         """Runs about to be queued whose job's execution window is closed now stay delayed until it next

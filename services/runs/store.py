@@ -560,6 +560,17 @@ class RunStore:
     async def promote(self, run_ids: Sequence[str]) -> list[Changed]:
         return await self.set_many(run_ids, ("delayed",), status="queued")
 
+    async def set_definitions(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> set[str]:
+        """Gives runs that have not started another job version (the same columns for each, one statement
+        per run in one transaction); answers the ids changed."""
+        changed: set[str] = set()
+        async with self.db.session() as session:
+            for run_id, values in updates:
+                statement = (update(RunRow).where(RunRow.id == run_id, RunRow.status.in_(NOT_STARTED))
+                             .values(**values).returning(RunRow.id))
+                changed.update((await _execute(session, statement)).scalars().all())
+        return changed
+
     async def postpone(self, run_ids: Sequence[str], until: datetime) -> list[Changed]:
         """Delayed runs that came due outside their job's execution window wait for it to open."""
         if not run_ids:

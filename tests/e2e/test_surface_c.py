@@ -443,3 +443,96 @@ def test_bulk_trigger_with_any_available_spreads_the_items_over_the_online_devic
         devices.append(runs[0]["device_id"])
         assert client.wait_run(runs[0]["id"], {"completed", "failed"})["status"] == "completed"
     assert sorted(devices) == [f"{fleet}-{i}" for i in range(3)]  # one item per device
+
+
+# -- the runs and api-keys endpoints of C-scheduler-openapi.yaml --------------------------------------
+
+
+def test_the_runs_and_keys_endpoints_answer_as_the_served_document_says(replay: Replayer, client: Client) -> None:
+    http, document = client.http, replay.document
+
+    def check(response: httpx.Response, verb: str, template: str, status: int) -> Any:
+        assert response.status_code == status, (verb, template, response.text)
+        operation = document["paths"][template][verb]
+        if status >= 400:
+            schema: Any = {"$ref": "#/components/schemas/Error"}
+        else:
+            assert str(status) in operation["responses"], (verb, template, status)
+            if status == 204:
+                return None
+            schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
+        jsonschema.validate(response.json(), {**schema, "components": document["components"]})
+        return response.json()
+
+    slug = f"runs-{uuid.uuid4().hex[:8]}"
+    job = http.post("/v1/jobs", json={"project_id": "default", "name": slug, "slug": slug, "max_attempts": 2,
+                                      "endpoint_url": "http://127.0.0.1:9/refused", "retry_strategy": "fixed",
+                                      "retry_delays_secs": [1], "version_policy": "minor"}).json()
+    assert job["version_policy"] == "minor"  # one of the documented enum values
+    run = http.post(f"/v1/jobs/{job['id']}/trigger", json={"payload": {"k": 1}}, headers={"Idempotency-Key": "r1"})
+    run = check(run, "post", "/v1/jobs/{job_id}/trigger", 202)
+    check_shape(run, RUN)
+    dead = client.wait_run(run["id"], {"dead_letter"}, timeout=20)
+    assert (dead["status"], dead["attempt"]) == ("dead_letter", 2), dead
+    check_shape(dead, RUN)
+
+    listed = check(http.get("/v1/runs", params={"project_id": "default", "status": "dead_letter", "limit": 5}),
+                   "get", "/v1/runs", 200)
+    assert run["id"] in [r["id"] for r in listed]
+    page = check(http.get("/v1/runs", params={"project_id": "default", "cursor": listed[-1]["created_at"]}),
+                 "get", "/v1/runs", 200)
+    assert all(r["created_at"] < listed[-1]["created_at"] for r in page)
+    dlq = check(http.get("/v1/runs/dlq", params={"project_id": "default"}), "get", "/v1/runs/dlq", 200)
+    assert run["id"] in [r["id"] for r in dlq]
+    for part in ("children", "lineage", "events", "outputs"):
+        check(http.get(f"/v1/runs/{run['id']}/{part}"), "get", f"/v1/runs/{{run_id}}/{part}", 200)
+    status = check(http.get(f"/v1/runs/{run['id']}/dependency-status"), "get",
+                   "/v1/runs/{run_id}/dependency-status", 200)
+    assert (status["run_id"], status["status"], status["dependencies_satisfied"]) == (run["id"], "dead_letter", True)
+
+    replayed = check(http.post(f"/v1/runs/{run['id']}/dlq-replay"), "post", "/v1/runs/{run_id}/dlq-replay", 202)
+    assert replayed["continuation_of"] == run["id"] and replayed["lineage_depth"] == 1
+    check(http.post(f"/v1/runs/{replayed['id']}/dlq-replay"), "post", "/v1/runs/{run_id}/dlq-replay", 409)
+    check(http.post("/v1/runs/bulk-dlq-replay", json={}), "post", "/v1/runs/bulk-dlq-replay", 400)
+    bulk_dlq = check(http.post("/v1/runs/bulk-dlq-replay", json={"run_ids": [run["id"]]}), "post",
+                     "/v1/runs/bulk-dlq-replay", 200)
+    assert bulk_dlq["count"] == 1
+    check(http.post("/v1/runs/bulk-replay", json={}), "post", "/v1/runs/bulk-replay", 400)  # run_ids is required
+    again = check(http.post("/v1/runs/bulk-replay", json={"run_ids": [run["id"], "nope"]}), "post",
+                  "/v1/runs/bulk-replay", 200)
+    assert [r["continuation_of"] for r in again] == [run["id"]]
+    check(http.post(f"/v1/runs/{run['id']}/replay"), "post", "/v1/runs/{run_id}/replay", 202)
+
+    reset = check(http.delete(f"/v1/runs/{run['id']}/idempotency-key"), "delete",
+                  "/v1/runs/{run_id}/idempotency-key", 200)
+    assert reset == {"status": "reset", "run_id": run["id"]}
+    later = http.post(f"/v1/jobs/{job['id']}/trigger", headers={"Idempotency-Key": "r1"},
+                      json={"payload": {"k": 2}, "scheduled_at": "2999-01-01T00:00:00Z"}).json()
+    assert later["id"] != run["id"] and later["status"] == "delayed"  # the key was free again
+    check(http.post(f"/v1/runs/{later['id']}/reschedule", json={}), "post", "/v1/runs/{run_id}/reschedule", 400)
+    moved = check(http.post(f"/v1/runs/{later['id']}/reschedule", json={"scheduled_at": "2998-01-01T00:00:00Z",
+                                                                         "payload": {"k": 3}}),
+                  "post", "/v1/runs/{run_id}/reschedule", 200)
+    assert (moved["scheduled_at"], moved["payload"]) == ("2998-01-01T00:00:00Z", {"k": 3})
+    canceled = check(http.post("/v1/runs/bulk-cancel", json={"run_ids": [later["id"], run["id"], "nope"]}),
+                     "post", "/v1/runs/bulk-cancel", 200)
+    assert (canceled["total"], canceled["canceled"], canceled["failed"]) == (3, 1, 2)
+    assert [r["status"] for r in canceled["results"]] == ["canceled", "dead_letter", "not_found"]
+    check(http.post("/v1/runs/bulk-cancel-all", json={"job_id": job["id"]}), "post", "/v1/runs/bulk-cancel-all", 400)
+    everything = check(http.post("/v1/runs/bulk-cancel-all", params={"project_id": "default"},
+                                 json={"job_id": job["id"]}), "post", "/v1/runs/bulk-cancel-all", 200)
+    assert everything["failed"] == 0
+    check(http.delete(f"/v1/runs/{later['id']}"), "delete", "/v1/runs/{run_id}", 409)  # already canceled
+    check(http.get("/v1/runs/nope"), "get", "/v1/runs/{run_id}", 404)
+
+    key = check(http.post("/v1/api-keys", json={"project_id": "default", "name": "replayed"}), "post",
+                "/v1/api-keys", 201)
+    assert key["key"].startswith("jl_") and key["name"] == "replayed"
+    keys = check(http.get("/v1/api-keys", params={"project_id": "default"}), "get", "/v1/api-keys", 200)
+    assert key["id"] in [k["id"] for k in keys] and all(not k.get("key") for k in keys)
+    check(http.post(f"/v1/api-keys/{key['id']}/rotate", json={"grace_period_minutes": 10081}), "post",
+          "/v1/api-keys/{id}/rotate", 400)
+    rotated = check(http.post(f"/v1/api-keys/{key['id']}/rotate", json={"grace_period_minutes": 5}), "post",
+                    "/v1/api-keys/{id}/rotate", 201)
+    assert rotated["old_key_id"] == key["id"] and rotated["grace_expires_at"]
+    check(http.delete(f"/v1/api-keys/{rotated['new_key_id']}"), "delete", "/v1/api-keys/{id}", 204)

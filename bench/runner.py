@@ -369,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="jobline-bench-"))
-    env = {"JOBLINE_BOOTSTRAP_API_KEY": ADMIN_KEY, "JOBLINE_DATABASE_URL": "", "JOBLINE_SERVICE_TOKEN": SERVICE_TOKEN}
+    env = {"JOBLINE_BOOTSTRAP_API_KEY": ADMIN_KEY, "JOBLINE_DATABASE_URL": "", "JOBLINE_SERVICE_TOKEN": SERVICE_TOKEN,
+           # Load generators trigger thousands of times a second: surface C's per-caller limits off.
+           "JOBLINE_TRIGGER_RATE_LIMIT_PER_MIN": "0", "JOBLINE_BULK_TRIGGER_RATE_LIMIT_PER_MIN": "0"}
     drop = None
     database = "sqlite (embedded)"
     if args.postgres:

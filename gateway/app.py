@@ -22,6 +22,7 @@ from services.common.config import Settings
 from . import health, metrics, native, openapi, surface_a, surface_b
 from .auth import Authenticator, client_address
 from .errors import EXCEPTION_HANDLERS
+from .rate_limit import CallerRateLimiter, limits_from
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -30,6 +31,7 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
     """The gateway for `settings.peers`; its lifespan closes `channels` when the app stops."""
     channels = channels or Channels()
     authenticator = Authenticator(channels, settings.peers["auth"], settings.auth_cache_secs)
+    rate_limiter = CallerRateLimiter(limits_from(settings))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -39,7 +41,8 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
             await channels.close()
 
     app = Starlette(
-        routes=[*health.routes(settings, channels), openapi.route(), *native.routes(settings, channels, authenticator),
+        routes=[*health.routes(settings, channels), openapi.route(),
+                *native.routes(settings, channels, authenticator, rate_limiter),
                 *surface_a.routes(settings, channels, authenticator),
                 *surface_b.routes(settings, channels, authenticator)],
         middleware=[
@@ -53,6 +56,7 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
         lifespan=lifespan,
     )
     app.state.authenticator = authenticator
+    app.state.rate_limiter = rate_limiter
     app.state.channels = channels
     metrics.install(app, settings, channels)
     return app

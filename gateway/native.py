@@ -20,6 +20,7 @@ from services.common.principal import to_metadata
 
 from . import streaming, transcoding
 from .auth import Authenticator, scope_for
+from .rate_limit import CallerRateLimiter
 from .transcoding import Binding
 
 # Each proto service and the peer (settings.peers key) that serves it.
@@ -32,8 +33,11 @@ SERVICES: tuple[tuple[ServiceDescriptor, str], ...] = (
 RPC_TIMEOUT_SECS = 30.0
 
 
-def routes(settings: Settings, channels: Channels, authenticator: Authenticator) -> list[BaseRoute]:
-    """Starlette routes for every binding, most specific path first; one route per path."""
+def routes(settings: Settings, channels: Channels, authenticator: Authenticator,
+           rate_limiter: CallerRateLimiter | None = None) -> list[BaseRoute]:
+    """Starlette routes for every binding, most specific path first; one route per path. Calls to the
+    RPCs `rate_limiter` limits are counted per caller after authentication (429 when over)."""
+    rate_limiter = rate_limiter or CallerRateLimiter({})
     peers = {service.full_name: settings.peers[peer] for service, peer in SERVICES}
     every = [binding for service, _ in SERVICES for binding in transcoding.bindings(service)]
     by_path: dict[str, dict[str, Binding]] = {}
@@ -43,19 +47,20 @@ def routes(settings: Settings, channels: Channels, authenticator: Authenticator)
             raise ValueError(f"two bindings for {binding.http_method} {binding.path.template}")
         methods[binding.http_method] = binding
     return [*streaming.routes(settings, channels, authenticator), *(
-        Route(path, _endpoint(methods, channels, peers, authenticator), methods=list(methods))
+        Route(path, _endpoint(methods, channels, peers, authenticator, rate_limiter), methods=list(methods))
         for path, methods in by_path.items()
     )]
 
 
 def _endpoint(methods: Mapping[str, Binding], channels: Channels, peers: Mapping[str, str],
-              authenticator: Authenticator):
+              authenticator: Authenticator, rate_limiter: CallerRateLimiter):
     scopes = {verb: scope_for(verb, binding.path.template) for verb, binding in methods.items()}
 
     async def endpoint(request: Request) -> Response:
         verb = "GET" if request.method == "HEAD" else request.method
         binding = methods[verb]
         principal = await authenticator.authorize(request.headers, scopes[verb])
+        rate_limiter.admit(binding.method.full_name, principal)
         message = await transcoding.read_request(binding, request)
         call = binding.multicallable(channels.get(peers[binding.method.containing_service.full_name]))
         reply: Message = await call(message, metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)

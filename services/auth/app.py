@@ -24,7 +24,6 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Registrati
     db = Database(settings.database_url, TABLES)
     await db.create_tables()
     store = AuthStore(db)
-    await store.upgrade()
     auth = Auth(store, clock or Clock())
     admin_key = await auth.bootstrap(settings.bootstrap_api_key)
     if admin_key is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import Index, UniqueConstraint, and_, inspect, or_, text, update
+from sqlalchemy import Index, UniqueConstraint, and_, or_, text, update
 from sqlmodel import Field, SQLModel, select
 
 from services.common.db import Database
@@ -94,7 +94,7 @@ class ApiKeyRow(SQLModel, table=True):
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
     created_at: datetime
-    # Columns added after the first release (nullable: see AuthStore.upgrade).
+    # Columns added after the first release (added to older databases by the migrator in services/common/db.py).
     kind: str | None = Field(default=None, max_length=32)  # native, device_jobs, personal_access_token
     subject_type: str | None = Field(default=None, max_length=32)  # None: user
     replaced_by_key_id: str | None = Field(default=None, max_length=64)
@@ -102,25 +102,11 @@ class ApiKeyRow(SQLModel, table=True):
 
 
 TABLES = [TenantRow, ProjectRow, UserRow, ServiceAccountRow, SigningKeyRow, ApiKeyRow]
-# Columns a database created by an older release lacks: added on start.
-ADDED_COLUMNS = {"auth_api_keys": {"kind": "VARCHAR(32)", "subject_type": "VARCHAR(32)",
-                                   "replaced_by_key_id": "VARCHAR(64)", "grace_expires_at": "TIMESTAMP"}}
 
 
 class AuthStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    async def upgrade(self) -> None:
-        """Adds the nullable columns a database from an older release lacks (idempotent)."""
-        async with self.db.engine.begin() as conn:
-            for table, columns in ADDED_COLUMNS.items():
-                present = await conn.run_sync(lambda sync, t=table: {c["name"] for c in inspect(sync).get_columns(t)})
-                for name, sql_type in columns.items():
-                    if name not in present:
-                        if self.db.is_postgres and sql_type == "TIMESTAMP":
-                            sql_type = "TIMESTAMP WITH TIME ZONE"
-                        await conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"))
 
     async def bootstrap(self, tenant: TenantRow, project: ProjectRow, user: UserRow, key: ApiKeyRow) -> bool:
         """Stores the first tenant, its project, user and key, unless a tenant exists; answers whether it did."""

@@ -12,6 +12,8 @@
 | JOBLINE_AUTH_ADDR | 127.0.0.1:50054 | auth service gRPC address |
 | JOBLINE_BOOTSTRAP_API_KEY | (random) | the admin API key created on the first start |
 | JOBLINE_AUTH_CACHE_SECS | 5 | how long the gateway trusts an authentication result |
+| JOBLINE_TRIGGER_RATE_LIMIT_PER_MIN | 10 | `POST /v1/jobs/{id}/trigger` requests per caller (credential) per minute, per gateway; 0 = off |
+| JOBLINE_BULK_TRIGGER_RATE_LIMIT_PER_MIN | 30 | `POST /v1/jobs/{id}/trigger/bulk` requests per caller per minute, per gateway; 0 = off |
 | JOBLINE_HEARTBEAT_INTERVAL_MS | 5000 | how often agents send heartbeats |
 | JOBLINE_HEARTBEAT_TIMEOUT_SECS | 30 | silence after which an executing run is marked crashed |
 | JOBLINE_OTEL_EXPORTER | none | tracing exporter: none, console or otlp |
@@ -72,6 +74,9 @@ class Settings:
     http_port: int = 8080
     bootstrap_api_key: str | None = None
     auth_cache_secs: float = 5.0
+    # Surface C's documented per-caller limits (gateway/rate_limit.py); 0 turns one off.
+    trigger_rate_limit_per_min: int = 10
+    bulk_trigger_rate_limit_per_min: int = 30
     heartbeat_interval_ms: int = 5000
     heartbeat_timeout_secs: float = 30.0
     otel_exporter: str = "none"
@@ -88,6 +93,8 @@ class Settings:
             http_port=int(_env("JOBLINE_HTTP_PORT", "8080")),
             bootstrap_api_key=os.environ.get("JOBLINE_BOOTSTRAP_API_KEY") or None,
             auth_cache_secs=float(_env("JOBLINE_AUTH_CACHE_SECS", "5")),
+            trigger_rate_limit_per_min=int(_env("JOBLINE_TRIGGER_RATE_LIMIT_PER_MIN", "10")),
+            bulk_trigger_rate_limit_per_min=int(_env("JOBLINE_BULK_TRIGGER_RATE_LIMIT_PER_MIN", "30")),
             heartbeat_interval_ms=int(_env("JOBLINE_HEARTBEAT_INTERVAL_MS", "5000")),
             heartbeat_timeout_secs=float(_env("JOBLINE_HEARTBEAT_TIMEOUT_SECS", "30")),
             otel_exporter=_env("JOBLINE_OTEL_EXPORTER", "none").lower(),

@@ -17,7 +17,6 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Registrati
     db = Database(settings.database_url, TABLES)
     await db.create_tables()
     store = DeviceStore(db)
-    await store.upgrade()
     devices = Devices(store, clock or Clock())
     servicer = DeviceServicer(devices)
     return Registration(

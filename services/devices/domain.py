@@ -36,6 +36,7 @@ MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE = 64, 128, 256
 MAX_GROUPS, MAX_GROUP_LEN = 64, 128
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 1000
 MAX_TARGET_IDS = 10_000
+MAX_PICK_COUNT = 10_000
 
 
 def new_credential() -> str:
@@ -209,9 +210,12 @@ class Devices:
         if not device_id or not await self.store.delete(principal.tenant_id, device_id):
             raise NotFound(f"device {device_id} not found")
 
-    async def resolve(self, principal: Principal, targets: DeviceTargets) -> ResolveTargetsResponse:
+    async def resolve(self, principal: Principal, targets: DeviceTargets, pick_count: int = 1) -> ResolveTargetsResponse:
         """Explicit ids (in their order, missing ones reported) then the other devices of the group or
-        the query, by id; with any_available, one online device of the group / query instead of all."""
+        the query, by id; with any_available, one online device of the group / query instead of all
+        (up to `pick_count` distinct ones, least recently picked first)."""
+        if not 1 <= pick_count <= MAX_PICK_COUNT:
+            raise InvalidArgument(f"pick_count must be between 1 and {MAX_PICK_COUNT}")
         ids = list(dict.fromkeys(targets.device_ids))
         if len(ids) > MAX_TARGET_IDS:
             raise InvalidArgument(f"at most {MAX_TARGET_IDS} device ids")
@@ -220,11 +224,12 @@ class Devices:
             if not targets.group and condition is None:
                 raise InvalidArgument("any_available needs a group or a query to pick from")
             rows = await self.store.matching(principal.tenant_id, ids, "") if ids else []
-            picked = await self.store.pick_available(principal.tenant_id, targets.group, condition, self.clock.now())
-            if picked is None:
+            picked = await self.store.pick_available(principal.tenant_id, targets.group, condition, self.clock.now(),
+                                                     pick_count)
+            if not picked:
                 raise FailedPrecondition("no device of the targets is online")
-            if picked.id not in {row.id for row in rows}:
-                rows.append(picked)
+            named = {row.id for row in rows}
+            rows.extend(row for row in picked if row.id not in named)
         elif ids or targets.group or condition is not None:
             rows = await self.store.matching(principal.tenant_id, ids, targets.group, condition)
         else:

@@ -37,7 +37,7 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
         return empty_pb2.Empty()
 
     async def ResolveTargets(self, request, context):
-        return await self.devices.resolve(from_context(context), request.targets)
+        return await self.devices.resolve(from_context(context), request.targets, request.pick_count or 1)
 
     async def AuthenticateAgent(self, request, context):
         # No principal: the runs service asks on behalf of an agent saying Hello.

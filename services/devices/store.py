@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, ColumnElement, Index, delete, exists, false, func, inspect, or_, text
+from sqlalchemy import JSON, Column, ColumnElement, Index, delete, exists, false, func, or_
 from sqlalchemy import select as sa_select, tuple_, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
@@ -77,9 +77,6 @@ class EnrollmentTokenRow(SQLModel, table=True):
 
 
 TABLES = [DeviceRow, DeviceGroupRow, EnrollmentTokenRow]
-# Columns added after the first release, added to an existing devices table at start.
-ADDED_COLUMNS = {"facts": "JSON", "credential_revoked_at": "TIMESTAMP", "enrollment_token_id": "VARCHAR(64)",
-                 "picked_at": "TIMESTAMP"}
 
 
 class _Exists(Exception):
@@ -99,17 +96,6 @@ class Presence:
 class DeviceStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    async def upgrade(self) -> None:
-        """Adds the columns a devices table made by an older release lacks (no migration tool yet)."""
-        async with self.db.engine.begin() as conn:
-            present = await conn.run_sync(
-                lambda sync: {c["name"] for c in inspect(sync).get_columns(DeviceRow.__tablename__)})
-            for name, kind in ADDED_COLUMNS.items():
-                if name not in present:
-                    if kind == "TIMESTAMP" and self.db.is_postgres:
-                        kind = "TIMESTAMP WITH TIME ZONE"
-                    await conn.execute(text(f"ALTER TABLE {DeviceRow.__tablename__} ADD COLUMN {name} {kind}"))
 
     def _in_group(self, group: str) -> ColumnElement[bool]:
         if self.db.is_postgres:
@@ -160,23 +146,24 @@ class DeviceStore:
             return list((await session.exec(query.order_by(DeviceRow.id))).all())
 
     async def pick_available(self, tenant_id: str, group: str, condition: ColumnElement[bool] | None,
-                             now: datetime) -> DeviceRow | None:
-        """One online device in the group and matching the condition, the least recently picked; marks it picked."""
+                             now: datetime, count: int = 1) -> list[DeviceRow]:
+        """Up to `count` online devices in the group and matching the condition, the least recently picked
+        first; marks them picked (in that order, so the next pick goes on from where this one ended)."""
         query = select(DeviceRow).where(DeviceRow.tenant_id == tenant_id, DeviceRow.online == True)  # noqa: E712
         if group:
             query = query.where(self._in_group(group))
         if condition is not None:
             query = query.where(condition)
         query = query.order_by(DeviceRow.picked_at.is_not(None), DeviceRow.picked_at,  # type: ignore[union-attr]
-                               DeviceRow.id).limit(1)
+                               DeviceRow.id).limit(max(1, count))
         if self.db.is_postgres:
             query = query.with_for_update(skip_locked=True)
         async with self.db.session() as session:
-            row = (await session.exec(query)).first()
-            if row is not None:
-                row.picked_at = now
+            rows = list((await session.exec(query)).all())
+            for i, row in enumerate(rows):
+                row.picked_at = now + timedelta(microseconds=i)
                 session.add(row)
-            return row
+            return rows
 
     async def credential_hashes(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """(tenant, device) -> its current credential hash, for those of these devices that exist."""

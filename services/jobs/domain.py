@@ -19,7 +19,7 @@ from .store import DependencyRow, JobRow, JobStore, JobVersionRow, ScheduleRow
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 RETRY_STRATEGIES = {"exponential", "linear", "fixed", "custom"}
-VERSION_POLICIES = {"pin", "latest"}
+VERSION_POLICIES = {"pin", "latest", "minor"}
 # Set by the service, never by a caller.
 OUTPUT_ONLY = {"id", "version", "version_id", "created_by", "updated_by", "created_at", "updated_at"}
 IMMUTABLE = OUTPUT_ONLY | {"project_id"}
@@ -76,7 +76,7 @@ def validate(job: Job) -> None:
     if job.retry_strategy and job.retry_strategy not in RETRY_STRATEGIES:
         raise InvalidArgument("retry_strategy must be one of " + ", ".join(sorted(RETRY_STRATEGIES)))
     if job.version_policy and job.version_policy not in VERSION_POLICIES:
-        raise InvalidArgument(f"version_policy must be pin or latest, got {job.version_policy!r}")
+        raise InvalidArgument(f"version_policy must be pin, latest or minor, got {job.version_policy!r}")
     if len(job.tags) > MAX_TAGS:
         raise InvalidArgument(f"tags: at most {MAX_TAGS} tags")
     for key, value in job.tags.items():

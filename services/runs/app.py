@@ -19,6 +19,7 @@ from .hub import AgentHub
 from .peers import Peers
 from .servicer import AgentServicer, RunServicer
 from .store import TABLES, RunStore
+from .wakeups import PgWakeups
 from .webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ class RunsService:
         self.hub = AgentHub(self.engine, self.store, self.peers, clock, settings.heartbeat_interval_ms)
         self.http = HttpExecutor(self.engine, self.store, clock, self.hub.replica_id)
         self.webhooks = WebhookSender(self.store, clock)
+        # Several replicas share a PostgreSQL queue: wake each other by LISTEN/NOTIFY (one SQLite process
+        # needs only the engine's in-process wake-ups).
+        self.wakeups = PgWakeups(settings.database_url, self.engine, self.hub.replica_id) if self.db.is_postgres \
+            else None
         self._tasks: list[asyncio.Task] = []
 
     async def tick(self) -> None:
@@ -55,6 +60,8 @@ class RunsService:
     async def start(self, ticking: bool = True) -> None:
         """Creates the tables and starts dispatching; `ticking=False` leaves timers to explicit tick() calls."""
         await self.db.create_tables()
+        if self.wakeups is not None:
+            await self.wakeups.start()
         loops = [self.hub.run_dispatcher(), self.http.run(),
                  *([self._ticker(), self.webhooks.run()] if ticking else [])]
         self._tasks = [asyncio.create_task(loop) for loop in loops]
@@ -64,6 +71,8 @@ class RunsService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.wakeups is not None:
+            await self.wakeups.stop()
         for session in list(self.hub.sessions.values()):
             session.close()
         await self.http.client.aclose()

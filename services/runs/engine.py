@@ -20,7 +20,7 @@ from jobline.devices.v1.devices_pb2 import DeviceTargets
 from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import runs_pb2
 from services.common.clock import Clock, as_utc
-from services.common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from services.common.errors import AlreadyExists, Conflict, DomainError, InvalidArgument, NotFound
 from services.common.principal import READ, TRIGGER, WRITE, require_scope
 from services.common.secrets import new_secret, secret_hash
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_LIST = 1000
 MAX_BULK = 1000
+MAX_BULK_RUNS = 10_000  # runs one bulk trigger of a device job may create (items x target devices)
 MAX_CANCEL_ALL = 10_000
 WATCH_POLL_SECS = 0.25
 NAME_ATTEMPTS = 3  # inserts tried when a generated run name happens to be taken already
@@ -78,6 +79,7 @@ class RunEngine:
         self.clock = clock
         self.heartbeat_timeout = timedelta(seconds=heartbeat_timeout_secs)
         self.dispatchers: list[Dispatcher] = []
+        self._windows: dict[str, tuple[str, str]] = {}  # job_version_id -> (execution_window_cron, timezone)
 
     # -- triggering ---------------------------------------------------------------------------
 
@@ -158,30 +160,39 @@ class RunEngine:
 
     async def bulk_trigger(self, principal: Principal,
                            request: runs_pb2.BulkTriggerJobRequest) -> runs_pb2.BulkTriggerJobResponse:
-        """Many runs of one job: one read of the keys already used, one insert for every new run."""
+        """Many runs of one job: one read of the keys already used, one insert for every new run. Each item
+        of a device job fans out like a single trigger: one run per target device (one invocation per
+        item; with any_available, one picked device per item, spread over the online ones)."""
         require_scope(principal, TRIGGER)
         if not request.items:
             raise InvalidArgument("items must not be empty")
         if len(request.items) > MAX_BULK:
             raise InvalidArgument(f"at most {MAX_BULK} items per call")
         job = await self._triggerable_job(principal, request.job_id)
-        if job.command:
-            raise InvalidArgument("bulk trigger is for endpoint jobs; trigger a device job once per payload")
         deps = await self._dependencies(principal, job)
         schema = _schema(job)
         now = self.clock.now()
         batch_id = str(uuid.uuid4())
         specs = []
+        commands: list[str] = []
         for index, item in enumerate(request.items):
             payload = MessageToDict(item.payload) if item.HasField("payload") else {}
             try:
                 domain.validate_payload(schema, payload)
+                if job.command:
+                    commands.append(domain.render_command(job.command, domain.inputs_for(job, payload)))
             except InvalidArgument as error:
                 raise InvalidArgument(f"items[{index}]: {error.message}") from None
             specs.append(RunSpec(payload=payload, payload_hash=canonical_hash(payload), priority=item.priority,
                                  scheduled=item.scheduled_at.ToDatetime(tzinfo=UTC) if item.HasField("scheduled_at")
                                  else None, idempotency_key=item.idempotency_key, metadata=dict(item.metadata),
                                  tags=dict(item.tags), concurrency_key=item.concurrency_key))
+        targets: list[list[str]] = [[""]] * len(specs)  # endpoint jobs: one run, no device
+        if job.command:
+            targets = await self._bulk_targets(principal, job, len(specs))
+            runs = sum(len(devices) for devices in targets)
+            if runs > MAX_BULK_RUNS:
+                raise InvalidArgument(f"this bulk trigger would create {runs} runs; at most {MAX_BULK_RUNS} per call")
         for attempt in range(2):
             existing = await self.store.by_idempotency_keys(principal.tenant_id, job.id,
                                                             [s.idempotency_key for s in specs])
@@ -191,16 +202,22 @@ class RunEngine:
             for index, spec in enumerate(specs):
                 hit = existing.get(spec.idempotency_key) or fresh.get(spec.idempotency_key)
                 if hit is not None:
-                    results.append(runs_pb2.BulkTriggerResult(id=hit.id, status=hit.status, idempotency_hit=True))
+                    results.append(runs_pb2.BulkTriggerResult(id=hit.id, status=hit.status, idempotency_hit=True,
+                                                              invocation_id=hit.invocation_id))
                     continue
                 token = new_secret("jlrt_")
-                row = self._new_run(principal, job, spec, now, index, invocation_id=str(uuid.uuid4()), deps=deps,
-                                    batch_id=batch_id, run_token_hash=secret_hash(token),
-                                    name=domain.run_names(job.slug, "", 1)[0])
-                rows.append(row)
+                invocation_id = str(uuid.uuid4())
+                names = domain.run_names(job.slug, "", len(targets[index]))
+                item_rows = [self._new_run(principal, job, spec, now, len(rows) + i, invocation_id=invocation_id,
+                                           deps=deps, batch_id=batch_id, device_id=device_id,
+                                           command=commands[index] if job.command else "", keyed=i == 0,
+                                           run_token_hash=secret_hash(token) if i == 0 else "", name=names[i])
+                             for i, device_id in enumerate(targets[index])]
+                rows.extend(item_rows)
                 if spec.idempotency_key:
-                    fresh[spec.idempotency_key] = row
-                results.append(runs_pb2.BulkTriggerResult(id=row.id, status=row.status, run_token=token))
+                    fresh[spec.idempotency_key] = item_rows[0]
+                results.append(runs_pb2.BulkTriggerResult(id=item_rows[0].id, status=item_rows[0].status,
+                                                          run_token=token, invocation_id=invocation_id))
             try:
                 await self.store.insert_runs(rows)
                 break
@@ -208,11 +225,26 @@ class RunEngine:
                 if attempt:
                     raise Conflict("idempotency keys or run names were used concurrently; try again") from None
         self._wake({row.target_key for row in rows if row.status == "queued"})
-        return runs_pb2.BulkTriggerJobResponse(results=results, total=len(results), created=len(rows),
+        return runs_pb2.BulkTriggerJobResponse(results=results, total=len(results),
+                                               created=sum(1 for r in results if not r.idempotency_hit),
                                                batch_id=batch_id)
+
+    async def _bulk_targets(self, principal: Principal, job: Job, items: int) -> list[list[str]]:
+        """The devices of each item of a device job's bulk trigger, from one ResolveTargets call: the job's
+        targets for every item; with any_available, the named devices and one picked device per item."""
+        if not job.targets.any_available:
+            devices = await self._targets(principal, job, [])
+            return [devices] * items
+        named = set(job.targets.device_ids)
+        devices = await self._targets(principal, job, [], pick_count=items)
+        fixed = [d for d in devices if d in named]
+        picked = [d for d in devices if d not in named]
+        return [fixed + ([picked[i % len(picked)]] if picked else []) for i in range(items)]
 
     async def _triggerable_job(self, principal: Principal, job_id: str) -> Job:
         job = await self.peers.job(principal, job_id)
+        if job.HasField("enabled") and not job.enabled:
+            job = await self.peers.job(principal, job_id, fresh=True)  # enabled just now? never refuse on a stale copy
         if job.HasField("enabled") and not job.enabled:
             raise InvalidArgument(f"job {job.id} is disabled")
         return job
@@ -266,9 +298,9 @@ class RunEngine:
             return "waiting", at
         return ("delayed" if at > now else "queued"), at
 
-    async def _targets(self, principal: Principal, job: Job, device_ids: list[str]) -> list[str]:
+    async def _targets(self, principal: Principal, job: Job, device_ids: list[str], pick_count: int = 1) -> list[str]:
         targets = DeviceTargets(device_ids=device_ids) if device_ids else job.targets
-        resolved = await self.peers.resolve(principal, targets)
+        resolved = await self.peers.resolve(principal, targets, pick_count)
         if resolved.missing_device_ids:
             raise NotFound(f"device {resolved.missing_device_ids[0]} not found")
         if not resolved.devices:
@@ -560,6 +592,8 @@ class RunEngine:
     async def bulk_replay(self, principal: Principal, run_ids: list[str],
                           dead_letter_only: bool = False) -> list[runs_pb2.Run]:
         require_scope(principal, TRIGGER)
+        if not run_ids and not dead_letter_only:
+            raise InvalidArgument("run_ids is required")
         if len(run_ids) > MAX_BULK:
             raise InvalidArgument(f"at most {MAX_BULK} runs per call")
         rows = await self.store.get_many(principal.tenant_id, list(dict.fromkeys(run_ids)))
@@ -623,6 +657,8 @@ class RunEngine:
             raise Conflict(f"run {row.id} is {row.status}; only delayed or queued runs can be rescheduled")
         now = self.clock.now()
         at = request.scheduled_at.ToDatetime(tzinfo=UTC)
+        if at <= now and (opening := self._window_opening(row, now)) is not None:
+            at = opening  # due now, but the job's execution window is closed
         values: dict = dict(scheduled_at=at, status="delayed" if at > now else "queued")
         if request.HasField("payload"):
             payload = MessageToDict(request.payload)
@@ -682,8 +718,11 @@ class RunEngine:
         await self.store.expire(now)
         due = await self.store.due_delayed(now)
         if due:
-            await self.store.promote([row.id for row in due])
-            self._wake({row.target_key for row in due})
+            await self._follow_versions(due)
+            ready = await self._outside_windows_wait(due, now)
+            if ready:
+                await self.store.promote([row.id for row in ready])
+                self._wake({row.target_key for row in ready})
         await self._advance_waiting(now)
         for row in await self.store.stale(now, now - self.heartbeat_timeout):
             if row.status == "dequeued":
@@ -704,6 +743,7 @@ class RunEngine:
             by_tenant.setdefault(row.tenant_id, []).append(row)
         go: dict[tuple[str, datetime], list[RunRow]] = {}
         broken: list[RunRow] = []
+        met: list[RunRow] = []
         for tenant_id, rows in by_tenant.items():
             job_ids = sorted({d["depends_on_job_id"] for r in rows for d in (r.dependencies or [])})
             latest = await self.store.latest_runs(tenant_id, job_ids)
@@ -714,9 +754,14 @@ class RunEngine:
                 if "broken" in states:
                     broken.append(row)
                 elif all(state == "met" for state in states):
-                    scheduled = as_utc(row.scheduled_at) if row.scheduled_at else now
-                    status = "delayed" if scheduled > now else "queued"
-                    go.setdefault((status, scheduled if status == "delayed" else now), []).append(row)
+                    met.append(row)
+        await self._follow_versions(met)
+        for row in met:
+            scheduled = as_utc(row.scheduled_at) if row.scheduled_at else now
+            if scheduled <= now and (opening := self._window_opening(row, now)) is not None:
+                scheduled = opening
+            status = "delayed" if scheduled > now else "queued"
+            go.setdefault((status, scheduled if status == "delayed" else now), []).append(row)
         if broken:
             await self.store.set_many([r.id for r in broken], ("waiting",), status="canceled", finished_at=now,
                                       error="a dependency can no longer be met")
@@ -724,6 +769,83 @@ class RunEngine:
             await self.store.set_many([r.id for r in rows], ("waiting",), status=status, scheduled_at=at)
             if status == "queued":
                 self._wake({r.target_key for r in rows})
+
+    async def _follow_versions(self, rows: list[RunRow]) -> None:
+        """Runs that waited (scheduled, retrying, on dependencies) and are about to be queued follow their
+        job's version_policy, as of the version they were triggered with: `latest` takes the job's current
+        version, `minor` the current version if it is backwards_compatible, `pin` (default) keeps its own.
+        The new version replaces the run's snapshot (command, endpoint, timeout, webhook); its attempts
+        and flow-control limits stay as triggered. One fresh job read per job; rows are updated in place."""
+        following = [row for row in rows if Job.FromString(row.snapshot).version_policy in ("latest", "minor")]
+        if not following:
+            return
+        current: dict[tuple[str, str], Job | None] = {}
+        for row in following:
+            key = (row.tenant_id, row.job_id)
+            if key not in current:
+                reader = Principal(tenant_id=row.tenant_id, project_id=row.project_id, subject_id="runs",
+                                   subject_type=SUBJECT_TYPE_SERVICE_ACCOUNT, subject_name="runs", scopes=[READ])
+                try:
+                    current[key] = await self.peers.job(reader, row.job_id, fresh=True)
+                except DomainError:  # deleted, or the jobs service is away: keep the version triggered
+                    current[key] = None
+        updates: list[tuple[RunRow, dict[str, Any]]] = []
+        for row in following:
+            job = current[(row.tenant_id, row.job_id)]
+            if job is None or job.version <= row.job_version or bool(job.command) != bool(row.device_id):
+                continue
+            if Job.FromString(row.snapshot).version_policy == "minor" and not job.backwards_compatible:
+                continue
+            command = row.command
+            if row.device_id:
+                try:
+                    command = domain.render_command(job.command, domain.inputs_for(job, row.payload or {}))
+                except InvalidArgument:  # the new version needs inputs this run lacks: it keeps its own
+                    continue
+            updates.append((row, dict(snapshot=job.SerializeToString(), job_version=job.version,
+                                      job_version_id=job.version_id, command=command, timeout_secs=job.timeout_secs,
+                                      webhook_url=job.webhook_url)))
+        if updates:
+            changed = await self.store.set_definitions([(row.id, values) for row, values in updates])
+            for row, values in updates:
+                if row.id in changed:
+                    for name, value in values.items():
+                        setattr(row, name, value)
+                    log.info("run %s follows its job to version %d", row.id, row.job_version)
+
+    async def _outside_windows_wait(self, rows: list[RunRow], now: datetime) -> list[RunRow]:
+        """Runs about to be queued whose job's execution window is closed now stay delayed until it next
+        opens (one statement per opening); answers the others. For delayed runs coming due (scheduled_at,
+        retries) and waiting runs whose dependencies are met."""
+        ready: list[RunRow] = []
+        later: dict[datetime, list[str]] = {}
+        for row in rows:
+            opening = self._window_opening(row, now)
+            if opening is None:
+                ready.append(row)
+            else:
+                later.setdefault(opening, []).append(row.id)
+        for opening, run_ids in later.items():
+            await self.store.postpone(run_ids, opening)
+        return ready
+
+    def _window_opening(self, row: RunRow, now: datetime) -> datetime | None:
+        """None when the run's job (as of its version) has no execution window or it is open now; else when
+        it next opens."""
+        window = self._windows.get(row.job_version_id)
+        if window is None:
+            job = Job.FromString(row.snapshot)
+            window = (job.execution_window_cron, job.timezone)
+            if len(self._windows) >= 10_000:
+                self._windows.clear()
+            self._windows[row.job_version_id] = window
+        if not window[0]:
+            return None
+        try:
+            return domain.window_opening(window[0], window[1], now)
+        except InvalidArgument as error:  # accepted when the job was saved; never block the queue on it
+            log.warning("run %s: %s; ignoring the execution window", row.id, error.message)
+            return None
 
     def _wake(self, target_keys: set[str] | None = None) -> None:
         for dispatcher in self.dispatchers:

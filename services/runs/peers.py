@@ -25,11 +25,11 @@ class Peers:
         self._deps_cache: dict[tuple[str, str], tuple[float, list[jobs_pb2.JobDependency]]] = {}
         self._version_cache: dict[tuple[str, str, str], tuple[float, jobs_pb2.JobVersion]] = {}
 
-    async def job(self, principal: Principal, job_id: str) -> jobs_pb2.Job:
-        """The job's current definition, at most JOB_CACHE_SECS stale."""
+    async def job(self, principal: Principal, job_id: str, fresh: bool = False) -> jobs_pb2.Job:
+        """The job's current definition, at most JOB_CACHE_SECS stale (`fresh`: as of now)."""
         key = (principal.tenant_id, job_id)
         cached = self._job_cache.get(key)
-        if cached and cached[0] > time.monotonic():
+        if cached and cached[0] > time.monotonic() and not fresh:
             return cached[1]
         try:
             job = await self._jobs.GetJobSnapshot(jobs_pb2.GetJobRequest(job_id=job_id), metadata=to_metadata(principal))
@@ -76,10 +76,12 @@ class Peers:
         self._deps_cache[key] = (time.monotonic() + JOB_CACHE_SECS, deps)
         return deps
 
-    async def resolve(self, principal: Principal, targets: devices_pb2.DeviceTargets) -> devices_pb2.ResolveTargetsResponse:
+    async def resolve(self, principal: Principal, targets: devices_pb2.DeviceTargets,
+                      pick_count: int = 1) -> devices_pb2.ResolveTargetsResponse:
         try:
             return await self._devices.ResolveTargets(
-                devices_pb2.ResolveTargetsRequest(targets=targets), metadata=to_metadata(principal)
+                devices_pb2.ResolveTargetsRequest(targets=targets, pick_count=pick_count if pick_count > 1 else 0),
+                metadata=to_metadata(principal)
             )
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Column, Index, LargeBinary, and_, case, delete, func, insert, not_, or_, text,
@@ -624,6 +624,26 @@ class RunStore:
 
     async def promote(self, run_ids: Sequence[str]) -> list[Changed]:
         return await self.set_many(run_ids, ("delayed",), status="queued")
+
+    async def set_definitions(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> set[str]:
+        """Gives runs that have not started another job version (the same columns for each, one statement
+        per run in one transaction); answers the ids changed."""
+        changed: set[str] = set()
+        async with self.db.session() as session:
+            for run_id, values in updates:
+                statement = (update(RunRow).where(RunRow.id == run_id, RunRow.status.in_(NOT_STARTED))
+                             .values(**values).returning(RunRow.id))
+                changed.update((await _execute(session, statement)).scalars().all())
+        return changed
+
+    async def postpone(self, run_ids: Sequence[str], until: datetime) -> list[Changed]:
+        """Delayed runs that came due outside their job's execution window wait for it to open."""
+        if not run_ids:
+            return []
+        statement = (update(RunRow).where(RunRow.id.in_(list(run_ids)), RunRow.status == "delayed")
+                     .values(scheduled_at=until))
+        return await self._update(statement, message="outside the execution window; delayed until "
+                                  + until.astimezone(UTC).isoformat().replace("+00:00", "Z"))
 
     async def expire(self, now: datetime, limit: int = 1000) -> list[Changed]:
         """Runs past their expires_at that never started become expired."""

@@ -47,6 +47,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         "JOBLINE_HEARTBEAT_INTERVAL_MS": "500",
         "JOBLINE_HEARTBEAT_TIMEOUT_SECS": "5",
         "JOBLINE_DATABASE_URL": "",
+        # The tests trigger far more than surface C's 10 a minute per caller (tested in tests/gateway).
+        "JOBLINE_TRIGGER_RATE_LIMIT_PER_MIN": "0",
+        "JOBLINE_BULK_TRIGGER_RATE_LIMIT_PER_MIN": "0",
     })
     platform.start()
     try:

@@ -117,6 +117,11 @@ class FakeRuns(runs_pb2_grpc.RunServiceServicer):
         return sample_run(job_id=request.job_id, status=runs_pb2.RUN_STATUS_QUEUED,
                           idempotency_key=request.idempotency_key)
 
+    async def BulkTriggerJob(self, request, context):
+        await self.r.record("BulkTriggerJob", request, context)
+        results = [runs_pb2.BulkTriggerResult(id=f"run-{i}", status="queued") for i in range(len(request.items))]
+        return runs_pb2.BulkTriggerJobResponse(results=results, total=len(results), created=len(results))
+
     async def GetRun(self, request, context):
         await self.r.record("GetRun", request, context)
         return sample_run(id=request.run_id)
@@ -216,8 +221,10 @@ async def start_fakes(auth_cache_secs: float = 5.0) -> Fakes:
         registration = server.Registration(add_to_server=[lambda s, add=add, servicer=servicer: add(servicer, s)],
                                            service_names=[full_name])
         servers[name] = await server.start(registration, "127.0.0.1:0")
+    # Surface C's per-caller trigger limits are off here (tests/gateway/test_rate_limit.py turns them on).
     settings = Settings(service="gateway", listen_addr="", database_url="", auth_cache_secs=auth_cache_secs,
-                        peers={name: f"127.0.0.1:{running.port}" for name, running in servers.items()})
+                        peers={name: f"127.0.0.1:{running.port}" for name, running in servers.items()},
+                        trigger_rate_limit_per_min=0, bulk_trigger_rate_limit_per_min=0)
     return Fakes(recorder, auth, servers, settings)
 
 

@@ -129,7 +129,7 @@ async def test_list_filters_by_tag_and_exact_name(jobs) -> None:
 @pytest.mark.parametrize("fields", [
     {"cron": "61 * * * *"}, {"cron": "*/5 * * * * *"}, {"cron": "@daily"}, {"cron": "0 0 30 2 mon-"},
     {"execution_window_cron": "* * * *"}, {"execution_window_cron": "0 25 * * *"},
-    {"timezone": "Europe/Nowhere"}, {"version_policy": "minor"}, {"tags": {"": "x"}},
+    {"timezone": "Europe/Nowhere"}, {"version_policy": "major"}, {"tags": {"": "x"}},
     {"tags": {f"k{i}": "v" for i in range(51)}}, {"tags": {"k": "v" * 257}}, {"slug": "-lead"},
 ])
 async def test_invalid_fields_are_refused_with_a_clear_message(jobs, fields) -> None:

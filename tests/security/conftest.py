@@ -42,7 +42,7 @@ class Stack:
 
     def settings(self, cache_secs: float = 0.0) -> Settings:
         return Settings(service="gateway", listen_addr="", database_url="", peers=self.peers,
-                        auth_cache_secs=cache_secs)
+                        auth_cache_secs=cache_secs, trigger_rate_limit_per_min=0, bulk_trigger_rate_limit_per_min=0)
 
     def client(self, cache_secs: float = 0.0, channels: Channels | None = None) -> httpx.AsyncClient:
         app = create_app(self.settings(cache_secs), channels or Channels(service_token=self.token))

@@ -289,10 +289,12 @@ class DeviceTargets(_message.Message):
     def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., any_available: _Optional[bool] = ...) -> None: ...
 
 class ResolveTargetsRequest(_message.Message):
-    __slots__ = ("targets",)
+    __slots__ = ("targets", "pick_count")
     TARGETS_FIELD_NUMBER: _ClassVar[int]
+    PICK_COUNT_FIELD_NUMBER: _ClassVar[int]
     targets: DeviceTargets
-    def __init__(self, targets: _Optional[_Union[DeviceTargets, _Mapping]] = ...) -> None: ...
+    pick_count: int
+    def __init__(self, targets: _Optional[_Union[DeviceTargets, _Mapping]] = ..., pick_count: _Optional[int] = ...) -> None: ...
 
 class ResolveTargetsResponse(_message.Message):
     __slots__ = ("devices", "missing_device_ids")

@@ -423,16 +423,18 @@ class BulkTriggerJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[BulkTriggerItem, _Mapping]]] = ...) -> None: ...
 
 class BulkTriggerResult(_message.Message):
-    __slots__ = ("id", "status", "run_token", "idempotency_hit")
+    __slots__ = ("id", "status", "run_token", "idempotency_hit", "invocation_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     RUN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_HIT_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: str
     run_token: str
     idempotency_hit: bool
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., run_token: _Optional[str] = ..., idempotency_hit: _Optional[bool] = ...) -> None: ...
+    invocation_id: str
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., run_token: _Optional[str] = ..., idempotency_hit: _Optional[bool] = ..., invocation_id: _Optional[str] = ...) -> None: ...
 
 class BulkTriggerJobResponse(_message.Message):
     __slots__ = ("results", "total", "created", "batch_id")

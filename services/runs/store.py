@@ -28,6 +28,7 @@ from services.common.db import Database
 ACTIVE = ("delayed", "queued", "dequeued", "executing", "waiting")
 NOT_STARTED = ("delayed", "queued", "waiting")
 ON_DEVICE = ("dequeued", "executing")
+UNACCEPTED = (*NOT_STARTED, "dequeued")  # active, and not (yet) accepted by an agent: not started
 TERMINAL = ("completed", "failed", "timed_out", "crashed", "system_failed", "canceled", "expired", "dead_letter")
 EVENT_LEVELS = {"failed": "error", "timed_out": "error", "crashed": "error", "system_failed": "error",
                 "dead_letter": "error", "expired": "warn", "canceled": "warn"}
@@ -757,5 +758,5 @@ def _sqlite_json_value(value: Any) -> Any:
     return value
 
 
-__all__ = ["ACTIVE", "NOT_STARTED", "ON_DEVICE", "TERMINAL", "RunRow", "LogChunkRow", "RunEventRow",
-           "WebhookDeliveryRow", "CounterRow", "RunStore", "Changed", "IntegrityError", "canonical_hash"]
+__all__ = ["ACTIVE", "NOT_STARTED", "UNACCEPTED", "ON_DEVICE", "TERMINAL", "RunRow", "LogChunkRow",
+           "RunEventRow", "WebhookDeliveryRow", "CounterRow", "RunStore", "Changed", "IntegrityError", "canonical_hash"]

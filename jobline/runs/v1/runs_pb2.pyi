@@ -223,7 +223,7 @@ class GetRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("project_id", "status", "job_id", "limit", "cursor", "triggered_by", "batch_id", "metadata_key", "metadata_value", "payload_contains", "invocation_id")
+    __slots__ = ("project_id", "status", "job_id", "limit", "cursor", "triggered_by", "batch_id", "metadata_key", "metadata_value", "payload_contains", "invocation_id", "latest_for_job_ids")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +235,7 @@ class ListRunsRequest(_message.Message):
     METADATA_VALUE_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_CONTAINS_FIELD_NUMBER: _ClassVar[int]
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FOR_JOB_IDS_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     status: RunStatus
     job_id: str
@@ -246,7 +247,8 @@ class ListRunsRequest(_message.Message):
     metadata_value: str
     payload_contains: str
     invocation_id: str
-    def __init__(self, project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., job_id: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., triggered_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., metadata_key: _Optional[str] = ..., metadata_value: _Optional[str] = ..., payload_contains: _Optional[str] = ..., invocation_id: _Optional[str] = ...) -> None: ...
+    latest_for_job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., job_id: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., triggered_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., metadata_key: _Optional[str] = ..., metadata_value: _Optional[str] = ..., payload_contains: _Optional[str] = ..., invocation_id: _Optional[str] = ..., latest_for_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ("runs", "next_cursor")
@@ -257,10 +259,12 @@ class ListRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class CancelRunRequest(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "only_if_not_started")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ONLY_IF_NOT_STARTED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    only_if_not_started: bool
+    def __init__(self, run_id: _Optional[str] = ..., only_if_not_started: _Optional[bool] = ...) -> None: ...
 
 class LogChunk(_message.Message):
     __slots__ = ("attempt", "sequence", "stream", "data", "created_at")
@@ -573,14 +577,16 @@ class ResetIdempotencyKeyResponse(_message.Message):
     def __init__(self, status: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class RescheduleRunRequest(_message.Message):
-    __slots__ = ("run_id", "scheduled_at", "payload")
+    __slots__ = ("run_id", "scheduled_at", "payload", "priority")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_AT_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     scheduled_at: _timestamp_pb2.Timestamp
     payload: _struct_pb2.Struct
-    def __init__(self, run_id: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    priority: int
+    def __init__(self, run_id: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class WatchRunResponse(_message.Message):
     __slots__ = ("run", "output")

@@ -123,7 +123,7 @@ def error_body(error: ApiError) -> JSONResponse:
 def routes(settings: Settings, channels: Channels, authenticator: Authenticator) -> list[BaseRoute]:
     surface = SurfaceE(settings, channels, authenticator)
     guarded = surface.guarded
-    return [
+    served = [
         Route(f"{PREFIX}/auth/token", guarded(surface.token), methods=["POST"]),
         Route(f"{PREFIX}/jobs/create", guarded(surface.create), methods=["POST"]),
         Route(f"{PREFIX}/jobs", guarded(surface.list), methods=["GET"]),
@@ -132,6 +132,19 @@ def routes(settings: Settings, channels: Channels, authenticator: Authenticator)
         Route(f"{PREFIX}/jobs/{{job_id}}", guarded(surface.update), methods=["PATCH"]),
         Route(f"{PREFIX}/jobs/{{job_id}}", guarded(surface.delete), methods=["DELETE"]),
     ]
+
+    async def unrouted(request: Request) -> Response:
+        """Anything else under /v3, answered in this surface's shape: 405 for a known path, else 404."""
+        allowed = sorted({method for route in served if route.path_regex.match(request.url.path)
+                          for method in route.methods or ()})
+        if allowed:
+            return error_body(ApiError(405, "method_not_allowed", f"{request.method} is not allowed here",
+                                       headers={"Allow": ", ".join(allowed)}))
+        return error_body(ApiError(404, "not_found", "No such endpoint"))
+
+    everything = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return [*served, Route(f"{PREFIX}/{{path:path}}", unrouted, methods=everything), Route(PREFIX, unrouted,
+                                                                                          methods=everything)]
 
 
 class SurfaceE:
@@ -342,8 +355,10 @@ class SurfaceE:
         principal = await self._authorize(request, WRITE)
         job = await self._mission(principal, request.path_params["job_id"])
         run = (await self._latest_runs(principal, [job.id])).get(job.id)
+        if run is None:  # its run is still being created (or was never triggered)
+            raise ApiError(400, "Cannot cancel job", "The job is not in a cancellable state yet")
         status = e_status(run)
-        if run is None or status not in CANCELLABLE:
+        if status not in CANCELLABLE:
             raise cannot_cancel(status)
         try:
             canceled = await self._runs.CancelRun(runs_pb2.CancelRunRequest(run_id=run.id, only_if_not_started=True),

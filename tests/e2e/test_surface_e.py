@@ -500,8 +500,8 @@ def test_missing_bad_and_wrong_scope_tokens_are_refused(platform, e: httpx.Clien
     # (few enough failures from one address that the gateway does not slow it down).
     head, payload, signature = token.split(".")
     tampered = f"{head}.{payload}.{signature[:-4]}{'BBBB' if signature.endswith('AAAA') else 'AAAA'}"
-    forged = jwt.encode(jwt.decode(token, options={"verify_signature": False}), "not-the-key", algorithm="HS256",
-                        headers=jwt.get_unverified_header(token))
+    forged = jwt.encode(jwt.decode(token, options={"verify_signature": False}), "another-signing-key-" + "x" * 32,
+                        algorithm="HS256", headers=jwt.get_unverified_header(token))
     for bad in (tampered, forged, "eyJhbGciOiJIUzI1NiJ9.e30.x"):
         response = e.post("/v3/jobs/create", headers=bearer(bad), json=body)
         assert_error(response, 401, "invalid_token", "The access token is invalid")
@@ -543,3 +543,13 @@ def test_another_tenants_jobs_groups_and_devices_are_not_found(
     seen = get(e, h, mine["jobId"])
     assert (seen["name"], seen["status"]) == ("Mine", "PENDING")
     assert e.post(f"/v3/jobs/{mine['jobId']}/cancel", headers=h).status_code == 200
+
+
+def test_unknown_endpoints_and_methods_answer_in_the_surfaces_shape(e: httpx.Client, h: dict) -> None:
+    assert_error(e.get("/v3/missions", headers=h), 404, "not_found")
+    assert_error(e.get("/v3", headers=h), 404, "not_found")
+    response = e.put(f"/v3/jobs/{uuid.uuid4()}", headers=h, json={})
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+    assert_error(e.get("/v3/jobs/create", headers=h), 404, "Job not found")  # GET /v3/jobs/{jobId}
+    assert_error(e.delete("/v3/jobs", headers=h), 405, "method_not_allowed")

@@ -23,7 +23,7 @@ FLEET_REPORT_SECS = 5.0
 
 def agent_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobline agent", description="Connect this machine to Jobline as a "
-                                     "device and run the commands assigned to it.")
+                                     "device and run the commands (and handlers) assigned to it.")
     parser.add_argument("--device", required=True, help="the device id")
     parser.add_argument("--credential", default=os.environ.get("JOBLINE_AGENT_CREDENTIAL"),
                         help="the device's agent credential (default: $JOBLINE_AGENT_CREDENTIAL)")
@@ -37,9 +37,18 @@ def agent_main(argv: list[str] | None = None) -> int:
                         help="where the credential an enrolment answered is kept, mode 0600 "
                              "(default: ~/.jobline/agent-<device>.credential)")
     parser.add_argument("--name", default="", help="with --enroll-token: the device's display name")
+    parser.add_argument("--handler", action="append", default=[], metavar="NAME=COMMAND",
+                        help="run COMMAND (a shell command; the run's inputs are in its environment as "
+                             "JOBLINE_INPUT_<NAME>) for jobs that name handler NAME, e.g. "
+                             "--handler mission='fly --mission \"$JOBLINE_INPUT_MISSIONID\"'; repeatable. "
+                             "Runs of a handler the agent lacks are rejected")
     args = parser.parse_args(argv)
     if args.capacity < 1:
         parser.error("--capacity must be at least 1")
+    try:
+        handlers = parse_handlers(args.handler)
+    except ValueError as error:
+        parser.error(str(error))
     path = args.credential_file or Path.home() / ".jobline" / f"agent-{args.device}.credential"
     credential = args.credential
     if not credential and path.exists():
@@ -51,12 +60,27 @@ def agent_main(argv: list[str] | None = None) -> int:
     log.info("agent for device %s connecting to %s%s", args.device, args.server,
              "" if credential else " to enrol")
     agent = Agent(args.server, args.device, credential or "", args.capacity, enrollment_token=args.enroll_token or "",
-                  device_name=args.name, on_enrolled=lambda secret: store_credential(path, secret))
+                  device_name=args.name, on_enrolled=lambda secret: store_credential(path, secret),
+                  handlers=handlers)
     code = asyncio.run(_serve(agent))
     if agent.refused:
         print(f"jobline agent: refused by the server: {agent.refused}", file=sys.stderr)
         return 3
     return code
+
+
+def parse_handlers(specs: list[str]) -> dict[str, str]:
+    """`NAME=COMMAND` arguments as {name: command}."""
+    handlers: dict[str, str] = {}
+    for spec in specs:
+        name, equals, command = spec.partition("=")
+        name = name.strip()
+        if not equals or not name or not command.strip():
+            raise ValueError(f"--handler expects NAME=COMMAND, got {spec!r}")
+        if name in handlers:
+            raise ValueError(f"--handler {name} given twice")
+        handlers[name] = command
+    return handlers
 
 
 def store_credential(path: Path, credential: str) -> None:
@@ -85,6 +109,9 @@ def fleet_main(argv: list[str] | None = None) -> int:
                         help="with --device-prefix: each credential, with {device} and {i} filled in")
     parser.add_argument("--capacity", type=int, default=1, help="capacity each agent announces (default: 1)")
     parser.add_argument("--channels", type=int, default=1, help="gRPC connections to share (default: 1)")
+    parser.add_argument("--handler", action="append", default=[], metavar="NAME",
+                        help="also complete runs of handler NAME (e.g. mission: drones flying missions); "
+                             "repeatable. Runs of other handlers are rejected")
     args = parser.parse_args(argv)
     if args.credentials_file is not None:
         devices = read_credentials(args.credentials_file)[:args.count]
@@ -96,7 +123,7 @@ def fleet_main(argv: list[str] | None = None) -> int:
     if not devices:
         parser.error("no devices to simulate")
     _setup_logging()
-    fleet = Fleet(args.server, devices, capacity=args.capacity, channels=args.channels)
+    fleet = Fleet(args.server, devices, capacity=args.capacity, channels=args.channels, handlers=args.handler)
     log.info("simulating %d agents against %s", len(devices), args.server)
     return asyncio.run(_serve_fleet(fleet))
 

@@ -1,13 +1,16 @@
 """A fleet simulator: thousands of simulated agents from one process, on a few shared channels.
 
 A simulated agent speaks the agent protocol but runs nothing: it answers an Assign at once with
-Accept, Started, one output chunk (`simulated: <command>`) and Finished. Like a real agent it keeps
+Accept, Started, one output chunk (`simulated: <command>`, or `simulated <handler>: <inputs>` for a
+run of one of the fleet's `handlers`, e.g. drones flying `mission`s) and Finished; a run of a
+handler it does not have is rejected, as a real agent would. Like a real agent it keeps
 Output and Finished until acked and resends them after reconnecting. Each agent is one coroutine
 that reads its stream and writes its answers; one more coroutine sends every agent's heartbeats."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -18,7 +21,7 @@ import grpc
 from jobline.runs.v1 import agent_pb2, agent_pb2_grpc, runs_pb2
 from services.common.channels import CHANNEL_OPTIONS
 
-from .runtime import AGENT_VERSION, DEFAULT_HEARTBEAT_SECS, Backoff, RunKey, key_of, timestamp_now
+from .runtime import AGENT_VERSION, DEFAULT_HEARTBEAT_SECS, Backoff, RunKey, key_of, missing_handler, timestamp_now
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,9 @@ class Fleet:
 
     def __init__(self, server: str, devices: Iterable[tuple[str, str]], *, capacity: int = 1, channels: int = 1,
                  exit_code: ExitCode = succeed, record_assign_times: bool = False,
-                 heartbeat_interval: float | None = None) -> None:
+                 heartbeat_interval: float | None = None, handlers: Iterable[str] = ()) -> None:
         self.server = server
+        self.handlers = frozenset(handlers)
         self.agents = [SimAgent(device_id, credential) for device_id, credential in devices]
         self.capacity = capacity
         self.channels = max(1, channels)
@@ -148,13 +152,20 @@ class Fleet:
         if self.record_assign_times:
             self.assign_times[key] = time.time()
         ref = assign.run
-        if not assign.command.strip():
-            replies = [agent_pb2.AgentMessage(reject=agent_pb2.Reject(run=ref, reason="empty command"))]
+        refusal = ""
+        if assign.handler:
+            if assign.handler not in self.handlers:
+                refusal = missing_handler(assign.handler)
+            line = f"simulated {assign.handler}: {json.dumps(dict(assign.inputs), sort_keys=True)}"
+        else:
+            refusal = "" if assign.command.strip() else "empty command"
+            line = f"simulated: {assign.command}"
+        if refusal:
+            replies = [agent_pb2.AgentMessage(reject=agent_pb2.Reject(run=ref, reason=refusal))]
         else:
             kept = agent.outbox[key] = [
                 agent_pb2.AgentMessage(output=agent_pb2.OutputChunk(
-                    run=ref, sequence=1, stream=runs_pb2.OUTPUT_STREAM_STDOUT,
-                    data=f"simulated: {assign.command}\n".encode())),
+                    run=ref, sequence=1, stream=runs_pb2.OUTPUT_STREAM_STDOUT, data=f"{line}\n".encode())),
                 agent_pb2.AgentMessage(finished=agent_pb2.Finished(
                     run=ref, exit_code=self.exit_code(assign), last_sequence=1)),
             ]

@@ -8,7 +8,12 @@ A new device may connect with an enrolment token instead of a credential: the se
 and answers its credential in Welcome; `on_enrolled` is called with it (the CLI keeps it in a file)
 and every later connect uses it. A refusal that cannot heal by retrying (UNAUTHENTICATED: wrong or
 revoked credential, used-up token; ALREADY_EXISTS: enrolling an id that is taken) ends `run()`
-with `refused` set, instead of reconnecting forever."""
+with `refused` set, instead of reconnecting forever.
+
+Handlers: a job may name a handler (e.g. `mission`) instead of carrying a command. The agent runs
+the shell command it was configured with for that name (`handlers`, from `--handler NAME=COMMAND`),
+the run's inputs in its environment as JOBLINE_INPUT_<NAME>; an agent without that handler rejects
+the run with the reason `missing_handler(name)`, and the run fails with it."""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +75,11 @@ def machine_facts() -> dict[str, str]:
             "os_release": platform.release()}
 
 
+def missing_handler(name: str) -> str:
+    """Why an agent rejects a run of a handler it was not configured with."""
+    return f"no handler {name!r} on this agent"
+
+
 def input_env(name: str) -> str:
     """`JOBLINE_INPUT_<NAME>`: the input's name upper-cased, anything but [A-Z0-9_] made `_`."""
     return "JOBLINE_INPUT_" + re.sub(r"[^A-Z0-9_]", "_", name.upper())
@@ -100,8 +110,9 @@ class Agent:
 
     def __init__(self, server: str, device_id: str, credential: str, capacity: int = 4,
                  heartbeat_interval: float | None = None, *, enrollment_token: str = "", device_name: str = "",
-                 on_enrolled: Callable[[str], None] | None = None) -> None:
+                 on_enrolled: Callable[[str], None] | None = None, handlers: Mapping[str, str] | None = None) -> None:
         self.server = server
+        self.handlers = dict(handlers or {})  # handler name -> the shell command that runs it
         self.device_id = device_id
         self.credential = credential
         self.enrollment_token = enrollment_token
@@ -252,7 +263,10 @@ class Agent:
         run.task = asyncio.create_task(self._execute(run, assign))
 
     def _refusal(self, assign: agent_pb2.Assign) -> str:
-        if not assign.command.strip():
+        if assign.handler:
+            if assign.handler not in self.handlers:
+                return missing_handler(assign.handler)
+        elif not assign.command.strip():
             return "empty command"
         if self.running >= self.capacity:
             return f"at capacity ({self.capacity} running)"
@@ -261,9 +275,13 @@ class Agent:
     async def _execute(self, run: Run, assign: agent_pb2.Assign) -> None:
         env = {**os.environ, "JOBLINE_RUN_ID": run.ref.run_id, "JOBLINE_ATTEMPT": str(run.ref.attempt),
                **{input_env(name): value for name, value in assign.inputs.items()}}
+        command = assign.command
+        if assign.handler:
+            command = self.handlers[assign.handler]
+            env["JOBLINE_HANDLER"] = assign.handler
         try:
             process = await asyncio.create_subprocess_shell(
-                assign.command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
         except OSError as error:
             self._finish(run, 127, f"could not start the command: {error}")
@@ -272,7 +290,8 @@ class Agent:
         if run.canceled or self._stopping:  # while the process was being started
             self._signal(run, signal.SIGKILL)
         self._send(agent_pb2.AgentMessage(started=agent_pb2.Started(run=run.ref, started_at=timestamp_now())))
-        log.info("run %s attempt %d started: %s", run.ref.run_id, run.ref.attempt, assign.command)
+        log.info("run %s attempt %d started: %s", run.ref.run_id, run.ref.attempt,
+                 f"handler {assign.handler}" if assign.handler else command)
         timer = None
         if assign.timeout_secs > 0:
             timer = asyncio.get_running_loop().call_later(assign.timeout_secs, self._time_out, run)

@@ -220,7 +220,15 @@ class Devices:
         if len(ids) > MAX_TARGET_IDS:
             raise InvalidArgument(f"at most {MAX_TARGET_IDS} device ids")
         condition = self._condition(targets.query)
-        if targets.any_available:
+        if targets.device_ids_within_group:
+            if not ids or not targets.group or targets.any_available or condition is not None:
+                raise InvalidArgument("device_ids_within_group needs device_ids and a group, and no query "
+                                      "or any_available")
+            rows = await self.store.matching(principal.tenant_id, ids, "")
+            outside = [row.id for row in rows if targets.group not in (row.groups or [])]
+            if outside:
+                raise FailedPrecondition(f"device {outside[0]} is not in device group {targets.group}")
+        elif targets.any_available:
             if not targets.group and condition is None:
                 raise InvalidArgument("any_available needs a group or a query to pick from")
             rows = await self.store.matching(principal.tenant_id, ids, "") if ids else []

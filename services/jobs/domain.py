@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from google.protobuf import timestamp_pb2
+from google.protobuf.json_format import MessageToDict
 
 from jobline.auth.v1.auth_pb2 import Principal
+from jobline.devices.v1.devices_pb2 import DeviceTargets
 from jobline.jobs.v1.jobs_pb2 import Job, JobDependency, JobVersion
 from services.common.clock import Clock
 from services.common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
@@ -28,6 +32,14 @@ TEXT_LIMITS = {"name": 256, "slug": 128, "description": 4096, "endpoint_url": 20
 MAX_TAGS, MAX_TAG_LEN = 50, 256
 CONDITIONS = ("on_success", "on_failure", "on_completion")
 MAX_BATCH = 100
+HANDLER = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+# Missions (surface E): the agent handler they run, their priority scale and their defaults.
+MISSION_HANDLER = "mission"
+MISSION_PRIORITY_MIN, MISSION_PRIORITY_MAX, MISSION_PRIORITY_DEFAULT = 1, 10, 5
+MISSION_MAX_ATTEMPTS, MISSION_TIMEOUT_SECS = 1, 3600
+MISSION_TEXT_LIMITS = {"mission_id": 256, "device_group_id": 128, "device_id": 128}
+MAX_MISSION_METADATA_BYTES = 64 * 1024
+DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # the devices service's id rule
 
 
 def _ts(clock: Clock) -> timestamp_pb2.Timestamp:
@@ -47,8 +59,16 @@ def validate(job: Job) -> None:
     for field in ("project_id", "name", "slug"):
         if not getattr(job, field).strip():
             raise InvalidArgument(f"{field} is required")
-    if not job.endpoint_url and not job.command:
-        raise InvalidArgument("endpoint_url is required (or command, for a device job)")
+    if not job.endpoint_url and not job.command and not job.handler:
+        raise InvalidArgument("endpoint_url is required (or command or handler, for a device job)")
+    if job.handler:
+        if not HANDLER.match(job.handler):
+            raise InvalidArgument("handler must be 1-64 lower-case letters, digits, '.', '_' or '-', "
+                                  "starting with a letter")
+        if job.command or job.endpoint_url:
+            raise InvalidArgument("a job with a handler has no command or endpoint_url")
+    if job.HasField("mission"):
+        validate_mission(job)
     for field, limit in TEXT_LIMITS.items():
         if len(getattr(job, field)) > limit:
             raise InvalidArgument(f"{field} must be at most {limit} characters")
@@ -84,6 +104,62 @@ def validate(job: Job) -> None:
             raise InvalidArgument("tags: a tag key must not be empty")
         if len(key) > MAX_TAG_LEN or len(value) > MAX_TAG_LEN:
             raise InvalidArgument(f"tags: keys and values must be at most {MAX_TAG_LEN} characters")
+
+
+def validate_mission(job: Job) -> None:
+    mission = job.mission
+    if job.handler != MISSION_HANDLER:
+        raise InvalidArgument(f"a mission job runs the {MISSION_HANDLER!r} handler")
+    if not mission.device_group_id.strip():
+        raise InvalidArgument("the device group is required")
+    if "/" in mission.device_group_id:
+        raise InvalidArgument("the device group id must not contain '/'")
+    for field, limit in MISSION_TEXT_LIMITS.items():
+        if len(getattr(mission, field)) > limit:
+            raise InvalidArgument(f"{field} must be at most {limit} characters")
+    if mission.device_id and not DEVICE_ID.match(mission.device_id):
+        raise InvalidArgument("the device id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
+    if not MISSION_PRIORITY_MIN <= mission.priority <= MISSION_PRIORITY_MAX:
+        raise InvalidArgument(f"priority must be between {MISSION_PRIORITY_MIN} and {MISSION_PRIORITY_MAX}")
+    if mission.metadata.ByteSize() > MAX_MISSION_METADATA_BYTES:
+        raise InvalidArgument(f"metadata must be at most {MAX_MISSION_METADATA_BYTES // 1024} KiB")
+
+
+def plain_json(value: Any) -> Any:
+    """A Struct's value as JSON would have it: integral numbers as integers (a Struct keeps only doubles)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: plain_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_json(item) for item in value]
+    return value
+
+
+def derive_mission(job: Job) -> None:
+    """A mission job's handler, targets, default inputs and defaults, from its mission spec: the named
+    drone, which must be in the group, or one online drone of the group (picked at trigger time)."""
+    if not job.HasField("mission"):
+        return
+    mission = job.mission
+    if not mission.HasField("priority"):
+        mission.priority = MISSION_PRIORITY_DEFAULT
+    job.handler = job.handler or MISSION_HANDLER
+    if mission.device_id:
+        targets = DeviceTargets(device_ids=[mission.device_id], group=mission.device_group_id,
+                                device_ids_within_group=True)
+    else:
+        targets = DeviceTargets(group=mission.device_group_id, any_available=True)
+    job.targets.CopyFrom(targets)
+    job.default_inputs["missionId"] = mission.mission_id
+    job.default_inputs["metadata"] = json.dumps(plain_json(MessageToDict(mission.metadata)), separators=(",", ":"),
+                                                sort_keys=True)
+    if not job.slug:
+        job.slug = f"mission-{uuid.uuid4().hex[:16]}"
+    if not job.HasField("max_attempts"):
+        job.max_attempts = MISSION_MAX_ATTEMPTS
+    if not job.HasField("timeout_secs"):
+        job.timeout_secs = MISSION_TIMEOUT_SECS
 
 
 def apply_defaults(job: Job) -> None:
@@ -193,6 +269,7 @@ class Jobs:
         """Validates a new job, fills its defaults and identity, and makes its rows (version 1)."""
         for field in OUTPUT_ONLY:
             job.ClearField(field)
+        derive_mission(job)
         validate(job)
         apply_defaults(job)
         now = _ts(self.clock)
@@ -202,7 +279,7 @@ class Jobs:
         job.updated_at.CopyFrom(now)
         row = JobRow(
             id=job.id, tenant_id=principal.tenant_id, project_id=job.project_id, slug=job.slug,
-            version=1, version_id=job.version_id, enabled=job.enabled,
+            version=1, version_id=job.version_id, enabled=job.enabled, is_mission=job.HasField("mission"),
             definition=job.SerializeToString(), created_at=self.clock.now(), updated_at=self.clock.now(),
         )
         return row, self._version_row(principal.tenant_id, job), schedule_for(principal.tenant_id, job, self.clock.now())
@@ -214,6 +291,7 @@ class Jobs:
         job.updated_by = principal.subject_name or principal.subject_id
         job.updated_at.CopyFrom(_ts(self.clock))
         row.slug, row.version, row.version_id, row.enabled = job.slug, job.version, job.version_id, job.enabled
+        row.is_mission = job.HasField("mission")
         row.definition, row.updated_at = job.SerializeToString(), self.clock.now()
         return row, self._version_row(principal.tenant_id, job), schedule_for(principal.tenant_id, job, self.clock.now())
 
@@ -256,9 +334,10 @@ class Jobs:
         return Job.FromString((await self._row(principal, job_id)).definition)
 
     async def list(self, principal: Principal, project_id: str, tag_key: str = "", tag_value: str = "",
-                   page_size: int = 0, page_token: str = "", name: str = "") -> tuple[list[Job], str]:
+                   page_size: int = 0, page_token: str = "", name: str = "",
+                   missions_only: bool = False) -> tuple[list[Job], str]:
         limit = min(page_size or 1000, 1000)
-        rows = await self.store.list(principal.tenant_id, project_id, page_token, limit)
+        rows = await self.store.list(principal.tenant_id, project_id, page_token, limit, missions_only=missions_only)
         jobs = [Job.FromString(row.definition) for row in rows]
         if tag_key:
             jobs = [j for j in jobs if tag_key in j.tags and (not tag_value or j.tags[tag_key] == tag_value)]
@@ -282,6 +361,7 @@ class Jobs:
             if name in IMMUTABLE:
                 raise InvalidArgument(f"{name} cannot be changed")
             _copy_field(patch, job, Job.DESCRIPTOR.fields_by_name[name])
+        derive_mission(job)
         validate(job)
         apply_defaults(job)
         if job.slug != row.slug:

@@ -41,7 +41,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def ListJobs(self, request, context):
         jobs, token = await self.jobs.list(
             from_context(context), request.project_id, request.tag_key, request.tag_value,
-            request.page_size, request.page_token, request.name,
+            request.page_size, request.page_token, request.name, request.missions_only,
         )
         return jobs_pb2.ListJobsResponse(jobs=[redacted(job) for job in jobs], next_page_token=token)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, UniqueConstraint, delete, or_, update
+from sqlalchemy import Index, UniqueConstraint, and_, delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, select
 
@@ -17,6 +17,7 @@ class JobRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("tenant_id", "project_id", "slug", name="uq_jobs_slug"),
         Index("ix_jobs_tenant_project", "tenant_id", "project_id"),
+        Index("ix_jobs_missions", "tenant_id", "is_mission", "created_at"),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -26,6 +27,8 @@ class JobRow(SQLModel, table=True):
     version: int
     version_id: str = Field(max_length=64)
     enabled: bool = True
+    # The definition has a `mission` (surface E lists these, newest first).
+    is_mission: bool = False
     # The current definition: the jobline.jobs.v1.Job message, serialized.
     definition: bytes
     created_at: datetime
@@ -138,14 +141,27 @@ class JobStore:
         async with self.db.session() as session:
             return set((await session.exec(query)).all())
 
-    async def list(self, tenant_id: str, project_id: str, after_id: str, limit: int) -> list[JobRow]:
+    async def list(self, tenant_id: str, project_id: str, after_id: str, limit: int,
+                   missions_only: bool = False) -> list[JobRow]:
+        """A page of the tenant's jobs by id, after `after_id`; mission jobs only: newest first, after the
+        job `after_id`."""
         query = select(JobRow).where(JobRow.tenant_id == tenant_id)
         if project_id:
             query = query.where(JobRow.project_id == project_id)
-        if after_id:
-            query = query.where(JobRow.id > after_id)
         async with self.db.session() as session:
-            return list((await session.exec(query.order_by(JobRow.id).limit(limit))).all())
+            if not missions_only:
+                if after_id:
+                    query = query.where(JobRow.id > after_id)
+                return list((await session.exec(query.order_by(JobRow.id).limit(limit))).all())
+            query = query.where(JobRow.is_mission == True)  # noqa: E712
+            if after_id:
+                anchor = await session.get(JobRow, after_id)
+                if anchor is None or anchor.tenant_id != tenant_id:
+                    return []
+                query = query.where(or_(JobRow.created_at < anchor.created_at,
+                                        and_(JobRow.created_at == anchor.created_at, JobRow.id < anchor.id)))
+            query = query.order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit)
+            return list((await session.exec(query)).all())
 
     async def save_versions(self, items: list[tuple[JobRow, JobVersionRow, ScheduleRow | None]]) -> None:
         """Stores new current definitions, their immutable versions and schedules in one transaction."""

@@ -21,6 +21,11 @@ NAME_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 NAME_SUFFIX_LENGTH = 8
 
 
+def is_device_job(job: Job) -> bool:
+    """A device job runs on agents (a command template, or a handler the agent has); else it calls an endpoint."""
+    return bool(job.command or job.handler)
+
+
 def inputs_for(job: Job, payload: dict[str, Any]) -> dict[str, str]:
     """A device run's inputs: the job's defaults overlaid with the trigger's payload."""
     inputs = dict(job.default_inputs)

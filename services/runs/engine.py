@@ -28,7 +28,7 @@ from . import domain
 from .mapping import (chunk_message, event_message, output_message, run_message, status_enum, status_word,
                       subject_word)
 from .peers import Peers
-from .store import ACTIVE, ON_DEVICE, TERMINAL, IntegrityError, RunRow, RunStore, canonical_hash
+from .store import ACTIVE, ON_DEVICE, UNACCEPTED, TERMINAL, IntegrityError, RunRow, RunStore, canonical_hash
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class RunEngine:
         require_scope(principal, TRIGGER)
         job = await self._job_to_run(principal, request)
         if request.command and not job.command:
-            raise InvalidArgument(f"job {job.id} calls an endpoint: it has no command to override")
+            raise InvalidArgument(f"job {job.id} has no command to override")
         payload = MessageToDict(request.payload) if request.HasField("payload") else {}
         domain.validate_payload(_schema(job), payload)
         now = self.clock.now()
@@ -111,8 +111,9 @@ class RunEngine:
                        idempotency_key=request.idempotency_key, metadata=dict(request.metadata), tags=dict(request.tags),
                        concurrency_key=request.concurrency_key)
         invocation_id = str(uuid.uuid4())
-        if job.command:
-            command = domain.render_command(request.command or job.command, domain.inputs_for(job, payload))
+        if domain.is_device_job(job):
+            template = request.command or job.command  # a handler job's command is the agent's own
+            command = domain.render_command(template, domain.inputs_for(job, payload)) if template else ""
             devices = await self._targets(principal, job, list(request.device_ids))
         else:
             command, devices = "", [""]
@@ -188,7 +189,7 @@ class RunEngine:
                                  else None, idempotency_key=item.idempotency_key, metadata=dict(item.metadata),
                                  tags=dict(item.tags), concurrency_key=item.concurrency_key))
         targets: list[list[str]] = [[""]] * len(specs)  # endpoint jobs: one run, no device
-        if job.command:
+        if domain.is_device_job(job):
             targets = await self._bulk_targets(principal, job, len(specs))
             runs = sum(len(devices) for devices in targets)
             if runs > MAX_BULK_RUNS:
@@ -346,6 +347,13 @@ class RunEngine:
         # Whoever may trigger may read back the runs of an invocation (its id comes from the trigger).
         if not (request.invocation_id and TRIGGER in principal.scopes):
             require_scope(principal, READ)
+        if request.latest_for_job_ids:
+            job_ids = list(dict.fromkeys(request.latest_for_job_ids))
+            if len(job_ids) > MAX_LIST:
+                raise InvalidArgument(f"at most {MAX_LIST} latest_for_job_ids")
+            latest = await self.store.latest_runs(principal.tenant_id, job_ids)
+            rows = sorted(latest.values(), key=lambda r: (as_utc(r.created_at), r.id), reverse=True)
+            return runs_pb2.ListRunsResponse(runs=[run_message(r) for r in rows])
         limit = request.limit or 50
         if not 1 <= limit <= MAX_LIST:
             raise InvalidArgument(f"limit must be between 1 and {MAX_LIST}")
@@ -497,15 +505,20 @@ class RunEngine:
 
     # -- changing runs ------------------------------------------------------------------------
 
-    async def cancel(self, principal: Principal, run_id: str, job_id: str = "", name: str = "") -> runs_pb2.Run:
+    async def cancel(self, principal: Principal, run_id: str, job_id: str = "", name: str = "",
+                     only_if_not_started: bool = False) -> runs_pb2.Run:
+        """Cancels an active run (with `only_if_not_started`, only one that has not started)."""
         require_scope(principal, WRITE)
         row = await self._find(principal, run_id, job_id, name)
         if row.status in TERMINAL:
             raise Conflict(f"run {row.id} is already {row.status}")
+        cancelable = UNACCEPTED if only_if_not_started else ACTIVE
+        if row.status not in cancelable:
+            raise Conflict(f"run {row.id} is {row.status}; only a run that has not started can be canceled")
         now = self.clock.now()
-        if not await self.store.transition(row.id, row.attempt, ACTIVE, status="canceled", finished_at=now,
+        if not await self.store.transition(row.id, row.attempt, cancelable, status="canceled", finished_at=now,
                                            error="canceled", duration_ms=_duration(row, now)):
-            raise Conflict(f"run {row.id} finished before it could be canceled")
+            raise Conflict(f"run {row.id} finished or started before it could be canceled")
         if row.status in ON_DEVICE:
             self._stop_where_it_runs(row)
         await self._cancel_children([row.id], now)
@@ -650,23 +663,27 @@ class RunEngine:
 
     async def reschedule(self, principal: Principal, request: runs_pb2.RescheduleRunRequest) -> runs_pb2.Run:
         require_scope(principal, WRITE)
-        if not request.HasField("scheduled_at"):
-            raise InvalidArgument("scheduled_at is required")
+        if not request.HasField("scheduled_at") and not request.HasField("priority"):
+            raise InvalidArgument("scheduled_at is required (or priority)")
         row = await self._row(principal, request.run_id)
         if row.status not in ("delayed", "queued"):
             raise Conflict(f"run {row.id} is {row.status}; only delayed or queued runs can be rescheduled")
         now = self.clock.now()
-        at = request.scheduled_at.ToDatetime(tzinfo=UTC)
-        if at <= now and (opening := self._window_opening(row, now)) is not None:
-            at = opening  # due now, but the job's execution window is closed
-        values: dict = dict(scheduled_at=at, status="delayed" if at > now else "queued")
+        values: dict = {}
+        if request.HasField("scheduled_at"):
+            at = request.scheduled_at.ToDatetime(tzinfo=UTC)
+            if at <= now and (opening := self._window_opening(row, now)) is not None:
+                at = opening  # due now, but the job's execution window is closed
+            values.update(scheduled_at=at, status="delayed" if at > now else "queued")
+        if request.HasField("priority"):
+            values["priority"] = request.priority
         if request.HasField("payload"):
             payload = MessageToDict(request.payload)
             domain.validate_payload(_schema(Job.FromString(row.snapshot)), payload)
             values.update(payload=payload, payload_hash=canonical_hash(payload))
         if not await self.store.transition(row.id, row.attempt, ("delayed", "queued"), **values):
             raise Conflict(f"run {row.id} started before it could be rescheduled")
-        if values["status"] == "queued":
+        if values.get("status", row.status) == "queued":
             self._wake({row.target_key})
         return run_message(await self._row(principal, row.id))
 
@@ -792,12 +809,12 @@ class RunEngine:
         updates: list[tuple[RunRow, dict[str, Any]]] = []
         for row in following:
             job = current[(row.tenant_id, row.job_id)]
-            if job is None or job.version <= row.job_version or bool(job.command) != bool(row.device_id):
+            if job is None or job.version <= row.job_version or domain.is_device_job(job) != bool(row.device_id):
                 continue
             if Job.FromString(row.snapshot).version_policy == "minor" and not job.backwards_compatible:
                 continue
             command = row.command
-            if row.device_id:
+            if job.command:
                 try:
                     command = domain.render_command(job.command, domain.inputs_for(job, row.payload or {}))
                 except InvalidArgument:  # the new version needs inputs this run lacks: it keeps its own

@@ -209,7 +209,7 @@ class AgentHub:
         if job is None:
             job = self._snapshots[row.job_version_id] = Job.FromString(row.snapshot)
         return agent_pb2.Assign(
-            run=agent_pb2.RunRef(run_id=row.id, attempt=row.attempt), command=row.command,
+            run=agent_pb2.RunRef(run_id=row.id, attempt=row.attempt), command=row.command, handler=job.handler,
             inputs=domain.inputs_for(job, row.payload or {}), timeout_secs=row.timeout_secs,
             deadline=timestamp(now + timedelta(seconds=row.timeout_secs)),
         )

@@ -40,7 +40,8 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         return await self.engine.list_dead_letter(from_context(context), request)
 
     async def CancelRun(self, request, context):
-        return await self.engine.cancel(from_context(context), request.run_id, request.job_id, request.name)
+        return await self.engine.cancel(from_context(context), request.run_id, request.job_id, request.name,
+                                        only_if_not_started=request.only_if_not_started)
 
     async def DeleteRun(self, request, context):
         await self.engine.cancel(from_context(context), request.run_id, request.job_id, request.name)

@@ -29,6 +29,7 @@ from services.common.db import Database
 ACTIVE = ("delayed", "queued", "dequeued", "executing", "waiting")
 NOT_STARTED = ("delayed", "queued", "waiting")
 ON_DEVICE = ("dequeued", "executing")
+UNACCEPTED = (*NOT_STARTED, "dequeued")  # active, and not (yet) accepted by an agent: not started
 TERMINAL = ("completed", "failed", "timed_out", "crashed", "system_failed", "canceled", "expired", "dead_letter")
 # RunStatus order (the lifecycle), what "order by status" follows.
 LIFECYCLE = ("delayed", "queued", "dequeued", "executing", "waiting", "completed", "failed", "timed_out", "crashed",
@@ -854,5 +855,5 @@ def _sqlite_json_value(value: Any) -> Any:
     return value
 
 
-__all__ = ["ACTIVE", "NOT_STARTED", "ON_DEVICE", "TERMINAL", "RunRow", "LogChunkRow", "RunEventRow",
-           "WebhookDeliveryRow", "CounterRow", "RunStore", "Changed", "IntegrityError", "canonical_hash"]
+__all__ = ["ACTIVE", "NOT_STARTED", "UNACCEPTED", "ON_DEVICE", "TERMINAL", "RunRow", "LogChunkRow",
+           "RunEventRow", "WebhookDeliveryRow", "CounterRow", "RunStore", "Changed", "IntegrityError", "canonical_hash"]

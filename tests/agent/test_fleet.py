@@ -71,3 +71,22 @@ async def test_every_simulated_agent_runs_its_assignment_and_redelivers_until_ac
     finally:
         await fleet.stop()
         await task
+
+
+async def test_simulated_drones_fly_missions_and_reject_other_handlers(fake: tuple[FakeAgentService, str]) -> None:
+    service, addr = fake
+    fleet = Fleet(addr, [("drone-1", "cred")], handlers=["mission"])
+    task = asyncio.create_task(fleet.run())
+    try:
+        connection = await service.accept()
+        await connection.welcome()
+        connection.send(assign=agent_pb2.Assign(run=ref("m1"), handler="mission", inputs={"missionId": "m-7"}))
+        await connection.expect("accept")
+        await connection.expect("started")
+        chunks, finished = await connection.until_finished()
+        assert chunks[0].data == b'simulated mission: {"missionId": "m-7"}\n' and finished.exit_code == 0
+        connection.send(assign=agent_pb2.Assign(run=ref("s1"), handler="survey"))
+        assert (await connection.expect("reject")).reason == "no handler 'survey' on this agent"
+    finally:
+        await fleet.stop()
+        await task

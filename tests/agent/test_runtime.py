@@ -169,3 +169,30 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_a_handler_run_executes_the_configured_command_with_its_inputs(
+        fake: tuple[FakeAgentService, str]) -> None:
+    agent = Agent(fake[1], "drone-1", "secret", handlers={"mission": 'echo "$JOBLINE_HANDLER $JOBLINE_INPUT_MISSIONID"'})
+    task = asyncio.create_task(agent.run())
+    try:
+        connection = await fake[0].accept()
+        await connection.welcome()
+        connection.send(assign=agent_pb2.Assign(run=ref("m1"), handler="mission", inputs={"missionId": "m-42"}))
+        assert (await connection.expect("accept")).run == ref("m1")
+        await connection.expect("started")
+        chunks, finished = await connection.until_finished()
+        assert b"".join(c.data for c in chunks) == b"mission m-42\n" and finished.exit_code == 0
+        # A handler it was not configured with is rejected with the reason, never run.
+        connection.send(assign=agent_pb2.Assign(run=ref("m2"), handler="survey", command="echo never"))
+        rejected = await connection.expect("reject")
+        assert rejected.run == ref("m2") and rejected.reason == "no handler 'survey' on this agent"
+    finally:
+        await agent.stop()
+        await task
+
+
+async def test_an_agent_without_handlers_rejects_handler_runs(stream: Connection) -> None:
+    stream.send(assign=agent_pb2.Assign(run=ref("m1"), handler="mission", inputs={"missionId": "x"}))
+    rejected = await stream.expect("reject")
+    assert rejected.reason == "no handler 'mission' on this agent"

@@ -225,6 +225,28 @@ async def test_resolve_targets_unions_ids_and_group_in_one_query(service: Device
     assert list((await service.resolve()).devices) == []
 
 
+async def test_device_ids_within_group_names_only_members_of_the_group(service: DeviceService) -> None:
+    for device_id, groups in (("a", ["dock"]), ("b", ["dock"]), ("c", ["other"])):
+        await service.create(device_id, groups=groups)
+    await service.create("x", groups=["dock"], metadata=BOB)
+
+    def within(*ids: str, **extra) -> devices_pb2.ResolveTargetsRequest:
+        return devices_pb2.ResolveTargetsRequest(targets=devices_pb2.DeviceTargets(
+            device_ids=ids, group="dock", device_ids_within_group=True, **extra))
+
+    resolved = await service.stub.ResolveTargets(within("b"), metadata=ALICE)
+    assert [d.id for d in resolved.devices] == ["b"] and not resolved.missing_device_ids  # not "a" too
+    message = await refused(service.stub.ResolveTargets(within("c"), metadata=ALICE),
+                            grpc.StatusCode.FAILED_PRECONDITION)
+    assert message == "device c is not in device group dock"
+    missing = await service.stub.ResolveTargets(within("x", "zz"), metadata=ALICE)  # another tenant's is missing
+    assert not missing.devices and list(missing.missing_device_ids) == ["x", "zz"]
+    for bad in (within(), within("a", any_available=True), within("a", query="name = a"),
+                devices_pb2.ResolveTargetsRequest(targets=devices_pb2.DeviceTargets(
+                    device_ids=["a"], device_ids_within_group=True))):
+        await refused(service.stub.ResolveTargets(bad, metadata=ALICE), grpc.StatusCode.INVALID_ARGUMENT)
+
+
 async def test_agents_authenticate_with_their_device_credential_without_a_principal(service: DeviceService) -> None:
     alice = await service.create("phone-1")
     bob = await service.create("phone-1", metadata=BOB)

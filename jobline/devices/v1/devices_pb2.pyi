@@ -277,16 +277,18 @@ class DeleteDeviceRequest(_message.Message):
     def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
 class DeviceTargets(_message.Message):
-    __slots__ = ("device_ids", "group", "query", "any_available")
+    __slots__ = ("device_ids", "group", "query", "any_available", "device_ids_within_group")
     DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     ANY_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_WITHIN_GROUP_FIELD_NUMBER: _ClassVar[int]
     device_ids: _containers.RepeatedScalarFieldContainer[str]
     group: str
     query: str
     any_available: bool
-    def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., any_available: _Optional[bool] = ...) -> None: ...
+    device_ids_within_group: bool
+    def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., any_available: _Optional[bool] = ..., device_ids_within_group: _Optional[bool] = ...) -> None: ...
 
 class ResolveTargetsRequest(_message.Message):
     __slots__ = ("targets", "pick_count")

@@ -26,7 +26,7 @@ class RateLimitKey(_message.Message):
     def __init__(self, name: _Optional[str] = ..., max: _Optional[int] = ..., window_secs: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "project_id", "group_id", "name", "slug", "description", "cron", "payload_schema", "tags", "endpoint_url", "fallback_endpoint_url", "max_attempts", "timeout_secs", "max_concurrency", "execution_window_cron", "timezone", "rate_limit_max", "rate_limit_window_secs", "max_concurrency_per_key", "rate_limit_keys", "default_run_metadata", "dedup_window_secs", "enabled", "webhook_url", "webhook_secret", "run_ttl_secs", "retry_strategy", "retry_delays_secs", "environment_id", "version", "version_id", "version_policy", "backwards_compatible", "created_by", "updated_by", "created_at", "updated_at", "command", "default_inputs", "targets")
+    __slots__ = ("id", "project_id", "group_id", "name", "slug", "description", "cron", "payload_schema", "tags", "endpoint_url", "fallback_endpoint_url", "max_attempts", "timeout_secs", "max_concurrency", "execution_window_cron", "timezone", "rate_limit_max", "rate_limit_window_secs", "max_concurrency_per_key", "rate_limit_keys", "default_run_metadata", "dedup_window_secs", "enabled", "webhook_url", "webhook_secret", "run_ttl_secs", "retry_strategy", "retry_delays_secs", "environment_id", "version", "version_id", "version_policy", "backwards_compatible", "created_by", "updated_by", "created_at", "updated_at", "command", "default_inputs", "targets", "handler", "mission")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,8 @@ class Job(_message.Message):
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_INPUTS_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    MISSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     project_id: str
     group_id: str
@@ -128,7 +130,23 @@ class Job(_message.Message):
     command: str
     default_inputs: _containers.ScalarMap[str, str]
     targets: _devices_pb2.DeviceTargets
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., group_id: _Optional[str] = ..., name: _Optional[str] = ..., slug: _Optional[str] = ..., description: _Optional[str] = ..., cron: _Optional[str] = ..., payload_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ..., endpoint_url: _Optional[str] = ..., fallback_endpoint_url: _Optional[str] = ..., max_attempts: _Optional[int] = ..., timeout_secs: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., execution_window_cron: _Optional[str] = ..., timezone: _Optional[str] = ..., rate_limit_max: _Optional[int] = ..., rate_limit_window_secs: _Optional[int] = ..., max_concurrency_per_key: _Optional[int] = ..., rate_limit_keys: _Optional[_Iterable[_Union[RateLimitKey, _Mapping]]] = ..., default_run_metadata: _Optional[_Mapping[str, str]] = ..., dedup_window_secs: _Optional[int] = ..., enabled: _Optional[bool] = ..., webhook_url: _Optional[str] = ..., webhook_secret: _Optional[str] = ..., run_ttl_secs: _Optional[int] = ..., retry_strategy: _Optional[str] = ..., retry_delays_secs: _Optional[_Iterable[int]] = ..., environment_id: _Optional[str] = ..., version: _Optional[int] = ..., version_id: _Optional[str] = ..., version_policy: _Optional[str] = ..., backwards_compatible: _Optional[bool] = ..., created_by: _Optional[str] = ..., updated_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., command: _Optional[str] = ..., default_inputs: _Optional[_Mapping[str, str]] = ..., targets: _Optional[_Union[_devices_pb2.DeviceTargets, _Mapping]] = ...) -> None: ...
+    handler: str
+    mission: MissionSpec
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., group_id: _Optional[str] = ..., name: _Optional[str] = ..., slug: _Optional[str] = ..., description: _Optional[str] = ..., cron: _Optional[str] = ..., payload_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ..., endpoint_url: _Optional[str] = ..., fallback_endpoint_url: _Optional[str] = ..., max_attempts: _Optional[int] = ..., timeout_secs: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., execution_window_cron: _Optional[str] = ..., timezone: _Optional[str] = ..., rate_limit_max: _Optional[int] = ..., rate_limit_window_secs: _Optional[int] = ..., max_concurrency_per_key: _Optional[int] = ..., rate_limit_keys: _Optional[_Iterable[_Union[RateLimitKey, _Mapping]]] = ..., default_run_metadata: _Optional[_Mapping[str, str]] = ..., dedup_window_secs: _Optional[int] = ..., enabled: _Optional[bool] = ..., webhook_url: _Optional[str] = ..., webhook_secret: _Optional[str] = ..., run_ttl_secs: _Optional[int] = ..., retry_strategy: _Optional[str] = ..., retry_delays_secs: _Optional[_Iterable[int]] = ..., environment_id: _Optional[str] = ..., version: _Optional[int] = ..., version_id: _Optional[str] = ..., version_policy: _Optional[str] = ..., backwards_compatible: _Optional[bool] = ..., created_by: _Optional[str] = ..., updated_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., command: _Optional[str] = ..., default_inputs: _Optional[_Mapping[str, str]] = ..., targets: _Optional[_Union[_devices_pb2.DeviceTargets, _Mapping]] = ..., handler: _Optional[str] = ..., mission: _Optional[_Union[MissionSpec, _Mapping]] = ...) -> None: ...
+
+class MissionSpec(_message.Message):
+    __slots__ = ("mission_id", "device_group_id", "device_id", "priority", "metadata")
+    MISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    mission_id: str
+    device_group_id: str
+    device_id: str
+    priority: int
+    metadata: _struct_pb2.Struct
+    def __init__(self, mission_id: _Optional[str] = ..., device_group_id: _Optional[str] = ..., device_id: _Optional[str] = ..., priority: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class JobVersion(_message.Message):
     __slots__ = ("id", "job_id", "version", "name", "slug", "description", "cron", "payload_schema", "tags", "endpoint_url", "fallback_endpoint_url", "max_attempts", "timeout_secs", "webhook_url", "webhook_secret", "run_ttl_secs", "created_at", "command", "snapshot")
@@ -192,20 +210,22 @@ class GetJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("project_id", "tag_key", "tag_value", "page_size", "page_token", "name")
+    __slots__ = ("project_id", "tag_key", "tag_value", "page_size", "page_token", "name", "missions_only")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     TAG_KEY_FIELD_NUMBER: _ClassVar[int]
     TAG_VALUE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    MISSIONS_ONLY_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     tag_key: str
     tag_value: str
     page_size: int
     page_token: str
     name: str
-    def __init__(self, project_id: _Optional[str] = ..., tag_key: _Optional[str] = ..., tag_value: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    missions_only: bool
+    def __init__(self, project_id: _Optional[str] = ..., tag_key: _Optional[str] = ..., tag_value: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., name: _Optional[str] = ..., missions_only: _Optional[bool] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")

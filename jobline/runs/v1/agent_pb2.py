@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from jobline.runs.v1 import runs_pb2 as jobline_dot_runs_dot_v1_dot_runs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bjobline/runs/v1/agent.proto\x12\x0fjobline.runs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ajobline/runs/v1/runs.proto\"\x81\x03\n\x0c\x41gentMessage\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.jobline.runs.v1.HelloH\x00\x12)\n\x06\x61\x63\x63\x65pt\x18\x02 \x01(\x0b\x32\x17.jobline.runs.v1.AcceptH\x00\x12)\n\x06reject\x18\x03 \x01(\x0b\x32\x17.jobline.runs.v1.RejectH\x00\x12+\n\x07started\x18\x04 \x01(\x0b\x32\x18.jobline.runs.v1.StartedH\x00\x12.\n\x06output\x18\x05 \x01(\x0b\x32\x1c.jobline.runs.v1.OutputChunkH\x00\x12-\n\x08progress\x18\x06 \x01(\x0b\x32\x19.jobline.runs.v1.ProgressH\x00\x12/\n\theartbeat\x18\x07 \x01(\x0b\x32\x1a.jobline.runs.v1.HeartbeatH\x00\x12-\n\x08\x66inished\x18\x08 \x01(\x0b\x32\x19.jobline.runs.v1.FinishedH\x00\x42\x06\n\x04\x62ody\"\xbf\x01\n\rServerMessage\x12+\n\x07welcome\x18\x01 \x01(\x0b\x32\x18.jobline.runs.v1.WelcomeH\x00\x12)\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x17.jobline.runs.v1.AssignH\x00\x12)\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x17.jobline.runs.v1.CancelH\x00\x12#\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x14.jobline.runs.v1.AckH\x00\x42\x06\n\x04\x62ody\")\n\x06RunRef\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\x92\x02\n\x05Hello\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\x05\x12*\n\theld_runs\x18\x05 \x03(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x30\n\x05\x66\x61\x63ts\x18\x06 \x03(\x0b\x32!.jobline.runs.v1.Hello.FactsEntry\x12\x18\n\x10\x65nrollment_token\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x08 \x01(\t\x1a,\n\nFactsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"P\n\x07Welcome\x12\x1d\n\x15heartbeat_interval_ms\x18\x01 \x01(\x05\x12\x17\n\ncredential\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_credential\"\xe7\x01\n\x06\x41ssign\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x33\n\x06inputs\x18\x03 \x03(\x0b\x32#.jobline.runs.v1.Assign.InputsEntry\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0ctimeout_secs\x18\x05 \x01(\x05\x1a-\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\".\n\x06\x41\x63\x63\x65pt\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\">\n\x06Reject\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"_\n\x07Started\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x82\x01\n\x0bOutputChunk\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12-\n\x06stream\x18\x03 \x01(\x0e\x32\x1d.jobline.runs.v1.OutputStream\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"R\n\x08Progress\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x0f\n\x07percent\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"2\n\tHeartbeat\x12%\n\x04runs\x18\x01 \x03(\x0b\x32\x17.jobline.runs.v1.RunRef\"\x8e\x01\n\x08\x46inished\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x15\n\rlast_sequence\x18\x04 \x01(\x03\x12\x11\n\ttimed_out\x18\x05 \x01(\x08\x12\x10\n\x08\x63\x61nceled\x18\x06 \x01(\x08\"=\n\x06\x43\x61ncel\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"O\n\x03\x41\x63k\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\x32\\\n\x0c\x41gentService\x12L\n\x07\x43onnect\x12\x1d.jobline.runs.v1.AgentMessage\x1a\x1e.jobline.runs.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bjobline/runs/v1/agent.proto\x12\x0fjobline.runs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ajobline/runs/v1/runs.proto\"\x81\x03\n\x0c\x41gentMessage\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.jobline.runs.v1.HelloH\x00\x12)\n\x06\x61\x63\x63\x65pt\x18\x02 \x01(\x0b\x32\x17.jobline.runs.v1.AcceptH\x00\x12)\n\x06reject\x18\x03 \x01(\x0b\x32\x17.jobline.runs.v1.RejectH\x00\x12+\n\x07started\x18\x04 \x01(\x0b\x32\x18.jobline.runs.v1.StartedH\x00\x12.\n\x06output\x18\x05 \x01(\x0b\x32\x1c.jobline.runs.v1.OutputChunkH\x00\x12-\n\x08progress\x18\x06 \x01(\x0b\x32\x19.jobline.runs.v1.ProgressH\x00\x12/\n\theartbeat\x18\x07 \x01(\x0b\x32\x1a.jobline.runs.v1.HeartbeatH\x00\x12-\n\x08\x66inished\x18\x08 \x01(\x0b\x32\x19.jobline.runs.v1.FinishedH\x00\x42\x06\n\x04\x62ody\"\xbf\x01\n\rServerMessage\x12+\n\x07welcome\x18\x01 \x01(\x0b\x32\x18.jobline.runs.v1.WelcomeH\x00\x12)\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x17.jobline.runs.v1.AssignH\x00\x12)\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x17.jobline.runs.v1.CancelH\x00\x12#\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x14.jobline.runs.v1.AckH\x00\x42\x06\n\x04\x62ody\")\n\x06RunRef\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\x92\x02\n\x05Hello\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\x05\x12*\n\theld_runs\x18\x05 \x03(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x30\n\x05\x66\x61\x63ts\x18\x06 \x03(\x0b\x32!.jobline.runs.v1.Hello.FactsEntry\x12\x18\n\x10\x65nrollment_token\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x08 \x01(\t\x1a,\n\nFactsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"P\n\x07Welcome\x12\x1d\n\x15heartbeat_interval_ms\x18\x01 \x01(\x05\x12\x17\n\ncredential\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_credential\"\xf9\x01\n\x06\x41ssign\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x33\n\x06inputs\x18\x03 \x03(\x0b\x32#.jobline.runs.v1.Assign.InputsEntry\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0ctimeout_secs\x18\x05 \x01(\x05\x12\x10\n\x07handler\x18\x8c\x01 \x01(\t\x1a-\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\".\n\x06\x41\x63\x63\x65pt\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\">\n\x06Reject\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"_\n\x07Started\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x82\x01\n\x0bOutputChunk\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12-\n\x06stream\x18\x03 \x01(\x0e\x32\x1d.jobline.runs.v1.OutputStream\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"R\n\x08Progress\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x0f\n\x07percent\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"2\n\tHeartbeat\x12%\n\x04runs\x18\x01 \x03(\x0b\x32\x17.jobline.runs.v1.RunRef\"\x8e\x01\n\x08\x46inished\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x15\n\rlast_sequence\x18\x04 \x01(\x03\x12\x11\n\ttimed_out\x18\x05 \x01(\x08\x12\x10\n\x08\x63\x61nceled\x18\x06 \x01(\x08\"=\n\x06\x43\x61ncel\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"O\n\x03\x41\x63k\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.jobline.runs.v1.RunRef\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\x32\\\n\x0c\x41gentService\x12L\n\x07\x43onnect\x12\x1d.jobline.runs.v1.AgentMessage\x1a\x1e.jobline.runs.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,27 +50,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WELCOME']._serialized_start=1011
   _globals['_WELCOME']._serialized_end=1091
   _globals['_ASSIGN']._serialized_start=1094
-  _globals['_ASSIGN']._serialized_end=1325
-  _globals['_ASSIGN_INPUTSENTRY']._serialized_start=1280
-  _globals['_ASSIGN_INPUTSENTRY']._serialized_end=1325
-  _globals['_ACCEPT']._serialized_start=1327
-  _globals['_ACCEPT']._serialized_end=1373
-  _globals['_REJECT']._serialized_start=1375
-  _globals['_REJECT']._serialized_end=1437
-  _globals['_STARTED']._serialized_start=1439
-  _globals['_STARTED']._serialized_end=1534
-  _globals['_OUTPUTCHUNK']._serialized_start=1537
-  _globals['_OUTPUTCHUNK']._serialized_end=1667
-  _globals['_PROGRESS']._serialized_start=1669
-  _globals['_PROGRESS']._serialized_end=1751
-  _globals['_HEARTBEAT']._serialized_start=1753
-  _globals['_HEARTBEAT']._serialized_end=1803
-  _globals['_FINISHED']._serialized_start=1806
-  _globals['_FINISHED']._serialized_end=1948
-  _globals['_CANCEL']._serialized_start=1950
-  _globals['_CANCEL']._serialized_end=2011
-  _globals['_ACK']._serialized_start=2013
-  _globals['_ACK']._serialized_end=2092
-  _globals['_AGENTSERVICE']._serialized_start=2094
-  _globals['_AGENTSERVICE']._serialized_end=2186
+  _globals['_ASSIGN']._serialized_end=1343
+  _globals['_ASSIGN_INPUTSENTRY']._serialized_start=1298
+  _globals['_ASSIGN_INPUTSENTRY']._serialized_end=1343
+  _globals['_ACCEPT']._serialized_start=1345
+  _globals['_ACCEPT']._serialized_end=1391
+  _globals['_REJECT']._serialized_start=1393
+  _globals['_REJECT']._serialized_end=1455
+  _globals['_STARTED']._serialized_start=1457
+  _globals['_STARTED']._serialized_end=1552
+  _globals['_OUTPUTCHUNK']._serialized_start=1555
+  _globals['_OUTPUTCHUNK']._serialized_end=1685
+  _globals['_PROGRESS']._serialized_start=1687
+  _globals['_PROGRESS']._serialized_end=1769
+  _globals['_HEARTBEAT']._serialized_start=1771
+  _globals['_HEARTBEAT']._serialized_end=1821
+  _globals['_FINISHED']._serialized_start=1824
+  _globals['_FINISHED']._serialized_end=1966
+  _globals['_CANCEL']._serialized_start=1968
+  _globals['_CANCEL']._serialized_end=2029
+  _globals['_ACK']._serialized_start=2031
+  _globals['_ACK']._serialized_end=2110
+  _globals['_AGENTSERVICE']._serialized_start=2112
+  _globals['_AGENTSERVICE']._serialized_end=2204
 # @@protoc_insertion_point(module_scope)

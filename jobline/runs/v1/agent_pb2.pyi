@@ -86,7 +86,7 @@ class Welcome(_message.Message):
     def __init__(self, heartbeat_interval_ms: _Optional[int] = ..., credential: _Optional[str] = ...) -> None: ...
 
 class Assign(_message.Message):
-    __slots__ = ("run", "command", "inputs", "deadline", "timeout_secs")
+    __slots__ = ("run", "command", "inputs", "deadline", "timeout_secs", "handler")
     class InputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,12 +99,14 @@ class Assign(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECS_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
     run: RunRef
     command: str
     inputs: _containers.ScalarMap[str, str]
     deadline: _timestamp_pb2.Timestamp
     timeout_secs: int
-    def __init__(self, run: _Optional[_Union[RunRef, _Mapping]] = ..., command: _Optional[str] = ..., inputs: _Optional[_Mapping[str, str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeout_secs: _Optional[int] = ...) -> None: ...
+    handler: str
+    def __init__(self, run: _Optional[_Union[RunRef, _Mapping]] = ..., command: _Optional[str] = ..., inputs: _Optional[_Mapping[str, str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeout_secs: _Optional[int] = ..., handler: _Optional[str] = ...) -> None: ...
 
 class Accept(_message.Message):
     __slots__ = ("run",)

@@ -269,7 +269,7 @@ class GetRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., number: _Optional[int] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("project_id", "status", "job_id", "limit", "cursor", "triggered_by", "batch_id", "metadata_key", "metadata_value", "payload_contains", "invocation_id", "offset", "order_by", "ascending", "name_prefix", "statuses", "job_versions", "triggered_by_subject_names", "include_total_count")
+    __slots__ = ("project_id", "status", "job_id", "limit", "cursor", "triggered_by", "batch_id", "metadata_key", "metadata_value", "payload_contains", "invocation_id", "offset", "order_by", "ascending", "name_prefix", "statuses", "job_versions", "triggered_by_subject_names", "include_total_count", "latest_for_job_ids")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -289,6 +289,7 @@ class ListRunsRequest(_message.Message):
     JOB_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     TRIGGERED_BY_SUBJECT_NAMES_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FOR_JOB_IDS_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     status: RunStatus
     job_id: str
@@ -308,7 +309,8 @@ class ListRunsRequest(_message.Message):
     job_versions: _containers.RepeatedScalarFieldContainer[int]
     triggered_by_subject_names: _containers.RepeatedScalarFieldContainer[str]
     include_total_count: bool
-    def __init__(self, project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., job_id: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., triggered_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., metadata_key: _Optional[str] = ..., metadata_value: _Optional[str] = ..., payload_contains: _Optional[str] = ..., invocation_id: _Optional[str] = ..., offset: _Optional[int] = ..., order_by: _Optional[_Union[RunSortField, str]] = ..., ascending: _Optional[bool] = ..., name_prefix: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[RunStatus, str]]] = ..., job_versions: _Optional[_Iterable[int]] = ..., triggered_by_subject_names: _Optional[_Iterable[str]] = ..., include_total_count: _Optional[bool] = ...) -> None: ...
+    latest_for_job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., job_id: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., triggered_by: _Optional[str] = ..., batch_id: _Optional[str] = ..., metadata_key: _Optional[str] = ..., metadata_value: _Optional[str] = ..., payload_contains: _Optional[str] = ..., invocation_id: _Optional[str] = ..., offset: _Optional[int] = ..., order_by: _Optional[_Union[RunSortField, str]] = ..., ascending: _Optional[bool] = ..., name_prefix: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[RunStatus, str]]] = ..., job_versions: _Optional[_Iterable[int]] = ..., triggered_by_subject_names: _Optional[_Iterable[str]] = ..., include_total_count: _Optional[bool] = ..., latest_for_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ("runs", "next_cursor", "total_count")
@@ -331,14 +333,16 @@ class PurgeRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class CancelRunRequest(_message.Message):
-    __slots__ = ("run_id", "job_id", "name")
+    __slots__ = ("run_id", "job_id", "name", "only_if_not_started")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    ONLY_IF_NOT_STARTED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     job_id: str
     name: str
-    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    only_if_not_started: bool
+    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ..., only_if_not_started: _Optional[bool] = ...) -> None: ...
 
 class LogChunk(_message.Message):
     __slots__ = ("attempt", "sequence", "stream", "data", "created_at")
@@ -653,14 +657,16 @@ class ResetIdempotencyKeyResponse(_message.Message):
     def __init__(self, status: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class RescheduleRunRequest(_message.Message):
-    __slots__ = ("run_id", "scheduled_at", "payload")
+    __slots__ = ("run_id", "scheduled_at", "payload", "priority")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_AT_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     scheduled_at: _timestamp_pb2.Timestamp
     payload: _struct_pb2.Struct
-    def __init__(self, run_id: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    priority: int
+    def __init__(self, run_id: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class WatchRunResponse(_message.Message):
     __slots__ = ("run", "output")

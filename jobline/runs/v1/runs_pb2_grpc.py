@@ -303,7 +303,7 @@ class RunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RescheduleRun(self, request, context):
-        """Moves a run that has not started to another time (and optionally another payload).
+        """Moves a run that has not started to another time (and optionally another payload), or changes its priority.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

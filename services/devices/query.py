@@ -335,6 +335,12 @@ def _match(op: str, column: Any, values: tuple[Any, ...]) -> ColumnElement[bool]
     return column.in_(list(values))
 
 
+def match(op: str, column: Any, values: tuple[Any, ...]) -> ColumnElement[bool]:
+    """The positive test of one column for a comparison's operator (= ~ ^ < > <= >=): for another
+    service compiling the parsed AST onto its own table."""
+    return _match(op, column, values)
+
+
 def positive_op(op: str) -> tuple[str, bool]:
     """(the positive operator, whether op negates it): != -> (=, True), !^ -> (^, True)."""
     positive = {"!=": "=", "!~": "~", "!^": "^"}.get(op, op)
@@ -377,5 +383,5 @@ def _any_group(row: Any, is_postgres: bool, predicate: Callable[[Any], ColumnEle
     return exists(select(member.c.value).where(predicate(member.c.value)))
 
 
-__all__ = ["Comparison", "Dialect", "FOREMAN", "NATIVE", "compile_query", "dialect_named", "parse", "positive_op",
+__all__ = ["Comparison", "Dialect", "FOREMAN", "NATIVE", "compile_query", "dialect_named", "match", "parse", "positive_op",
            "tokenize"]

@@ -72,11 +72,15 @@ class RunEngine:
         self.clock = clock
         self.heartbeat_timeout = timedelta(seconds=heartbeat_timeout_secs)
         self.dispatchers: list[Dispatcher] = []
+        # Job invocations (services/runs/invocations.py) register themselves here.
+        self.job_invocations: Any = None
 
     # -- triggering ---------------------------------------------------------------------------
 
     async def trigger(self, principal: Principal, request: runs_pb2.TriggerJobRequest) -> runs_pb2.Run:
         require_scope(principal, TRIGGER)
+        if request.HasField("job_invocation"):  # an occurrence of a recurring job invocation
+            return await self.job_invocations.trigger_occurrence(principal, request)
         job = await self._triggerable_job(principal, request.job_id)
         payload = MessageToDict(request.payload) if request.HasField("payload") else {}
         domain.validate_payload(_schema(job), payload)

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common.channels import Channels
 from services.common.config import Settings
 
-from . import health, metrics, native, openapi, surface_a
+from . import health, metrics, native, openapi, surface_a, surface_d
 from .auth import Authenticator, client_address
 from .errors import EXCEPTION_HANDLERS
 
@@ -40,7 +40,8 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
 
     app = Starlette(
         routes=[*health.routes(settings, channels), openapi.route(), *native.routes(settings, channels, authenticator),
-                *surface_a.routes(settings, channels, authenticator)],
+                *surface_a.routes(settings, channels, authenticator),
+                *surface_d.routes(settings, channels, authenticator)],
         middleware=[
             # The request's server span: parent of the gRPC client spans of the channels.
             Middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"]),

@@ -46,6 +46,8 @@ def validate_cron(expression: str, field: str) -> None:
 
 def validate(job: Job) -> None:
     """Raises InvalidArgument for the first thing wrong with a job definition."""
+    if job.HasField("job_template"):  # its own words first (surface D renders them as Rails' errors)
+        templates.validate(job)
     for field in ("project_id", "name", "slug"):
         if not getattr(job, field).strip():
             raise InvalidArgument(f"{field} is required")
@@ -86,8 +88,6 @@ def validate(job: Job) -> None:
             raise InvalidArgument("tags: a tag key must not be empty")
         if len(key) > MAX_TAG_LEN or len(value) > MAX_TAG_LEN:
             raise InvalidArgument(f"tags: keys and values must be at most {MAX_TAG_LEN} characters")
-    if job.HasField("job_template"):
-        templates.validate(job)
 
 
 def apply_defaults(job: Job) -> None:
@@ -237,7 +237,7 @@ class Jobs:
             return
         for row in await self.store.templates(principal.tenant_id):
             if row.id != except_id and Job.FromString(row.definition).name == job.name:
-                raise AlreadyExists(f"name: a job template named {job.name!r} already exists")
+                raise AlreadyExists("name: has already been taken")
 
     async def create(self, principal: Principal, job: Job) -> Job:
         rows = self._new(principal, job, await self.store.take_numbers(1))
@@ -281,12 +281,12 @@ class Jobs:
             return Job.FromString(row.definition)
         return Job.FromString((await self._row(principal, job_id)).definition)
 
-    async def list_templates(self, principal: Principal, feature: str = "") -> list[Job]:
-        """The tenant's job templates by number (those serving `feature`, when given)."""
+    async def list_templates(self, principal: Principal, feature: str = "", search: str = "") -> list[Job]:
+        """The tenant's job templates by number (those serving `feature` and matching `search`, when given)."""
         jobs = [Job.FromString(row.definition) for row in await self.store.templates(principal.tenant_id)]
         if feature:
             jobs = [job for job in jobs if feature in job.job_template.features]
-        return jobs
+        return templates.search(jobs, search)
 
     async def list(self, principal: Principal, project_id: str, tag_key: str = "", tag_value: str = "",
                    page_size: int = 0, page_token: str = "", name: str = "") -> tuple[list[Job], str]:
@@ -454,7 +454,7 @@ class Jobs:
         first = next_tick(schedule.cron, "UTC", start)
         end_time = schedule.end_time.ToDatetime(tzinfo=UTC) if schedule.HasField("end_time") else None
         if end_time is not None and first > end_time:
-            raise InvalidArgument("end_time: it is before the first occurrence")
+            raise InvalidArgument("end_time: is before the first occurrence")
         if schedule.id and not re.fullmatch(r"[A-Za-z0-9-]{8,64}", schedule.id):
             raise InvalidArgument("id: 8-64 letters, digits or '-'")
         if schedule.id and await self.store.schedule(schedule.id) is not None:

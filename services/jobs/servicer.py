@@ -40,7 +40,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     async def ListJobs(self, request, context):
         if request.job_templates_only:
-            jobs = await self.jobs.list_templates(from_context(context), request.job_template_feature)
+            jobs = await self.jobs.list_templates(from_context(context), request.job_template_feature,
+                                                  request.job_template_search)
             return jobs_pb2.ListJobsResponse(jobs=[redacted(job) for job in jobs])
         jobs, token = await self.jobs.list(
             from_context(context), request.project_id, request.tag_key, request.tag_value,

@@ -47,7 +47,7 @@ def validate(job: Job) -> None:
                                   f"{MAX_INPUT_TEXT} characters")
     tags = unsupported_tags(job.command)
     if tags:
-        raise InvalidArgument(f"template: unsupported ERB tag {tags[0][:80]!r} (only <%= input('name') %> and "
+        raise InvalidArgument(f"template: uses the unsupported ERB tag {tags[0][:80]!r} (only <%= input('name') %> and "
                               "<%# comments %> are rendered)")
     _, erb = referenced_inputs(job.command)
     undeclared = sorted(erb - names)
@@ -58,8 +58,14 @@ def validate(job: Job) -> None:
 def apply_defaults(job: Job) -> None:
     spec = job.job_template
     spec.provider_type = spec.provider_type or "script"
+    next_id = max((i.id for i in spec.inputs), default=0) + 1
+    seen: set[int] = set()
     for template_input in spec.inputs:
         template_input.input_type = template_input.input_type or "user"
+        if template_input.id <= 0 or template_input.id in seen:  # a new input gets the next id
+            template_input.id = next_id
+            next_id += 1
+        seen.add(template_input.id)
     if not spec.effective_user.value and not spec.effective_user.current_user:
         spec.effective_user.value = "root"
     # The runs' timeout: the template's execution_timeout_interval, else a day; one attempt, as Foreman.
@@ -83,3 +89,64 @@ def check_unlocked(before: Job, after: Job) -> None:
 
     if comparable(after, True) != comparable(before, True):
         raise FailedPrecondition("This template is locked. Please clone it to a new template to customize.")
+
+
+# -- searching templates: the devices' query language, Foreman dialect, over a template's fields -------
+
+_SEARCH_FIELDS = {"name": "name", "job_category": "job_category", "provider_type": "provider_type",
+                  "description_format": "description_format", "snippet": "snippet", "locked": "locked",
+                  "id": "number", "template": "template"}
+
+
+def _search_dialect():
+    from services.devices import query
+
+    return query.Dialect("foreman job templates", lambda name: _SEARCH_FIELDS.get(name.lower()),
+                         ", ".join(_SEARCH_FIELDS), numeric_fields=("number",), contains_like=True,
+                         bare_field="name", logic_symbols=True)
+
+
+def search(jobs: list[Job], text: str) -> list[Job]:
+    """The templates matching a search (evaluated here: templates are few, stored as definitions)."""
+    if not text.strip():
+        return jobs
+    from services.devices import query
+
+    node = query.parse(text, _search_dialect())
+    return [job for job in jobs if _matches(node, job, query)]
+
+
+def _value(job: Job, field: str) -> str | int | bool:
+    spec = job.job_template
+    return {"name": job.name, "job_category": spec.job_category, "provider_type": spec.provider_type,
+            "description_format": spec.description_format, "snippet": spec.snippet, "locked": spec.locked,
+            "number": job.number, "template": job.command}[field]
+
+
+def _matches(node, job: Job, query) -> bool:
+    import re
+
+    if isinstance(node, query.Comparison):
+        positive, negated = query.positive_op(node.op)
+        value = _value(job, node.field)
+        if isinstance(value, bool):
+            wanted = [v.lower() in ("true", "1", "yes") for v in node.values]
+            hit = value in wanted if positive in ("=", "^") else False
+        elif isinstance(value, int):
+            numbers = [int(v) for v in node.values]
+            hit = {"=": value in numbers[:1], "^": value in numbers, "<": bool(numbers) and value < numbers[0],
+                   ">": bool(numbers) and value > numbers[0], "<=": bool(numbers) and value <= numbers[0],
+                   ">=": bool(numbers) and value >= numbers[0]}.get(positive, False)
+        elif positive == "~":
+            pattern = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in node.values[0])
+            hit = re.fullmatch(pattern, value, re.IGNORECASE | re.DOTALL) is not None
+        elif positive == "^":
+            hit = value in node.values
+        else:
+            hit = value == node.values[0]
+        return not hit if negated else hit
+    if node[0] == "not":
+        return not _matches(node[1], job, query)
+    if node[0] == "and":
+        return _matches(node[1], job, query) and _matches(node[2], job, query)
+    return _matches(node[1], job, query) or _matches(node[2], job, query)

@@ -161,7 +161,7 @@ def validate_spec(spec: runs_pb2.JobInvocationSpec, now: datetime) -> None:
     if spec.targeting_type not in TARGETING_TYPES:
         raise InvalidArgument("targeting_type: is not included in the list (static_query, dynamic_query)")
     if not spec.search_query.strip():
-        raise InvalidArgument("search_query: a search query is required")
+        raise InvalidArgument("search_query: can't be blank")
     if spec.concurrency_level < 0:
         raise InvalidArgument("concurrency_level: must be greater than 0")
     if spec.HasField("execution_timeout_interval") and not 1 <= spec.execution_timeout_interval <= 86400:
@@ -359,6 +359,7 @@ class JobInvocations:
             host_count=len(row.device_ids or []), spec=spec, mode=row.mode, task_id=row.task_id,
             cancelled=row.cancelled)
         message.created_at.CopyFrom(timestamp(row.created_at))
+        message.start_at.CopyFrom(timestamp(row.start_at or row.created_at))
         started = row.started_at
         if started is not None and as_utc(started) <= now and state != State.JOB_INVOCATION_STATE_SCHEDULED:
             message.started_at.CopyFrom(timestamp(started))
@@ -435,12 +436,12 @@ class JobInvocations:
 
     # -- creating ----------------------------------------------------------------------------------
 
-    async def _template(self, principal: Principal, job_id: str) -> Job:
-        job = await self.peers.job(principal, job_id)
+    async def _template(self, principal: Principal, job_id: str, fresh: bool = False) -> Job:
+        job = await self.peers.job(principal, job_id, fresh=fresh)
         if not job.HasField("job_template"):
-            raise InvalidArgument(f"job_template_id: job {job_id} is not a job template")
+            raise InvalidArgument("job_template_id: is not a job template")
         if job.job_template.snippet:
-            raise InvalidArgument(f"job_template_id: {job.name} is a snippet; snippets cannot be run")
+            raise InvalidArgument("job_template_id: is a snippet, which cannot be run")
         return job
 
     async def _resolve(self, principal: Principal, spec: runs_pb2.JobInvocationSpec) -> list[str]:
@@ -524,6 +525,8 @@ class JobInvocations:
         spec.CopyFrom(request.spec)
         validate_spec(spec, now)
         check_inputs(job, dict(spec.inputs))
+        if not spec.HasField("execution_timeout_interval") and job.job_template.HasField("execution_timeout_interval"):
+            spec.execution_timeout_interval = job.job_template.execution_timeout_interval
         spec.effective_user = effective_user(job, spec.effective_user, principal)
         spec.user_subject_id, spec.user_name = principal.subject_id, principal.subject_name or principal.subject_id
         spec.ClearField("next_occurrence")
@@ -537,16 +540,21 @@ class JobInvocations:
         row = self._new_row(principal, job, spec, now, mode="future" if start_at and start_at > now else "immediate",
                             device_ids=device_ids, resolved=True, start_at=start_at)
         await self._store(self._runs(principal, job, row, spec, now), [row])
-        return self._message(row, (await self._aggregates([row.id]))[row.id], now)
+        return await self._with_hosts(row, now)
+
+    async def _with_hosts(self, row: JobInvocationRow, now: datetime) -> runs_pb2.JobInvocation:
+        message = self._message(row, (await self._aggregates([row.id]))[row.id], now)
+        message.hosts.extend(await self._hosts(row))
+        return message
 
     async def _create_recurring(self, principal: Principal, job: Job, spec: runs_pb2.JobInvocationSpec,
                                 recurrence: runs_pb2.JobInvocationRecurrence, now: datetime,
                                 start_at: datetime | None) -> runs_pb2.JobInvocation:
         """The schedule in the jobs service (carrying this spec), and the invocation of its first occurrence."""
         if recurrence.max_iteration < 0:
-            raise InvalidArgument("recurrence: max_iteration must not be negative")
+            raise InvalidArgument("max_iteration: must not be negative")
         if not recurrence.cron_line.strip():
-            raise InvalidArgument("recurrence: cron_line is required")
+            raise InvalidArgument("cron_line: can't be blank")
         resolved = spec.targeting_type == "static_query"
         device_ids: list[str] = []
         if resolved:  # static: the hosts are the same at every occurrence
@@ -571,7 +579,7 @@ class JobInvocations:
         except Exception:
             await self.peers.cancel_schedule(principal, created.id)
             raise
-        return self._message(row, Aggregate({}, None), now)
+        return await self._with_hosts(row, now)
 
     async def trigger_occurrence(self, principal: Principal, request: runs_pb2.TriggerJobRequest) -> runs_pb2.Run:
         """One occurrence of a recurring invocation (the jobs service's scheduler, through TriggerJob): fills
@@ -687,7 +695,7 @@ class JobInvocations:
         require_scope(principal, TRIGGER)
         row = await self._row(principal, request.number)
         try:
-            job = await self._template(principal, row.job_id)
+            job = await self._template(principal, row.job_id, fresh=True)
         except NotFound:
             raise NotFound(f"Could not rerun job {row.number} because its template could not be found") from None
         now = self.clock.now()
@@ -709,7 +717,7 @@ class JobInvocations:
                               start_at=None)
         rerun.description, rerun.description_format = row.description, row.description_format
         await self._store(self._runs(principal, job, rerun, spec, now), [rerun])
-        return self._message(rerun, (await self._aggregates([rerun.id]))[rerun.id], now)
+        return await self._with_hosts(rerun, now)
 
     async def _hosts_that(self, row: JobInvocationRow, succeeded: bool) -> list[str]:
         """The targeted devices whose run completed (succeeded), or did not (failed: a finished invocation's

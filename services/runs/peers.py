@@ -24,11 +24,11 @@ class Peers:
         self._job_cache: dict[tuple[str, str], tuple[float, jobs_pb2.Job]] = {}
         self._deps_cache: dict[tuple[str, str], tuple[float, list[jobs_pb2.JobDependency]]] = {}
 
-    async def job(self, principal: Principal, job_id: str) -> jobs_pb2.Job:
-        """The job's current definition, at most JOB_CACHE_SECS stale."""
+    async def job(self, principal: Principal, job_id: str, fresh: bool = False) -> jobs_pb2.Job:
+        """The job's current definition, at most JOB_CACHE_SECS stale (`fresh`: asked now)."""
         key = (principal.tenant_id, job_id)
         cached = self._job_cache.get(key)
-        if cached and cached[0] > time.monotonic():
+        if cached and cached[0] > time.monotonic() and not fresh:
             return cached[1]
         try:
             job = await self._jobs.GetJobSnapshot(jobs_pb2.GetJobRequest(job_id=job_id), metadata=to_metadata(principal))

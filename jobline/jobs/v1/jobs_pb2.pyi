@@ -135,7 +135,7 @@ class Job(_message.Message):
     def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., group_id: _Optional[str] = ..., name: _Optional[str] = ..., slug: _Optional[str] = ..., description: _Optional[str] = ..., cron: _Optional[str] = ..., payload_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ..., endpoint_url: _Optional[str] = ..., fallback_endpoint_url: _Optional[str] = ..., max_attempts: _Optional[int] = ..., timeout_secs: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., execution_window_cron: _Optional[str] = ..., timezone: _Optional[str] = ..., rate_limit_max: _Optional[int] = ..., rate_limit_window_secs: _Optional[int] = ..., max_concurrency_per_key: _Optional[int] = ..., rate_limit_keys: _Optional[_Iterable[_Union[RateLimitKey, _Mapping]]] = ..., default_run_metadata: _Optional[_Mapping[str, str]] = ..., dedup_window_secs: _Optional[int] = ..., enabled: _Optional[bool] = ..., webhook_url: _Optional[str] = ..., webhook_secret: _Optional[str] = ..., run_ttl_secs: _Optional[int] = ..., retry_strategy: _Optional[str] = ..., retry_delays_secs: _Optional[_Iterable[int]] = ..., environment_id: _Optional[str] = ..., version: _Optional[int] = ..., version_id: _Optional[str] = ..., version_policy: _Optional[str] = ..., backwards_compatible: _Optional[bool] = ..., created_by: _Optional[str] = ..., updated_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., command: _Optional[str] = ..., default_inputs: _Optional[_Mapping[str, str]] = ..., targets: _Optional[_Union[_devices_pb2.DeviceTargets, _Mapping]] = ..., number: _Optional[int] = ..., job_template: _Optional[_Union[JobTemplateSpec, _Mapping]] = ...) -> None: ...
 
 class JobTemplateInput(_message.Message):
-    __slots__ = ("name", "required", "description", "default_value", "input_type", "hidden_value", "options", "advanced")
+    __slots__ = ("name", "required", "description", "default_value", "input_type", "hidden_value", "options", "advanced", "id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,7 @@ class JobTemplateInput(_message.Message):
     HIDDEN_VALUE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     ADVANCED_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     required: bool
     description: str
@@ -152,7 +153,8 @@ class JobTemplateInput(_message.Message):
     hidden_value: bool
     options: _containers.RepeatedScalarFieldContainer[str]
     advanced: bool
-    def __init__(self, name: _Optional[str] = ..., required: _Optional[bool] = ..., description: _Optional[str] = ..., default_value: _Optional[str] = ..., input_type: _Optional[str] = ..., hidden_value: _Optional[bool] = ..., options: _Optional[_Iterable[str]] = ..., advanced: _Optional[bool] = ...) -> None: ...
+    id: int
+    def __init__(self, name: _Optional[str] = ..., required: _Optional[bool] = ..., description: _Optional[str] = ..., default_value: _Optional[str] = ..., input_type: _Optional[str] = ..., hidden_value: _Optional[bool] = ..., options: _Optional[_Iterable[str]] = ..., advanced: _Optional[bool] = ..., id: _Optional[int] = ...) -> None: ...
 
 class JobTemplateEffectiveUser(_message.Message):
     __slots__ = ("value", "current_user", "overridable")
@@ -252,7 +254,7 @@ class GetJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("project_id", "tag_key", "tag_value", "page_size", "page_token", "name", "job_templates_only", "job_template_feature")
+    __slots__ = ("project_id", "tag_key", "tag_value", "page_size", "page_token", "name", "job_templates_only", "job_template_feature", "job_template_search")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     TAG_KEY_FIELD_NUMBER: _ClassVar[int]
     TAG_VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +263,7 @@ class ListJobsRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     JOB_TEMPLATES_ONLY_FIELD_NUMBER: _ClassVar[int]
     JOB_TEMPLATE_FEATURE_FIELD_NUMBER: _ClassVar[int]
+    JOB_TEMPLATE_SEARCH_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     tag_key: str
     tag_value: str
@@ -269,7 +272,8 @@ class ListJobsRequest(_message.Message):
     name: str
     job_templates_only: bool
     job_template_feature: str
-    def __init__(self, project_id: _Optional[str] = ..., tag_key: _Optional[str] = ..., tag_value: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., name: _Optional[str] = ..., job_templates_only: _Optional[bool] = ..., job_template_feature: _Optional[str] = ...) -> None: ...
+    job_template_search: str
+    def __init__(self, project_id: _Optional[str] = ..., tag_key: _Optional[str] = ..., tag_value: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., name: _Optional[str] = ..., job_templates_only: _Optional[bool] = ..., job_template_feature: _Optional[str] = ..., job_template_search: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")

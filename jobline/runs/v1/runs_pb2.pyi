@@ -708,7 +708,7 @@ class JobInvocationHost(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., run_id: _Optional[str] = ..., run_status: _Optional[_Union[RunStatus, str]] = ..., run_number: _Optional[int] = ...) -> None: ...
 
 class JobInvocation(_message.Message):
-    __slots__ = ("id", "number", "project_id", "job_id", "job_number", "job_name", "job_category", "description", "description_format", "effective_user", "state", "runs_by_status", "targeting_resolved", "host_count", "spec", "mode", "task_id", "created_at", "started_at", "finished_at", "cancelled", "hosts")
+    __slots__ = ("id", "number", "project_id", "job_id", "job_number", "job_name", "job_category", "description", "description_format", "effective_user", "state", "runs_by_status", "targeting_resolved", "host_count", "spec", "mode", "task_id", "created_at", "started_at", "finished_at", "cancelled", "hosts", "start_at")
     class RunsByStatusEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -738,6 +738,7 @@ class JobInvocation(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
+    START_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     number: int
     project_id: str
@@ -760,7 +761,8 @@ class JobInvocation(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     cancelled: bool
     hosts: _containers.RepeatedCompositeFieldContainer[JobInvocationHost]
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., project_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_number: _Optional[int] = ..., job_name: _Optional[str] = ..., job_category: _Optional[str] = ..., description: _Optional[str] = ..., description_format: _Optional[str] = ..., effective_user: _Optional[str] = ..., state: _Optional[_Union[JobInvocationState, str]] = ..., runs_by_status: _Optional[_Mapping[str, int]] = ..., targeting_resolved: _Optional[bool] = ..., host_count: _Optional[int] = ..., spec: _Optional[_Union[JobInvocationSpec, _Mapping]] = ..., mode: _Optional[str] = ..., task_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancelled: _Optional[bool] = ..., hosts: _Optional[_Iterable[_Union[JobInvocationHost, _Mapping]]] = ...) -> None: ...
+    start_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., project_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_number: _Optional[int] = ..., job_name: _Optional[str] = ..., job_category: _Optional[str] = ..., description: _Optional[str] = ..., description_format: _Optional[str] = ..., effective_user: _Optional[str] = ..., state: _Optional[_Union[JobInvocationState, str]] = ..., runs_by_status: _Optional[_Mapping[str, int]] = ..., targeting_resolved: _Optional[bool] = ..., host_count: _Optional[int] = ..., spec: _Optional[_Union[JobInvocationSpec, _Mapping]] = ..., mode: _Optional[str] = ..., task_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancelled: _Optional[bool] = ..., hosts: _Optional[_Iterable[_Union[JobInvocationHost, _Mapping]]] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateJobInvocationRequest(_message.Message):
     __slots__ = ("job_id", "spec", "recurrence")

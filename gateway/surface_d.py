@@ -314,11 +314,10 @@ class SurfaceD:
     def _envelope(results: list, total: int, subtotal: int, page: int, per_page: int | None,
                   params: Mapping[str, Any]) -> JSONResponse:
         order = str(params.get("order") or "").split()
-        search = params.get("search")
         return JSONResponse({
             "total": total, "subtotal": subtotal, "page": page,
             "per_page": total if per_page is None else per_page,
-            "search": search if search not in ("",) else None,
+            "search": params.get("search"),
             "sort": {"by": order[0] if order else None, "order": (order[1] if len(order) > 1 else "ASC") if order
                      else None},
             "results": results,

@@ -345,6 +345,23 @@ def _at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def test_invocation_options_override_the_template(foreman: Foreman, hosts: dict) -> None:
+    template = foreman.template(f"Slow {uuid.uuid4().hex[:4]}", "whoami >/dev/null; sleep <%= input('secs') %>",
+                                [{"name": "secs", "default": "5"}], execution_timeout_interval=60,
+                                effective_user_attributes={"value": "svc", "overridable": True})
+    created = foreman.invoke(template["id"], "name = web01", execution_timeout_interval=1, time_to_pickup=600,
+                             description_format="Nap of %{secs}s by %{template_name}",
+                             ssh={"effective_user": "operator"}, ssh_user="ops")
+    assert (created["execution_timeout_interval"], created["time_to_pickup"], created["ssh_user"]) == (1, 600, "ops")
+    assert created["description"] == f"Nap of 5s by {template['name']}" and created["effective_user"] == "operator"
+    done = foreman.wait(created["id"])
+    assert (done["status_label"], done["failed"]) == ("failed", 1), done  # timed out after 1 s, not 60
+    statuses = foreman.get(f"/api/job_invocations/{created['id']}", host_status=True).json()["targeting"]["hosts"]
+    assert [h["job_status"] for h in statuses] == ["error"]
+    fixed = foreman.template(f"Fixed user {uuid.uuid4().hex[:4]}", "true")
+    assert foreman.invoke(fixed["id"], "name = web01", ssh={"effective_user": "operator"})["effective_user"] == "root"
+
+
 def test_index_envelope_search_order_and_paging(foreman: Foreman, hosts: dict, echo: dict) -> None:
     first = foreman.invoke(echo["id"], "name = web01", inputs={"message": "one"})
     second = foreman.invoke(echo["id"], "name = web02", inputs={"message": "two"})
@@ -430,7 +447,8 @@ def test_a_future_invocation_reports_delayed_output(foreman: Foreman, hosts: dic
     assert delayed.json() == {"complete": False, "refresh": True, "output": [], "delayed": True,
                               "start_at": start.isoformat(timespec="milliseconds")}
     raw = foreman.get(f"/api/job_invocations/{created['id']}/hosts/web01/raw").json()
-    assert raw["output"] is None and raw["delayed"] is True
+    assert raw == {"complete": False, "refresh": True, "output": None, "delayed": True,
+                   "start_at": start.isoformat(timespec="milliseconds")}
     statuses = foreman.get(f"/api/job_invocations/{created['id']}", host_status=1).json()["targeting"]["hosts"]
     assert [h["job_status"] for h in statuses] == ["N/A"]
     assert foreman.post(f"/api/job_invocations/{created['id']}/cancel").json() == \

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, ColumnElement, Index, LargeBinary, and_, exists, false, func
-from sqlalchemy import insert, not_, or_, select as sa_select, text, true, tuple_, update
+from sqlalchemy import insert, not_, or_, select as sa_select, text, tuple_, update
 from sqlmodel import Field, SQLModel, select
 
 from jobline.auth.v1.auth_pb2 import Principal

@@ -5,7 +5,6 @@ document replayed, and Foreman's own client (apypie) against the running platfor
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import subprocess
@@ -421,6 +420,16 @@ def test_validation_errors_are_422(foreman: Foreman, hosts: dict, echo: dict) ->
     assert broken.status_code == 400 and broken.json()["error"].startswith("There was a problem in the JSON")
 
 
+def test_a_search_matching_no_host_makes_an_empty_succeeded_invocation(foreman: Foreman, hosts: dict,
+                                                                      echo: dict) -> None:
+    created = foreman.invoke(echo["id"], "name = nobody", inputs={"message": "x"})
+    assert (created["total_hosts"], created["targeting"]["hosts"]) == (0, [])
+    done = foreman.wait(created["id"])
+    assert (done["status"], done["status_label"], done["total"], done["dynflow_task"]["state"]) == \
+        (0, "succeeded", 0, "stopped")
+    assert foreman.get(f"/api/job_invocations/{created['id']}/outputs").json() == {"outputs": []}
+
+
 def test_a_feature_picks_its_template(foreman: Foreman, hosts: dict) -> None:
     label = f"run_script_{uuid.uuid4().hex[:4]}"
     template = foreman.template(f"Feature {label}", "echo feature", remote_execution_features=[label])
@@ -704,4 +713,3 @@ def test_the_apidoc_describes_the_served_routes(platform) -> None:
     for method, path in served:  # every described route exists (401 without a credential, not 404/405)
         url = path.replace(":id", "1").replace(":host_id", "1")
         assert bare.request(method, url).status_code == 401, (method, path)
-    assert base64  # (keep the import used)

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common.channels import Channels
 from services.common.config import Settings
 
-from . import health, metrics, native, openapi, surface_a, surface_b, surface_e
+from . import health, metrics, native, openapi, surface_a, surface_b, surface_d, surface_e
 from .auth import Authenticator, client_address
 from .errors import EXCEPTION_HANDLERS
 from .rate_limit import CallerRateLimiter, limits_from
@@ -45,6 +45,7 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
                 *native.routes(settings, channels, authenticator, rate_limiter),
                 *surface_a.routes(settings, channels, authenticator),
                 *surface_b.routes(settings, channels, authenticator),
+                *surface_d.routes(settings, channels, authenticator),
                 *surface_e.routes(settings, channels, authenticator)],
         middleware=[
             # The request's server span: parent of the gRPC client spans of the channels.

@@ -70,9 +70,10 @@ async def _drop_every_table(url: str) -> None:
     from services.common.db import Database
     from services.devices.store import TABLES as DEVICES
     from services.jobs.store import TABLES as JOBS
+    from services.runs.invocations import TABLES as INVOCATIONS
     from services.runs.store import TABLES as RUNS
 
-    db = Database(url, [*AUTH, *DEVICES, *JOBS, *RUNS])
+    db = Database(url, [*AUTH, *DEVICES, *JOBS, *RUNS, *INVOCATIONS])
     await db.drop_tables()
     await db.close()
 

@@ -17,6 +17,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Registrati
     db = Database(settings.database_url, TABLES)
     await db.create_tables()
     store = DeviceStore(db)
+    await store.number_unnumbered()
     devices = Devices(store, clock or Clock())
     servicer = DeviceServicer(devices)
     return Registration(

@@ -88,6 +88,7 @@ def to_device(row: DeviceRow, *, with_tenant: bool = False, credential: str = ""
         online=row.online, last_seen_at=row.last_seen_at, agent_version=row.agent_version,
         created_at=row.created_at, updated_at=row.updated_at, facts=row.facts or {},
         credential_revoked_at=row.credential_revoked_at, enrollment_token_id=row.enrollment_token_id,
+        number=row.number or 0,
     )
     if credential:  # optional fields: absent from the JSON unless set
         device.credential = credential
@@ -175,25 +176,38 @@ class Devices:
             raise NotFound(f"device {device_id} not found")
         return row
 
-    async def get(self, principal: Principal, device_id: str) -> Device:
+    async def get(self, principal: Principal, device_id: str, number: int = 0) -> Device:
+        if number:
+            row = await self.store.get_by_number(principal.tenant_id, number)
+            if row is None:
+                raise NotFound(f"device number {number} not found")
+            return to_device(row)
         return to_device(await self._row(principal, device_id))
 
-    def _condition(self, query: str) -> ColumnElement[bool] | None:
+    def _condition(self, query: str, dialect: str = "") -> ColumnElement[bool] | None:
         if not query:
             return None
-        return search.compile_query(search.parse(query), DeviceRow, self.store.db.is_postgres)
+        return search.compile_query(search.parse(query, dialect), DeviceRow, self.store.db.is_postgres)
 
     async def list(self, principal: Principal, page_size: int = 0, page_token: str = "",
-                   group: str = "", query: str = "", online: bool | None = None) -> tuple[list[Device], str]:
-        if page_size < 0:
-            raise InvalidArgument("page_size must not be negative")
+                   group: str = "", query: str = "", online: bool | None = None, dialect: str = "",
+                   offset: int = 0, include_counts: bool = False) -> tuple[list[Device], str, tuple[int, int]]:
+        """A page of devices, the next page's token, and (with include_counts) how many the tenant has
+        and how many match the filters."""
+        if page_size < 0 or offset < 0:
+            raise InvalidArgument("page_size and offset must not be negative")
         limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        fingerprint = filter_fingerprint(group, query, online)
-        after = decode_page_token(page_token, fingerprint)
+        fingerprint = filter_fingerprint(group, query if not dialect else f"{dialect}:{query}", online)
+        after = decode_page_token(page_token, fingerprint) if not offset else ""
+        condition = self._condition(query, dialect)
         rows = await self.store.list(principal.tenant_id, group=group, after_id=after, limit=limit + 1,
-                                     condition=self._condition(query), online=online)
+                                     condition=condition, online=online, offset=offset)
         next_token = encode_page_token(rows[limit - 1].id, fingerprint) if len(rows) > limit else ""
-        return [to_device(row) for row in rows[:limit]], next_token
+        counts = (0, 0)
+        if include_counts:
+            counts = (await self.store.count(principal.tenant_id),
+                      await self.store.count(principal.tenant_id, group=group, condition=condition, online=online))
+        return [to_device(row) for row in rows[:limit]], next_token, counts
 
     async def update(self, principal: Principal, device_id: str, patch: Device, paths: list[str]) -> Device:
         if patch.id and patch.id != device_id:
@@ -217,9 +231,17 @@ class Devices:
         if not 1 <= pick_count <= MAX_PICK_COUNT:
             raise InvalidArgument(f"pick_count must be between 1 and {MAX_PICK_COUNT}")
         ids = list(dict.fromkeys(targets.device_ids))
-        if len(ids) > MAX_TARGET_IDS:
+        numbers = list(dict.fromkeys(targets.device_numbers))
+        if len(ids) + len(numbers) > MAX_TARGET_IDS:
             raise InvalidArgument(f"at most {MAX_TARGET_IDS} device ids")
-        condition = self._condition(targets.query)
+        condition = self._condition(targets.query, targets.query_dialect)
+        if numbers:  # by number: like ids, in their order, missing ones reported
+            found = {row.number: row for row in await self.store.matching(principal.tenant_id, [], "",
+                                                                          device_numbers=numbers)}
+            ids += [found[n].id for n in numbers if n in found and found[n].id not in ids]
+            missing_numbers = [n for n in numbers if n not in found]
+        else:
+            missing_numbers = []
         if targets.device_ids_within_group:
             if not ids or not targets.group or targets.any_available or condition is not None:
                 raise InvalidArgument("device_ids_within_group needs device_ids and a group, and no query "
@@ -248,6 +270,7 @@ class Devices:
         return ResolveTargetsResponse(
             devices=[to_device(row, with_tenant=True) for row in ordered],
             missing_device_ids=[i for i in ids if i not in by_id],
+            missing_device_numbers=missing_numbers,
         )
 
     # -- credentials -----------------------------------------------------------------------

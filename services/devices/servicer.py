@@ -18,14 +18,18 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
         return await self.devices.create(from_context(context), request.device)
 
     async def GetDevice(self, request, context):
-        return await self.devices.get(from_context(context), request.device_id)
+        return await self.devices.get(from_context(context), request.device_id, request.number)
 
     async def ListDevices(self, request, context):
-        devices, token = await self.devices.list(
+        devices, token, (total, matched) = await self.devices.list(
             from_context(context), request.page_size, request.page_token, request.group, request.query,
-            request.online if request.HasField("online") else None,
+            request.online if request.HasField("online") else None, request.query_dialect, request.offset,
+            request.include_counts,
         )
-        return devices_pb2.ListDevicesResponse(devices=devices, next_page_token=token)
+        reply = devices_pb2.ListDevicesResponse(devices=devices, next_page_token=token)
+        if request.include_counts:
+            reply.total_count, reply.matched_count = total, matched
+        return reply
 
     async def UpdateDevice(self, request, context):
         return await self.devices.update(

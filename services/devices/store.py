@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, ColumnElement, Index, delete, exists, false, func, or_
+from sqlalchemy import JSON, BigInteger, Column, ColumnElement, Index, delete, exists, false, func, or_
 from sqlalchemy import select as sa_select, tuple_, type_coerce, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession as _SqlAlchemySession
 from sqlmodel import Field, SQLModel, select
 
 from services.common.db import Database
@@ -22,6 +25,7 @@ class DeviceRow(SQLModel, table=True):
         Index("ix_devices_credential", "credential_hash", unique=True),
         # Group membership queries on PostgreSQL (`groups @> '["g"]'`); SQLite scans the tenant's rows.
         Index("ix_devices_groups", "groups", postgresql_using="gin").ddl_if(dialect="postgresql"),
+        Index("ux_devices_number", "number", unique=True),
     )
 
     # Device ids are chosen by users: unique within a tenant.
@@ -46,6 +50,8 @@ class DeviceRow(SQLModel, table=True):
     enrollment_token_id: str = Field(default="", max_length=64)
     # When ResolveTargets(any_available) last picked the device: the least recently picked goes next.
     picked_at: datetime | None = None
+    # Unique across the service, increasing, never reused (Foreman-style numeric host ids); set at insert.
+    number: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class DeviceGroupRow(SQLModel, table=True):
@@ -76,7 +82,18 @@ class EnrollmentTokenRow(SQLModel, table=True):
     created_at: datetime
 
 
-TABLES = [DeviceRow, DeviceGroupRow, EnrollmentTokenRow]
+class DeviceCounterRow(SQLModel, table=True):
+    """Named sequences; `device_number` hands out DeviceRow.number (never reused, even after a delete)."""
+
+    __tablename__ = "devices_counters"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: int = Field(default=0, sa_type=BigInteger)
+
+
+DEVICE_NUMBER = "device_number"
+
+TABLES = [DeviceRow, DeviceGroupRow, EnrollmentTokenRow, DeviceCounterRow]
 
 
 class _Exists(Exception):
@@ -97,6 +114,29 @@ class DeviceStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    async def number_unnumbered(self) -> None:
+        """Gives devices made before numbers existed theirs (the migrator added the column), at start."""
+        async with self.db.session() as session:  # devices made before numbers existed get theirs
+            unnumbered = list((await session.exec(
+                select(DeviceRow).where(DeviceRow.number.is_(None)).order_by(DeviceRow.created_at))).all())  # type: ignore[union-attr]
+            if unnumbered:
+                last = await self._take_numbers(session, len(unnumbered))
+                for i, row in enumerate(unnumbered):
+                    row.number = last - len(unnumbered) + 1 + i
+                    session.add(row)
+
+    async def _take_numbers(self, session, count: int) -> int:
+        """Reserves `count` device numbers in the caller's transaction; answers the highest (the UPDATE
+        holds the counter row's lock until the transaction ends, so concurrent inserts get disjoint numbers)."""
+        bump = (update(DeviceCounterRow).where(DeviceCounterRow.name == DEVICE_NUMBER)
+                .values(value=DeviceCounterRow.value + count).returning(DeviceCounterRow.value))
+        last = (await _execute(session, bump)).scalar()
+        if last is None:
+            insert_ = pg_insert if self.db.is_postgres else sqlite_insert
+            await _execute(session, insert_(DeviceCounterRow).values(name=DEVICE_NUMBER, value=0).on_conflict_do_nothing())
+            last = (await _execute(session, bump)).scalar()
+        return int(last)
+
     def _in_group(self, group: str) -> ColumnElement[bool]:
         if self.db.is_postgres:
             return type_coerce(DeviceRow.groups, JSONB).contains([group])
@@ -107,6 +147,9 @@ class DeviceStore:
         """Stores a new device; answers False when the tenant already has one with that id."""
         try:
             async with self.db.session() as session:
+                if await session.get(DeviceRow, (row.tenant_id, row.id)) is not None:
+                    return False  # (before a number is taken: numbers of refused inserts are not skipped)
+                row.number = await self._take_numbers(session, 1)
                 session.add(row)
         except IntegrityError:
             return False
@@ -116,8 +159,26 @@ class DeviceStore:
         async with self.db.session() as session:
             return await session.get(DeviceRow, (tenant_id, device_id))
 
+    async def get_by_number(self, tenant_id: str, number: int) -> DeviceRow | None:
+        query = select(DeviceRow).where(DeviceRow.tenant_id == tenant_id, DeviceRow.number == number)
+        async with self.db.session() as session:
+            return (await session.exec(query)).first()
+
+    async def count(self, tenant_id: str, *, group: str = "", condition: ColumnElement[bool] | None = None,
+                    online: bool | None = None) -> int:
+        query = sa_select(func.count()).select_from(DeviceRow).where(DeviceRow.tenant_id == tenant_id)
+        if group:
+            query = query.where(self._in_group(group))
+        if condition is not None:
+            query = query.where(condition)
+        if online is not None:
+            query = query.where(DeviceRow.online == online)
+        async with self.db.session() as session:
+            return int((await _execute(session, query)).scalar())
+
     async def list(self, tenant_id: str, *, group: str = "", after_id: str = "", limit: int = 50,
-                   condition: ColumnElement[bool] | None = None, online: bool | None = None) -> list[DeviceRow]:
+                   condition: ColumnElement[bool] | None = None, online: bool | None = None,
+                   offset: int = 0) -> list[DeviceRow]:
         query = select(DeviceRow).where(DeviceRow.tenant_id == tenant_id)
         if group:
             query = query.where(self._in_group(group))
@@ -127,16 +188,22 @@ class DeviceStore:
             query = query.where(DeviceRow.online == online)
         if after_id:
             query = query.where(DeviceRow.id > after_id)
+        query = query.order_by(DeviceRow.id)
+        if offset:
+            query = query.offset(offset)
         async with self.db.session() as session:
-            return list((await session.exec(query.order_by(DeviceRow.id).limit(limit))).all())
+            return list((await session.exec(query.limit(limit))).all())
 
     async def matching(self, tenant_id: str, device_ids: Sequence[str], group: str,
-                       condition: ColumnElement[bool] | None = None) -> list[DeviceRow]:
+                       condition: ColumnElement[bool] | None = None,
+                       device_numbers: Sequence[int] = ()) -> list[DeviceRow]:
         """In one query: the tenant's devices with one of these ids, in this group or matching the
         condition, ordered by id."""
         conditions = []
         if device_ids:
             conditions.append(DeviceRow.id.in_(list(device_ids)))  # type: ignore[attr-defined]
+        if device_numbers:
+            conditions.append(DeviceRow.number.in_(list(device_numbers)))  # type: ignore[union-attr]
         if group:
             conditions.append(self._in_group(group))
         if condition is not None:
@@ -250,6 +317,7 @@ class DeviceStore:
                 row = make_device(token)
                 if await session.get(DeviceRow, (row.tenant_id, row.id)) is not None:
                     raise _Exists()
+                row.number = await self._take_numbers(session, 1)
                 session.add(row)
                 await session.flush()
                 return "ok", row
@@ -307,3 +375,8 @@ class DeviceStore:
                     .values(**values)
                 )
                 await session.exec(statement)  # type: ignore[call-overload]
+
+
+async def _execute(session, statement):
+    """SQLAlchemy's execute (RETURNING, scalars), without SQLModel's nudge towards exec()."""
+    return await _SqlAlchemySession.execute(session, statement)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import UTC
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -13,13 +14,14 @@ from google.protobuf.json_format import MessageToDict
 
 from jobline.auth.v1.auth_pb2 import Principal
 from jobline.devices.v1.devices_pb2 import DeviceTargets
-from jobline.jobs.v1.jobs_pb2 import Job, JobDependency, JobVersion
-from services.common.clock import Clock
-from services.common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from jobline.jobs.v1.jobs_pb2 import Job, JobDependency, JobSchedule, JobVersion
+from services.common.clock import Clock, as_utc
+from services.common.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 
+from . import templates
 from .peers import Runs
 from .scheduler import is_valid_cron, next_tick
-from .store import DependencyRow, JobRow, JobStore, JobVersionRow, ScheduleRow
+from .store import SCHEDULE_NUMBER, DependencyRow, JobRow, JobStore, JobVersionRow, ScheduleRow
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 RETRY_STRATEGIES = {"exponential", "linear", "fixed", "custom"}
@@ -56,6 +58,8 @@ def validate_cron(expression: str, field: str) -> None:
 
 def validate(job: Job) -> None:
     """Raises InvalidArgument for the first thing wrong with a job definition."""
+    if job.HasField("job_template"):  # its own words first (surface D renders them as Rails' errors)
+        templates.validate(job)
     for field in ("project_id", "name", "slug"):
         if not getattr(job, field).strip():
             raise InvalidArgument(f"{field} is required")
@@ -163,6 +167,8 @@ def derive_mission(job: Job) -> None:
 
 
 def apply_defaults(job: Job) -> None:
+    if job.HasField("job_template"):
+        templates.apply_defaults(job)
     if not job.HasField("max_attempts"):
         job.max_attempts = 3
     if not job.HasField("timeout_secs"):
@@ -265,15 +271,18 @@ class Jobs:
             definition=job.SerializeToString(), created_at=self.clock.now(),
         )
 
-    def _new(self, principal: Principal, job: Job) -> tuple[JobRow, JobVersionRow, ScheduleRow | None]:
+    def _new(self, principal: Principal, job: Job, number: int = 0) -> tuple[JobRow, JobVersionRow, ScheduleRow | None]:
         """Validates a new job, fills its defaults and identity, and makes its rows (version 1)."""
-        for field in OUTPUT_ONLY:
+        for field in OUTPUT_ONLY | {"number"}:
             job.ClearField(field)
         derive_mission(job)
+        if job.HasField("job_template") and not job.slug and number:
+            job.slug = f"job-template-{number}"
         validate(job)
         apply_defaults(job)
         now = _ts(self.clock)
         job.id, job.version, job.version_id = str(uuid.uuid4()), 1, str(uuid.uuid4())
+        job.number = number
         job.created_by = job.updated_by = principal.subject_name or principal.subject_id
         job.created_at.CopyFrom(now)
         job.updated_at.CopyFrom(now)
@@ -281,6 +290,7 @@ class Jobs:
             id=job.id, tenant_id=principal.tenant_id, project_id=job.project_id, slug=job.slug,
             version=1, version_id=job.version_id, enabled=job.enabled, is_mission=job.HasField("mission"),
             definition=job.SerializeToString(), created_at=self.clock.now(), updated_at=self.clock.now(),
+            number=number or None, is_template=job.HasField("job_template"),
         )
         return row, self._version_row(principal.tenant_id, job), schedule_for(principal.tenant_id, job, self.clock.now())
 
@@ -299,9 +309,18 @@ class Jobs:
         if await self.store.slug_taken(principal.tenant_id, job.project_id, job.slug, except_id=except_id):
             raise AlreadyExists(f"a job with slug {job.slug!r} already exists in project {job.project_id!r}")
 
+    async def _check_template_name(self, principal: Principal, job: Job, except_id: str = "") -> None:
+        """Template names are unique in a tenant (as Foreman's are)."""
+        if not job.HasField("job_template"):
+            return
+        for row in await self.store.templates(principal.tenant_id):
+            if row.id != except_id and Job.FromString(row.definition).name == job.name:
+                raise AlreadyExists("name: has already been taken")
+
     async def create(self, principal: Principal, job: Job) -> Job:
-        rows = self._new(principal, job)
+        rows = self._new(principal, job, await self.store.take_numbers(1))
         await self._check_slug(principal, job)
+        await self._check_template_name(principal, job)
         await self.store.insert(*rows)
         return job
 
@@ -312,15 +331,17 @@ class Jobs:
         if len(jobs) > MAX_BATCH:
             raise InvalidArgument(f"at most {MAX_BATCH} jobs per batch")
         items, slugs = [], set()
+        last = await self.store.take_numbers(len(jobs))
         for i, job in enumerate(jobs):
             try:
-                items.append(self._new(principal, job))
+                items.append(self._new(principal, job, last - len(jobs) + 1 + i))
             except InvalidArgument as error:
                 raise InvalidArgument(f"jobs[{i}]: {error.message}") from None
             if (job.project_id, job.slug) in slugs:
                 raise AlreadyExists(f"jobs[{i}]: slug {job.slug!r} appears twice in the batch")
             slugs.add((job.project_id, job.slug))
             await self._check_slug(principal, job)
+            await self._check_template_name(principal, job)
         await self.store.insert_many(items)
         return jobs
 
@@ -330,8 +351,20 @@ class Jobs:
             raise NotFound(f"job {job_id} not found")
         return row
 
-    async def get(self, principal: Principal, job_id: str) -> Job:
+    async def get(self, principal: Principal, job_id: str, number: int = 0) -> Job:
+        if number:
+            row = await self.store.get_by_number(principal.tenant_id, number)
+            if row is None:
+                raise NotFound(f"job number {number} not found")
+            return Job.FromString(row.definition)
         return Job.FromString((await self._row(principal, job_id)).definition)
+
+    async def list_templates(self, principal: Principal, feature: str = "", search: str = "") -> list[Job]:
+        """The tenant's job templates by number (those serving `feature` and matching `search`, when given)."""
+        jobs = [Job.FromString(row.definition) for row in await self.store.templates(principal.tenant_id)]
+        if feature:
+            jobs = [job for job in jobs if feature in job.job_template.features]
+        return templates.search(jobs, search)
 
     async def list(self, principal: Principal, project_id: str, tag_key: str = "", tag_value: str = "",
                    page_size: int = 0, page_token: str = "", name: str = "",
@@ -354,18 +387,34 @@ class Jobs:
         fields = {f.name for f in Job.DESCRIPTOR.fields}
         if patch.webhook_secret == REDACTED:  # a job read back and sent again keeps its secret
             paths = [p for p in paths if p != "webhook_secret"]
+        was_template = job.HasField("job_template")
+        before = Job()
+        before.CopyFrom(job)
         for path in paths:
-            name = path.split(".")[0]
+            name, _, sub = path.partition(".")
             if name not in fields:
                 raise InvalidArgument(f"unknown field {path!r}")
-            if name in IMMUTABLE:
+            if name in IMMUTABLE | {"number"}:
                 raise InvalidArgument(f"{name} cannot be changed")
-            _copy_field(patch, job, Job.DESCRIPTOR.fields_by_name[name])
+            field = Job.DESCRIPTOR.fields_by_name[name]
+            if sub and field.message_type is not None and not field.message_type.GetOptions().map_entry:
+                target_type = field.message_type
+                if sub not in target_type.fields_by_name:
+                    raise InvalidArgument(f"unknown field {path!r}")
+                _copy_field(getattr(patch, name), getattr(job, name), target_type.fields_by_name[sub])
+            else:
+                _copy_field(patch, job, field)
         derive_mission(job)
+        if was_template != job.HasField("job_template"):
+            raise InvalidArgument("a job cannot become or stop being a job template")
+        if was_template:
+            templates.check_unlocked(before, job)
         validate(job)
         apply_defaults(job)
         if job.slug != row.slug:
             await self._check_slug(principal, job, except_id=job.id)
+        if job.name != before.name:
+            await self._check_template_name(principal, job, except_id=job.id)
         await self.store.save_version(*self._next_version(principal, row, job))
         return job
 
@@ -404,13 +453,21 @@ class Jobs:
             taken = await self.store.slugs_like(principal.tenant_id, source.project_id, base)
             job.slug = next(candidate for candidate in (base, *(f"{base}-{n}" for n in range(2, len(taken) + 3)))
                             if candidate not in taken)
-        rows = self._new(principal, job)
+        if job.HasField("job_template"):
+            job.slug = ""  # a template's slug follows its number
+            job.job_template.locked = False
+            job.job_template.cloned_from_number = source.number
+            await self._check_template_name(principal, job)
+        rows = self._new(principal, job, await self.store.take_numbers(1))
         await self._check_slug(principal, job)
         await self.store.insert(*rows)
         return job
 
     async def delete(self, principal: Principal, job_id: str) -> None:
         row = await self._row(principal, job_id)
+        job = Job.FromString(row.definition)
+        if job.HasField("job_template") and job.job_template.locked:
+            raise FailedPrecondition(f"job template {job.name!r} is locked: unlock it before deleting it")
         active = await self.runs.count_active(principal, job_id)
         if active:
             raise Conflict(f"job {job_id} has {active} active run{'s' if active != 1 else ''}; "
@@ -466,3 +523,55 @@ class Jobs:
         await self._row(principal, job_id)
         if not await self.store.delete_dependency(principal.tenant_id, job_id, dep_id):
             raise NotFound(f"dependency {dep_id} of job {job_id} not found")
+
+    # -- schedules that carry their own trigger request -------------------------------------
+
+    async def create_schedule(self, principal: Principal, schedule: JobSchedule) -> JobSchedule:
+        """A schedule firing `trigger_request` at each tick of its cron (UTC) after not_before (default
+        now), up to max_iteration ticks and not after end_time."""
+        await self._row(principal, schedule.job_id)
+        if not schedule.trigger_request:
+            raise InvalidArgument("trigger_request is required")
+        validate_cron(schedule.cron, "cron_line")
+        if schedule.max_iteration < 0:
+            raise InvalidArgument("max_iteration must not be negative")
+        now = self.clock.now()
+        start = max(now, schedule.not_before.ToDatetime(tzinfo=UTC)) if schedule.HasField("not_before") else now
+        first = next_tick(schedule.cron, "UTC", start)
+        end_time = schedule.end_time.ToDatetime(tzinfo=UTC) if schedule.HasField("end_time") else None
+        if end_time is not None and first > end_time:
+            raise InvalidArgument("end_time: is before the first occurrence")
+        if schedule.id and not re.fullmatch(r"[A-Za-z0-9-]{8,64}", schedule.id):
+            raise InvalidArgument("id: 8-64 letters, digits or '-'")
+        if schedule.id and await self.store.schedule(schedule.id) is not None:
+            raise AlreadyExists(f"schedule {schedule.id} already exists")
+        row = ScheduleRow(job_id=schedule.id or str(uuid.uuid4()), tenant_id=principal.tenant_id, project_id=principal.project_id,
+                          cron=schedule.cron, timezone="UTC", next_fire_at=first, trigger_job_id=schedule.job_id,
+                          number=await self.store.take_numbers(1, SCHEDULE_NUMBER),
+                          trigger_request=schedule.trigger_request, max_iteration=schedule.max_iteration,
+                          end_time=end_time, purpose=schedule.purpose[:256], created_at=now)
+        await self.store.insert_schedule(row)
+        return schedule_message(row)
+
+    async def get_schedule(self, principal: Principal, schedule_id: str) -> JobSchedule:
+        row = await self.store.tenant_schedule(principal.tenant_id, schedule_id) if schedule_id else None
+        if row is None:
+            raise NotFound(f"schedule {schedule_id} not found")
+        return schedule_message(row)
+
+    async def cancel_schedule(self, principal: Principal, schedule_id: str) -> JobSchedule:
+        row = await self.store.cancel_schedule(principal.tenant_id, schedule_id) if schedule_id else None
+        if row is None:
+            raise NotFound(f"schedule {schedule_id} not found")
+        return schedule_message(row)
+
+
+def schedule_message(row: ScheduleRow) -> JobSchedule:
+    schedule = JobSchedule(id=row.job_id, number=row.number or 0, job_id=row.trigger_job_id, cron=row.cron,
+                           max_iteration=row.max_iteration, iteration=row.iteration, state=row.state,
+                           purpose=row.purpose, trigger_request=row.trigger_request or b"")
+    for field in ("end_time", "next_fire_at", "last_fired_at", "created_at"):
+        value = getattr(row, field)
+        if value is not None:
+            getattr(schedule, field).FromDatetime(as_utc(value))
+    return schedule

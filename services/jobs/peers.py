@@ -20,6 +20,8 @@ class Runs(Protocol):
 
     async def trigger(self, principal: Principal, job_id: str, idempotency_key: str) -> runs_pb2.Run: ...
 
+    async def trigger_request(self, principal: Principal, request: runs_pb2.TriggerJobRequest) -> runs_pb2.Run: ...
+
 
 class RunsPeer:
     """RunService over gRPC, the caller's principal forwarded; refusals become domain errors."""
@@ -38,10 +40,12 @@ class RunsPeer:
         return reply.count
 
     async def trigger(self, principal: Principal, job_id: str, idempotency_key: str) -> runs_pb2.Run:
+        return await self.trigger_request(principal, runs_pb2.TriggerJobRequest(job_id=job_id,
+                                                                                idempotency_key=idempotency_key))
+
+    async def trigger_request(self, principal: Principal, request: runs_pb2.TriggerJobRequest) -> runs_pb2.Run:
+        """TriggerJob with a whole request (a schedule that carries its own)."""
         try:
-            return await self._runs.TriggerJob(
-                runs_pb2.TriggerJobRequest(job_id=job_id, idempotency_key=idempotency_key),
-                metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS,
-            )
+            return await self._runs.TriggerJob(request, metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None

@@ -18,6 +18,12 @@ a job fires AT MOST ONE missed tick — the most recent one at or before now —
 from the first tick after now. Every tick fires exactly once or (when missed by more than one)
 not at all; never a burst of the backlog.
 
+Schedules with their own trigger request (JobSchedule: a recurring job invocation of the runs
+service) are rows of the same table, leased and fired the same way under the same catch-up rule,
+with the key `cron:{schedule_id}:{tick}`; the scheduler sends their stored TriggerJobRequest (an
+invocation's is told the next occurrence, if any), counts the iterations, and ends the schedule
+(state "finished") once max_iteration ticks fired or the next tick would be after end_time.
+
 The loop (`run()`) calls `tick()` every TICK_SECS with the injected clock; tests call `tick()`
 themselves with a FakeClock.
 """
@@ -33,7 +39,8 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from jobline.auth.v1.auth_pb2 import SUBJECT_TYPE_SERVICE_ACCOUNT, Principal
-from services.common.clock import Clock
+from jobline.runs.v1 import runs_pb2
+from services.common.clock import Clock, as_utc
 from services.common.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.principal import TRIGGER
 
@@ -103,9 +110,22 @@ class Scheduler:
 
     async def _fire_one(self, row: ScheduleRow, now: datetime) -> int:
         # The catch-up rule: only the latest tick at or before now (never earlier than the due one).
-        tick = max(row.next_fire_at, latest_tick(row.cron, row.timezone, now))
+        tick = max(as_utc(row.next_fire_at), latest_tick(row.cron, row.timezone, now))
+        following = next_tick(row.cron, row.timezone, now)
+        ends = {}
+        if row.trigger_request is not None:  # a schedule that carries its own trigger request
+            done = bool(row.max_iteration and row.iteration + 1 >= row.max_iteration) or \
+                (row.end_time is not None and following > as_utc(row.end_time))
+            ends = {"iteration": row.iteration + 1, **({"state": "finished"} if done else {})}
         try:
-            await self.runs.trigger(cron_principal(row), row.job_id, idempotency_key(row.job_id, tick))
+            if row.trigger_request is not None:
+                request = runs_pb2.TriggerJobRequest.FromString(row.trigger_request)
+                request.idempotency_key = idempotency_key(row.job_id, tick)
+                if request.HasField("job_invocation") and not ends.get("state"):
+                    request.job_invocation.next_occurrence.FromDatetime(following)
+                await self.runs.trigger_request(cron_principal(row), request)
+            else:
+                await self.runs.trigger(cron_principal(row), row.job_id, idempotency_key(row.job_id, tick))
         except PERMANENT as error:
             log.warning("cron tick %s of job %s skipped: %s", tick.isoformat(), row.job_id, error.message)
             fired = 0
@@ -115,7 +135,7 @@ class Scheduler:
             return 0
         else:
             fired = 1
-        await self.store.complete_fire(row, self.replica_id, tick, next_tick(row.cron, row.timezone, now))
+        await self.store.complete_fire(row, self.replica_id, tick, following, **ends)
         return fired
 
     async def run(self) -> None:

@@ -33,12 +33,16 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return redacted(await self.jobs.clone(from_context(context), request.job_id, request.name, request.slug))
 
     async def GetJob(self, request, context):
-        return redacted(await self.jobs.get(from_context(context), request.job_id))
+        return redacted(await self.jobs.get(from_context(context), request.job_id, request.number))
 
     async def GetJobSnapshot(self, request, context):
-        return await self.jobs.get(from_context(context), request.job_id)
+        return await self.jobs.get(from_context(context), request.job_id, request.number)
 
     async def ListJobs(self, request, context):
+        if request.job_templates_only:
+            jobs = await self.jobs.list_templates(from_context(context), request.job_template_feature,
+                                                  request.job_template_search)
+            return jobs_pb2.ListJobsResponse(jobs=[redacted(job) for job in jobs])
         jobs, token = await self.jobs.list(
             from_context(context), request.project_id, request.tag_key, request.tag_value,
             request.page_size, request.page_token, request.name, request.missions_only,
@@ -75,3 +79,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def DeleteJobDependency(self, request, context):
         await self.jobs.remove_dependency(from_context(context), request.job_id, request.dep_id)
         return empty_pb2.Empty()
+
+    async def CreateJobSchedule(self, request, context):
+        return await self.jobs.create_schedule(from_context(context), request.schedule)
+
+    async def GetJobSchedule(self, request, context):
+        return await self.jobs.get_schedule(from_context(context), request.schedule_id)
+
+    async def CancelJobSchedule(self, request, context):
+        return await self.jobs.cancel_schedule(from_context(context), request.schedule_id)

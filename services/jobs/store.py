@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, UniqueConstraint, and_, delete, or_, update
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, UniqueConstraint, and_, delete, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession as _SqlAlchemySession
 from sqlmodel import Field, SQLModel, select
 
 from services.common.db import Database
@@ -18,6 +21,8 @@ class JobRow(SQLModel, table=True):
         UniqueConstraint("tenant_id", "project_id", "slug", name="uq_jobs_slug"),
         Index("ix_jobs_tenant_project", "tenant_id", "project_id"),
         Index("ix_jobs_missions", "tenant_id", "is_mission", "created_at"),
+        Index("ux_jobs_number", "number", unique=True),
+        Index("ix_jobs_templates", "tenant_id", "is_template", "number"),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -33,6 +38,10 @@ class JobRow(SQLModel, table=True):
     definition: bytes
     created_at: datetime
     updated_at: datetime
+    # Unique across the service, increasing, never reused (Job.number); None for jobs made before numbers.
+    number: int | None = Field(default=None, sa_type=BigInteger)
+    # A job template (Job.job_template is set): what ListJobs(job_templates_only) lists.
+    is_template: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
 
 
 class JobVersionRow(SQLModel, table=True):
@@ -62,7 +71,11 @@ class DependencyRow(SQLModel, table=True):
 
 
 class ScheduleRow(SQLModel, table=True):
-    """One row per enabled job with a cron: when it fires next, and who holds the lease to fire it."""
+    """One row per enabled job with a cron: when it fires next, and who holds the lease to fire it.
+
+    A row may instead carry its own trigger request (a JobSchedule, e.g. a recurring job invocation):
+    then `job_id` is the schedule's own id, `trigger_job_id` the job it triggers, and the row counts its
+    iterations up to `max_iteration` / `end_time`, after which its state is "finished"."""
 
     __tablename__ = "jobs_schedules"
     __table_args__ = (Index("ix_jobs_schedules_due", "next_fire_at"),)
@@ -76,9 +89,31 @@ class ScheduleRow(SQLModel, table=True):
     lease_owner: str = Field(default="", max_length=64)
     lease_until: datetime | None = None
     last_fired_at: datetime | None = None
+    # Schedules with their own trigger request (JobSchedule); a job's cron leaves these at their defaults.
+    trigger_job_id: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
+    number: int | None = Field(default=None, sa_type=BigInteger)
+    trigger_request: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    max_iteration: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    end_time: datetime | None = None
+    iteration: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # active | finished | cancelled: only active rows fire.
+    state: str = Field(default="active", max_length=16, sa_column_kwargs={"server_default": "active"})
+    purpose: str = Field(default="", max_length=256, sa_column_kwargs={"server_default": ""})
+    created_at: datetime | None = None
 
 
-TABLES = [JobRow, JobVersionRow, DependencyRow, ScheduleRow]
+class JobCounterRow(SQLModel, table=True):
+    """Named sequences: `job_number` (JobRow.number) and `schedule_number` (ScheduleRow.number)."""
+
+    __tablename__ = "jobs_counters"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: int = Field(default=0, sa_type=BigInteger)
+
+
+JOB_NUMBER, SCHEDULE_NUMBER = "job_number", "schedule_number"
+
+TABLES = [JobRow, JobVersionRow, DependencyRow, ScheduleRow, JobCounterRow]
 
 
 class JobStore:
@@ -120,6 +155,30 @@ class JobStore:
         async with self.db.session() as session:
             row = await session.get(JobRow, job_id)
             return row if row is not None and row.tenant_id == tenant_id else None
+
+    async def get_by_number(self, tenant_id: str, number: int) -> JobRow | None:
+        query = select(JobRow).where(JobRow.tenant_id == tenant_id, JobRow.number == number)
+        async with self.db.session() as session:
+            return (await session.exec(query)).first()
+
+    async def take_numbers(self, count: int, name: str = JOB_NUMBER) -> int:
+        """Reserves `count` numbers of the named sequence (in their own transaction: a number is never
+        reused, even when what it was for is not stored); answers the highest."""
+        bump = (update(JobCounterRow).where(JobCounterRow.name == name)
+                .values(value=JobCounterRow.value + count).returning(JobCounterRow.value))
+        async with self.db.session() as session:
+            last = (await _execute(session, bump)).scalar()
+            if last is None:
+                insert_ = pg_insert if self.db.is_postgres else sqlite_insert
+                await _execute(session, insert_(JobCounterRow).values(name=name, value=0).on_conflict_do_nothing())
+                last = (await _execute(session, bump)).scalar()
+        return int(last)
+
+    async def templates(self, tenant_id: str) -> list[JobRow]:
+        """The tenant's job templates, by number."""
+        query = select(JobRow).where(JobRow.tenant_id == tenant_id, JobRow.is_template == True)  # noqa: E712
+        async with self.db.session() as session:
+            return list((await session.exec(query.order_by(JobRow.number))).all())
 
     async def get_many(self, tenant_id: str, job_ids: list[str]) -> list[JobRow]:
         query = select(JobRow).where(JobRow.tenant_id == tenant_id, JobRow.id.in_(job_ids))
@@ -185,6 +244,8 @@ class JobStore:
                 or_(DependencyRow.job_id == job.id, DependencyRow.depends_on_job_id == job.id),
             ))
             await session.exec(delete(ScheduleRow).where(ScheduleRow.job_id == job.id))
+            await session.exec(update(ScheduleRow).where(ScheduleRow.trigger_job_id == job.id,  # its schedules end
+                                                         ScheduleRow.state == "active").values(state="cancelled"))
             stored = await session.get(JobRow, job.id)
             if stored is not None:
                 await session.delete(stored)
@@ -248,7 +309,7 @@ class JobStore:
         LOCKED, so two replicas never hold the same tick."""
         free = or_(ScheduleRow.lease_until.is_(None), ScheduleRow.lease_until <= now)
         query = (
-            select(ScheduleRow).where(ScheduleRow.next_fire_at <= now, free)
+            select(ScheduleRow).where(ScheduleRow.next_fire_at <= now, free, ScheduleRow.state == "active")
             .order_by(ScheduleRow.next_fire_at).limit(limit)
         )
         if self.db.is_postgres:
@@ -266,16 +327,37 @@ class JobStore:
                     claimed.append(row)
         return claimed
 
-    async def complete_fire(self, row: ScheduleRow, owner: str, fired_at: datetime, next_fire_at: datetime) -> bool:
-        """Moves a leased schedule on to its next tick, unless the job changed it meanwhile."""
+    async def complete_fire(self, row: ScheduleRow, owner: str, fired_at: datetime, next_fire_at: datetime,
+                            **values) -> bool:
+        """Moves a leased schedule on to its next tick (and `values`, e.g. its iteration), unless the job
+        changed it meanwhile."""
         statement = (
             update(ScheduleRow)
             .where(ScheduleRow.job_id == row.job_id, ScheduleRow.lease_owner == owner,
                    ScheduleRow.next_fire_at == row.next_fire_at)
-            .values(next_fire_at=next_fire_at, last_fired_at=fired_at, lease_owner="", lease_until=None)
+            .values(next_fire_at=next_fire_at, last_fired_at=fired_at, lease_owner="", lease_until=None, **values)
         )
         async with self.db.session() as session:
             return (await session.exec(statement)).rowcount == 1
+
+    async def insert_schedule(self, row: ScheduleRow) -> None:
+        async with self.db.session() as session:
+            session.add(row)
+
+    async def tenant_schedule(self, tenant_id: str, schedule_id: str) -> ScheduleRow | None:
+        """A schedule with its own trigger request (not a job's cron row), of this tenant."""
+        async with self.db.session() as session:
+            row = await session.get(ScheduleRow, schedule_id)
+        if row is None or row.tenant_id != tenant_id or row.trigger_request is None:
+            return None
+        return row
+
+    async def cancel_schedule(self, tenant_id: str, schedule_id: str) -> ScheduleRow | None:
+        statement = (update(ScheduleRow).where(ScheduleRow.job_id == schedule_id, ScheduleRow.tenant_id == tenant_id,
+                                               ScheduleRow.state == "active").values(state="cancelled"))
+        async with self.db.session() as session:
+            await session.exec(statement)  # type: ignore[call-overload]
+        return await self.tenant_schedule(tenant_id, schedule_id)
 
     async def retry_later(self, row: ScheduleRow, owner: str, at: datetime) -> None:
         """Keeps the tick due but leaves it alone until `at` (a failed fire's backoff)."""
@@ -286,3 +368,8 @@ class JobStore:
         )
         async with self.db.session() as session:
             await session.exec(statement)
+
+
+async def _execute(session, statement):
+    """SQLAlchemy's execute (RETURNING, scalars), without SQLModel's nudge towards exec()."""
+    return await _SqlAlchemySession.execute(session, statement)

@@ -16,6 +16,7 @@ from services.common.server import Registration
 from .engine import RunEngine
 from .http_executor import HttpExecutor
 from .hub import AgentHub
+from .invocations import TABLES as INVOCATION_TABLES, JobInvocations
 from .peers import Peers
 from .servicer import AgentServicer, RunServicer
 from .store import TABLES, RunStore
@@ -31,11 +32,12 @@ class RunsService:
     """The parts of a runs replica, wired together; tests reach in through it."""
 
     def __init__(self, settings: Settings, clock: Clock) -> None:
-        self.db = Database(settings.database_url, TABLES)
+        self.db = Database(settings.database_url, [*TABLES, *INVOCATION_TABLES])
         self.channels = Channels()
         self.store = RunStore(self.db, clock)
         self.peers = Peers(self.channels, settings.peers)
         self.engine = RunEngine(self.store, self.peers, clock, settings.heartbeat_timeout_secs)
+        self.job_invocations = JobInvocations(self.engine)
         self.hub = AgentHub(self.engine, self.store, self.peers, clock, settings.heartbeat_interval_ms)
         self.http = HttpExecutor(self.engine, self.store, clock, self.hub.replica_id)
         self.webhooks = WebhookSender(self.store, clock)

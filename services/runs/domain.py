@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jobline.jobs.v1.jobs_pb2 import Job
+from services.common.command_template import ERB_COMMENT, ERB_INPUT, PLACEHOLDER, erb_name
 from services.common.errors import InvalidArgument
 
 MAX_BACKOFF_SECS = 3600
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 NAME_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 NAME_SUFFIX_LENGTH = 8
@@ -26,9 +26,15 @@ def is_device_job(job: Job) -> bool:
     return bool(job.command or job.handler)
 
 
+# Either way of using an input, in one pass (an inserted value is never rendered again).
+_INPUT_USE = re.compile(f"{ERB_INPUT.pattern}|{PLACEHOLDER.pattern}")
+
+
 def inputs_for(job: Job, payload: dict[str, Any]) -> dict[str, str]:
-    """A device run's inputs: the job's defaults overlaid with the trigger's payload."""
-    inputs = dict(job.default_inputs)
+    """A device run's inputs: a job template's declared inputs (their default, else empty), the job's
+    defaults, then the trigger's payload."""
+    inputs = {i.name: i.default_value for i in job.job_template.inputs} if job.HasField("job_template") else {}
+    inputs.update(job.default_inputs)
     for key, value in payload.items():
         inputs[key] = value if isinstance(value, str) else _json_text(value)
     return inputs
@@ -41,11 +47,23 @@ def _json_text(value: Any) -> str:
 
 
 def render_command(template: str, inputs: dict[str, str]) -> str:
-    """Fills {{name}} placeholders with shell-quoted input values; a missing input is an error."""
-    missing = sorted({name for name in PLACEHOLDER.findall(template) if name not in inputs})
+    """The command a device runs: {{name}} becomes the shell-quoted input value, Foreman's
+    `<%= input('name') %>` the value as given, `<%# comments %>` nothing (see
+    services.common.command_template); a missing input is an error."""
+    body = ERB_COMMENT.sub("", template) if "<%#" in template else template
+
+    def name_of(match: re.Match[str]) -> str:
+        return erb_name(match) if match.group(0).startswith("<%") else match.group(3)
+
+    missing = sorted({name_of(m) for m in _INPUT_USE.finditer(body) if name_of(m) not in inputs})
     if missing:
         raise InvalidArgument("missing inputs: " + ", ".join(missing))
-    return PLACEHOLDER.sub(lambda m: shlex.quote(inputs[m.group(1)]), template)
+
+    def fill(match: re.Match[str]) -> str:
+        value = inputs[name_of(match)]
+        return value if match.group(0).startswith("<%") else shlex.quote(value)
+
+    return _INPUT_USE.sub(fill, body)
 
 
 def validate_run_name(name: str) -> None:

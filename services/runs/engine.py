@@ -80,11 +80,15 @@ class RunEngine:
         self.heartbeat_timeout = timedelta(seconds=heartbeat_timeout_secs)
         self.dispatchers: list[Dispatcher] = []
         self._windows: dict[str, tuple[str, str]] = {}  # job_version_id -> (execution_window_cron, timezone)
+        # Job invocations (services/runs/invocations.py) register themselves here.
+        self.job_invocations: Any = None
 
     # -- triggering ---------------------------------------------------------------------------
 
     async def trigger(self, principal: Principal, request: runs_pb2.TriggerJobRequest) -> runs_pb2.Run:
         require_scope(principal, TRIGGER)
+        if request.HasField("job_invocation"):  # an occurrence of a recurring job invocation
+            return await self.job_invocations.trigger_occurrence(principal, request)
         job = await self._job_to_run(principal, request)
         if request.command and not job.command:
             raise InvalidArgument(f"job {job.id} has no command to override")

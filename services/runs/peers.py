@@ -76,6 +76,28 @@ class Peers:
         self._deps_cache[key] = (time.monotonic() + JOB_CACHE_SECS, deps)
         return deps
 
+    async def create_schedule(self, principal: Principal, schedule: jobs_pb2.JobSchedule) -> jobs_pb2.JobSchedule:
+        """A jobs-service schedule carrying a trigger request (a recurring job invocation)."""
+        try:
+            return await self._jobs.CreateJobSchedule(jobs_pb2.CreateJobScheduleRequest(schedule=schedule),
+                                                      metadata=to_metadata(principal))
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
+    async def get_schedule(self, principal: Principal, schedule_id: str) -> jobs_pb2.JobSchedule:
+        try:
+            return await self._jobs.GetJobSchedule(jobs_pb2.GetJobScheduleRequest(schedule_id=schedule_id),
+                                                   metadata=to_metadata(principal))
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
+    async def cancel_schedule(self, principal: Principal, schedule_id: str) -> jobs_pb2.JobSchedule:
+        try:
+            return await self._jobs.CancelJobSchedule(jobs_pb2.GetJobScheduleRequest(schedule_id=schedule_id),
+                                                      metadata=to_metadata(principal))
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
     async def resolve(self, principal: Principal, targets: devices_pb2.DeviceTargets,
                       pick_count: int = 1) -> devices_pb2.ResolveTargetsResponse:
         try:

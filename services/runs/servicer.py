@@ -114,6 +114,27 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         return reply
 
 
+    # -- job invocations (services/runs/invocations.py) --
+
+    async def CreateJobInvocation(self, request, context):
+        return await self.engine.job_invocations.create(from_context(context), request)
+
+    async def GetJobInvocation(self, request, context):
+        return await self.engine.job_invocations.get(from_context(context), request)
+
+    async def ListJobInvocations(self, request, context):
+        return await self.engine.job_invocations.list(from_context(context), request)
+
+    async def CancelJobInvocation(self, request, context):
+        return await self.engine.job_invocations.cancel(from_context(context), request)
+
+    async def RerunJobInvocation(self, request, context):
+        return await self.engine.job_invocations.rerun(from_context(context), request)
+
+    async def ListJobInvocationOutputs(self, request, context):
+        return await self.engine.job_invocations.outputs(from_context(context), request)
+
+
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, hub: AgentHub) -> None:
         self.hub = hub

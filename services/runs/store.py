@@ -10,7 +10,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -278,28 +278,34 @@ class RunStore:
             await self._record(session, changed, **record)
         return changed
 
-    async def insert_runs(self, runs: Sequence[RunRow]) -> None:
-        """Stores new runs (one INSERT for all of them) and their creation events."""
-        if not runs:
+    async def insert_runs(self, runs: Sequence[RunRow], also: Callable[[Any], Awaitable[None]] | None = None) -> None:
+        """Stores new runs (one INSERT for all of them) and their creation events; `also(session)` writes
+        whatever belongs with them (a job invocation) in the same transaction, before them."""
+        if not runs and also is None:
             return
         async with self.db.session() as session:
+            if also is not None:
+                await also(session)
+            if not runs:
+                return
             last = await self._take_numbers(session, len(runs))
             for i, run in enumerate(runs):
                 run.number = last - len(runs) + 1 + i
             await _execute(session, insert(RunRow.__table__), [_values(run) for run in runs])
             await self._record(session, [_changed(run) for run in runs], event_type="run.created")
 
-    async def _take_numbers(self, session, count: int) -> int:
-        """Reserves `count` run numbers in the caller's transaction; answers the highest.
+    async def _take_numbers(self, session, count: int, name: str = RUN_NUMBER) -> int:
+        """Reserves `count` numbers of the named sequence (run numbers by default) in the caller's
+        transaction; answers the highest.
 
         The UPDATE locks the counter row until the transaction ends (SQLite: the write lock), so
         concurrent inserts get disjoint blocks. The row is created by the first insert ever."""
-        bump = (update(CounterRow).where(CounterRow.name == RUN_NUMBER)
+        bump = (update(CounterRow).where(CounterRow.name == name)
                 .values(value=CounterRow.value + count).returning(CounterRow.value))
         last = (await _execute(session, bump)).scalar()
         if last is None:
             insert_ = pg_insert if self.db.is_postgres else sqlite_insert
-            await _execute(session, insert_(CounterRow).values(name=RUN_NUMBER, value=0).on_conflict_do_nothing())
+            await _execute(session, insert_(CounterRow).values(name=name, value=0).on_conflict_do_nothing())
             last = (await _execute(session, bump)).scalar()
         return int(last)
 

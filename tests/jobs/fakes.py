@@ -16,6 +16,7 @@ class FakeRuns:
     triggers: list[tuple[Principal, str, str]] = field(default_factory=list)
     count_calls: list[tuple[Principal, str]] = field(default_factory=list)
     fail_with: DomainError | None = None
+    requests: list[runs_pb2.TriggerJobRequest] = field(default_factory=list)
 
     async def count_active(self, principal: Principal, job_id: str) -> int:
         self.count_calls.append((principal, job_id))
@@ -27,6 +28,13 @@ class FakeRuns:
         if all(key != idempotency_key for _, _, key in self.triggers):
             self.triggers.append((principal, job_id, idempotency_key))
         return runs_pb2.Run(id=f"run-{len(self.triggers)}", job_id=job_id, idempotency_key=idempotency_key)
+
+    async def trigger_request(self, principal: Principal, request: runs_pb2.TriggerJobRequest) -> runs_pb2.Run:
+        """A schedule's own trigger request: recorded whole in `requests` (repeats of a key are not)."""
+        run = await self.trigger(principal, request.job_id, request.idempotency_key)
+        if all(r.idempotency_key != request.idempotency_key for r in self.requests):
+            self.requests.append(request)
+        return run
 
     def keys(self, job_id: str | None = None) -> list[str]:
         return [key for _, job, key in self.triggers if job_id in (None, job)]

@@ -14,7 +14,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Device(_message.Message):
-    __slots__ = ("id", "name", "model", "labels", "groups", "online", "last_seen_at", "agent_version", "created_at", "updated_at", "credential", "tenant_id", "facts", "credential_revoked_at", "enrollment_token_id")
+    __slots__ = ("id", "name", "model", "labels", "groups", "online", "last_seen_at", "agent_version", "created_at", "updated_at", "credential", "tenant_id", "facts", "credential_revoked_at", "enrollment_token_id", "number")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class Device(_message.Message):
     FACTS_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
     ENROLLMENT_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     model: str
@@ -59,7 +60,8 @@ class Device(_message.Message):
     facts: _containers.ScalarMap[str, str]
     credential_revoked_at: _timestamp_pb2.Timestamp
     enrollment_token_id: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., model: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., groups: _Optional[_Iterable[str]] = ..., online: _Optional[bool] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_version: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., credential: _Optional[str] = ..., tenant_id: _Optional[str] = ..., facts: _Optional[_Mapping[str, str]] = ..., credential_revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enrollment_token_id: _Optional[str] = ...) -> None: ...
+    number: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., model: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., groups: _Optional[_Iterable[str]] = ..., online: _Optional[bool] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_version: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., credential: _Optional[str] = ..., tenant_id: _Optional[str] = ..., facts: _Optional[_Mapping[str, str]] = ..., credential_revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enrollment_token_id: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...
 
 class RevokeCredentialRequest(_message.Message):
     __slots__ = ("device_id",)
@@ -233,32 +235,44 @@ class CreateDeviceRequest(_message.Message):
     def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ...) -> None: ...
 
 class GetDeviceRequest(_message.Message):
-    __slots__ = ("device_id",)
+    __slots__ = ("device_id", "number")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
     device_id: str
-    def __init__(self, device_id: _Optional[str] = ...) -> None: ...
+    number: int
+    def __init__(self, device_id: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...
 
 class ListDevicesRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "group", "query", "online")
+    __slots__ = ("page_size", "page_token", "group", "query", "online", "query_dialect", "offset", "include_counts")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
+    QUERY_DIALECT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_COUNTS_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     group: str
     query: str
     online: bool
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., online: _Optional[bool] = ...) -> None: ...
+    query_dialect: str
+    offset: int
+    include_counts: bool
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., online: _Optional[bool] = ..., query_dialect: _Optional[str] = ..., offset: _Optional[int] = ..., include_counts: _Optional[bool] = ...) -> None: ...
 
 class ListDevicesResponse(_message.Message):
-    __slots__ = ("devices", "next_page_token")
+    __slots__ = ("devices", "next_page_token", "total_count", "matched_count")
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_COUNT_FIELD_NUMBER: _ClassVar[int]
     devices: _containers.RepeatedCompositeFieldContainer[Device]
     next_page_token: str
-    def __init__(self, devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    total_count: int
+    matched_count: int
+    def __init__(self, devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_count: _Optional[int] = ..., matched_count: _Optional[int] = ...) -> None: ...
 
 class UpdateDeviceRequest(_message.Message):
     __slots__ = ("device_id", "device", "update_mask")
@@ -277,18 +291,22 @@ class DeleteDeviceRequest(_message.Message):
     def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
 class DeviceTargets(_message.Message):
-    __slots__ = ("device_ids", "group", "query", "any_available", "device_ids_within_group")
+    __slots__ = ("device_ids", "group", "query", "any_available", "query_dialect", "device_numbers", "device_ids_within_group")
     DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     ANY_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    QUERY_DIALECT_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_IDS_WITHIN_GROUP_FIELD_NUMBER: _ClassVar[int]
     device_ids: _containers.RepeatedScalarFieldContainer[str]
     group: str
     query: str
     any_available: bool
+    query_dialect: str
+    device_numbers: _containers.RepeatedScalarFieldContainer[int]
     device_ids_within_group: bool
-    def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., any_available: _Optional[bool] = ..., device_ids_within_group: _Optional[bool] = ...) -> None: ...
+    def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., any_available: _Optional[bool] = ..., query_dialect: _Optional[str] = ..., device_numbers: _Optional[_Iterable[int]] = ..., device_ids_within_group: _Optional[bool] = ...) -> None: ...
 
 class ResolveTargetsRequest(_message.Message):
     __slots__ = ("targets", "pick_count")
@@ -299,12 +317,14 @@ class ResolveTargetsRequest(_message.Message):
     def __init__(self, targets: _Optional[_Union[DeviceTargets, _Mapping]] = ..., pick_count: _Optional[int] = ...) -> None: ...
 
 class ResolveTargetsResponse(_message.Message):
-    __slots__ = ("devices", "missing_device_ids")
+    __slots__ = ("devices", "missing_device_ids", "missing_device_numbers")
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     MISSING_DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_DEVICE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     devices: _containers.RepeatedCompositeFieldContainer[Device]
     missing_device_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., missing_device_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    missing_device_numbers: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., missing_device_ids: _Optional[_Iterable[str]] = ..., missing_device_numbers: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class AuthenticateAgentRequest(_message.Message):
     __slots__ = ("device_id", "credential")

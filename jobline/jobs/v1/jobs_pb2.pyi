@@ -26,7 +26,7 @@ class RateLimitKey(_message.Message):
     def __init__(self, name: _Optional[str] = ..., max: _Optional[int] = ..., window_secs: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "project_id", "group_id", "name", "slug", "description", "cron", "payload_schema", "tags", "endpoint_url", "fallback_endpoint_url", "max_attempts", "timeout_secs", "max_concurrency", "execution_window_cron", "timezone", "rate_limit_max", "rate_limit_window_secs", "max_concurrency_per_key", "rate_limit_keys", "default_run_metadata", "dedup_window_secs", "enabled", "webhook_url", "webhook_secret", "run_ttl_secs", "retry_strategy", "retry_delays_secs", "environment_id", "version", "version_id", "version_policy", "backwards_compatible", "created_by", "updated_by", "created_at", "updated_at", "command", "default_inputs", "targets", "handler", "mission")
+    __slots__ = ("id", "project_id", "group_id", "name", "slug", "description", "cron", "payload_schema", "tags", "endpoint_url", "fallback_endpoint_url", "max_attempts", "timeout_secs", "max_concurrency", "execution_window_cron", "timezone", "rate_limit_max", "rate_limit_window_secs", "max_concurrency_per_key", "rate_limit_keys", "default_run_metadata", "dedup_window_secs", "enabled", "webhook_url", "webhook_secret", "run_ttl_secs", "retry_strategy", "retry_delays_secs", "environment_id", "version", "version_id", "version_policy", "backwards_compatible", "created_by", "updated_by", "created_at", "updated_at", "command", "default_inputs", "targets", "number", "job_template", "handler", "mission")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,8 @@ class Job(_message.Message):
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_INPUTS_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    JOB_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
     MISSION_FIELD_NUMBER: _ClassVar[int]
     id: str
@@ -130,9 +132,11 @@ class Job(_message.Message):
     command: str
     default_inputs: _containers.ScalarMap[str, str]
     targets: _devices_pb2.DeviceTargets
+    number: int
+    job_template: JobTemplateSpec
     handler: str
     mission: MissionSpec
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., group_id: _Optional[str] = ..., name: _Optional[str] = ..., slug: _Optional[str] = ..., description: _Optional[str] = ..., cron: _Optional[str] = ..., payload_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ..., endpoint_url: _Optional[str] = ..., fallback_endpoint_url: _Optional[str] = ..., max_attempts: _Optional[int] = ..., timeout_secs: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., execution_window_cron: _Optional[str] = ..., timezone: _Optional[str] = ..., rate_limit_max: _Optional[int] = ..., rate_limit_window_secs: _Optional[int] = ..., max_concurrency_per_key: _Optional[int] = ..., rate_limit_keys: _Optional[_Iterable[_Union[RateLimitKey, _Mapping]]] = ..., default_run_metadata: _Optional[_Mapping[str, str]] = ..., dedup_window_secs: _Optional[int] = ..., enabled: _Optional[bool] = ..., webhook_url: _Optional[str] = ..., webhook_secret: _Optional[str] = ..., run_ttl_secs: _Optional[int] = ..., retry_strategy: _Optional[str] = ..., retry_delays_secs: _Optional[_Iterable[int]] = ..., environment_id: _Optional[str] = ..., version: _Optional[int] = ..., version_id: _Optional[str] = ..., version_policy: _Optional[str] = ..., backwards_compatible: _Optional[bool] = ..., created_by: _Optional[str] = ..., updated_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., command: _Optional[str] = ..., default_inputs: _Optional[_Mapping[str, str]] = ..., targets: _Optional[_Union[_devices_pb2.DeviceTargets, _Mapping]] = ..., handler: _Optional[str] = ..., mission: _Optional[_Union[MissionSpec, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., group_id: _Optional[str] = ..., name: _Optional[str] = ..., slug: _Optional[str] = ..., description: _Optional[str] = ..., cron: _Optional[str] = ..., payload_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ..., endpoint_url: _Optional[str] = ..., fallback_endpoint_url: _Optional[str] = ..., max_attempts: _Optional[int] = ..., timeout_secs: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., execution_window_cron: _Optional[str] = ..., timezone: _Optional[str] = ..., rate_limit_max: _Optional[int] = ..., rate_limit_window_secs: _Optional[int] = ..., max_concurrency_per_key: _Optional[int] = ..., rate_limit_keys: _Optional[_Iterable[_Union[RateLimitKey, _Mapping]]] = ..., default_run_metadata: _Optional[_Mapping[str, str]] = ..., dedup_window_secs: _Optional[int] = ..., enabled: _Optional[bool] = ..., webhook_url: _Optional[str] = ..., webhook_secret: _Optional[str] = ..., run_ttl_secs: _Optional[int] = ..., retry_strategy: _Optional[str] = ..., retry_delays_secs: _Optional[_Iterable[int]] = ..., environment_id: _Optional[str] = ..., version: _Optional[int] = ..., version_id: _Optional[str] = ..., version_policy: _Optional[str] = ..., backwards_compatible: _Optional[bool] = ..., created_by: _Optional[str] = ..., updated_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., command: _Optional[str] = ..., default_inputs: _Optional[_Mapping[str, str]] = ..., targets: _Optional[_Union[_devices_pb2.DeviceTargets, _Mapping]] = ..., number: _Optional[int] = ..., job_template: _Optional[_Union[JobTemplateSpec, _Mapping]] = ..., handler: _Optional[str] = ..., mission: _Optional[_Union[MissionSpec, _Mapping]] = ...) -> None: ...
 
 class MissionSpec(_message.Message):
     __slots__ = ("mission_id", "device_group_id", "device_id", "priority", "metadata")
@@ -147,6 +151,62 @@ class MissionSpec(_message.Message):
     priority: int
     metadata: _struct_pb2.Struct
     def __init__(self, mission_id: _Optional[str] = ..., device_group_id: _Optional[str] = ..., device_id: _Optional[str] = ..., priority: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class JobTemplateInput(_message.Message):
+    __slots__ = ("name", "required", "description", "default_value", "input_type", "hidden_value", "options", "advanced", "id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_VALUE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    ADVANCED_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    required: bool
+    description: str
+    default_value: str
+    input_type: str
+    hidden_value: bool
+    options: _containers.RepeatedScalarFieldContainer[str]
+    advanced: bool
+    id: int
+    def __init__(self, name: _Optional[str] = ..., required: _Optional[bool] = ..., description: _Optional[str] = ..., default_value: _Optional[str] = ..., input_type: _Optional[str] = ..., hidden_value: _Optional[bool] = ..., options: _Optional[_Iterable[str]] = ..., advanced: _Optional[bool] = ..., id: _Optional[int] = ...) -> None: ...
+
+class JobTemplateEffectiveUser(_message.Message):
+    __slots__ = ("value", "current_user", "overridable")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_USER_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDABLE_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    current_user: bool
+    overridable: bool
+    def __init__(self, value: _Optional[str] = ..., current_user: _Optional[bool] = ..., overridable: _Optional[bool] = ...) -> None: ...
+
+class JobTemplateSpec(_message.Message):
+    __slots__ = ("job_category", "provider_type", "description_format", "snippet", "locked", "inputs", "effective_user", "execution_timeout_interval", "features", "cloned_from_number")
+    JOB_CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SNIPPET_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_USER_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_TIMEOUT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    CLONED_FROM_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    job_category: str
+    provider_type: str
+    description_format: str
+    snippet: bool
+    locked: bool
+    inputs: _containers.RepeatedCompositeFieldContainer[JobTemplateInput]
+    effective_user: JobTemplateEffectiveUser
+    execution_timeout_interval: int
+    features: _containers.RepeatedScalarFieldContainer[str]
+    cloned_from_number: int
+    def __init__(self, job_category: _Optional[str] = ..., provider_type: _Optional[str] = ..., description_format: _Optional[str] = ..., snippet: _Optional[bool] = ..., locked: _Optional[bool] = ..., inputs: _Optional[_Iterable[_Union[JobTemplateInput, _Mapping]]] = ..., effective_user: _Optional[_Union[JobTemplateEffectiveUser, _Mapping]] = ..., execution_timeout_interval: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., cloned_from_number: _Optional[int] = ...) -> None: ...
 
 class JobVersion(_message.Message):
     __slots__ = ("id", "job_id", "version", "name", "slug", "description", "cron", "payload_schema", "tags", "endpoint_url", "fallback_endpoint_url", "max_attempts", "timeout_secs", "webhook_url", "webhook_secret", "run_ttl_secs", "created_at", "command", "snapshot")
@@ -204,19 +264,24 @@ class CreateJobRequest(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "number")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    number: int
+    def __init__(self, job_id: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("project_id", "tag_key", "tag_value", "page_size", "page_token", "name", "missions_only")
+    __slots__ = ("project_id", "tag_key", "tag_value", "page_size", "page_token", "name", "job_templates_only", "job_template_feature", "job_template_search", "missions_only")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     TAG_KEY_FIELD_NUMBER: _ClassVar[int]
     TAG_VALUE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    JOB_TEMPLATES_ONLY_FIELD_NUMBER: _ClassVar[int]
+    JOB_TEMPLATE_FEATURE_FIELD_NUMBER: _ClassVar[int]
+    JOB_TEMPLATE_SEARCH_FIELD_NUMBER: _ClassVar[int]
     MISSIONS_ONLY_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     tag_key: str
@@ -224,8 +289,11 @@ class ListJobsRequest(_message.Message):
     page_size: int
     page_token: str
     name: str
+    job_templates_only: bool
+    job_template_feature: str
+    job_template_search: str
     missions_only: bool
-    def __init__(self, project_id: _Optional[str] = ..., tag_key: _Optional[str] = ..., tag_value: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., name: _Optional[str] = ..., missions_only: _Optional[bool] = ...) -> None: ...
+    def __init__(self, project_id: _Optional[str] = ..., tag_key: _Optional[str] = ..., tag_value: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., name: _Optional[str] = ..., job_templates_only: _Optional[bool] = ..., job_template_feature: _Optional[str] = ..., job_template_search: _Optional[str] = ..., missions_only: _Optional[bool] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")
@@ -350,3 +418,47 @@ class CloneJobRequest(_message.Message):
     name: str
     slug: str
     def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., slug: _Optional[str] = ...) -> None: ...
+
+class JobSchedule(_message.Message):
+    __slots__ = ("id", "number", "job_id", "cron", "max_iteration", "end_time", "iteration", "state", "purpose", "next_fire_at", "last_fired_at", "trigger_request", "created_at", "not_before")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITERATION_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    ITERATION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIRE_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIRED_AT_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    number: int
+    job_id: str
+    cron: str
+    max_iteration: int
+    end_time: _timestamp_pb2.Timestamp
+    iteration: int
+    state: str
+    purpose: str
+    next_fire_at: _timestamp_pb2.Timestamp
+    last_fired_at: _timestamp_pb2.Timestamp
+    trigger_request: bytes
+    created_at: _timestamp_pb2.Timestamp
+    not_before: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., job_id: _Optional[str] = ..., cron: _Optional[str] = ..., max_iteration: _Optional[int] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., iteration: _Optional[int] = ..., state: _Optional[str] = ..., purpose: _Optional[str] = ..., next_fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger_request: _Optional[bytes] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateJobScheduleRequest(_message.Message):
+    __slots__ = ("schedule",)
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    schedule: JobSchedule
+    def __init__(self, schedule: _Optional[_Union[JobSchedule, _Mapping]] = ...) -> None: ...
+
+class GetJobScheduleRequest(_message.Message):
+    __slots__ = ("schedule_id",)
+    SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
+    schedule_id: str
+    def __init__(self, schedule_id: _Optional[str] = ...) -> None: ...

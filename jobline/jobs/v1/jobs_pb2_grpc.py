@@ -116,6 +116,21 @@ class JobServiceStub:
                 request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobDependencyRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CreateJobSchedule = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/CreateJobSchedule',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.CreateJobScheduleRequest.SerializeToString,
+                response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobSchedule.FromString,
+                _registered_method=True)
+        self.GetJobSchedule = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/GetJobSchedule',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobScheduleRequest.SerializeToString,
+                response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobSchedule.FromString,
+                _registered_method=True)
+        self.CancelJobSchedule = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/CancelJobSchedule',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobScheduleRequest.SerializeToString,
+                response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobSchedule.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -229,6 +244,27 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateJobSchedule(self, request, context):
+        """Internal (no REST route): schedules that carry their own trigger request (a recurring job
+        invocation of the runs service), fired by the same scheduler as job crons.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJobSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJobSchedule(self, request, context):
+        """Stops the schedule (state "cancelled"); answers it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -311,6 +347,21 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.DeleteJobDependency,
                     request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobDependencyRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateJobSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJobSchedule,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.CreateJobScheduleRequest.FromString,
+                    response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobSchedule.SerializeToString,
+            ),
+            'GetJobSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJobSchedule,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobScheduleRequest.FromString,
+                    response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobSchedule.SerializeToString,
+            ),
+            'CancelJobSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJobSchedule,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobScheduleRequest.FromString,
+                    response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobSchedule.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -746,6 +797,87 @@ class JobService:
             '/jobline.jobs.v1.JobService/DeleteJobDependency',
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobDependencyRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateJobSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/CreateJobSchedule',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.CreateJobScheduleRequest.SerializeToString,
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobSchedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/GetJobSchedule',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobScheduleRequest.SerializeToString,
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobSchedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJobSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/CancelJobSchedule',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobScheduleRequest.SerializeToString,
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.JobSchedule.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,15 @@ class OutputStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTPUT_STREAM_STDOUT: _ClassVar[OutputStream]
     OUTPUT_STREAM_STDERR: _ClassVar[OutputStream]
     OUTPUT_STREAM_DEBUG: _ClassVar[OutputStream]
+
+class JobInvocationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_INVOCATION_STATE_UNSPECIFIED: _ClassVar[JobInvocationState]
+    JOB_INVOCATION_STATE_SCHEDULED: _ClassVar[JobInvocationState]
+    JOB_INVOCATION_STATE_RUNNING: _ClassVar[JobInvocationState]
+    JOB_INVOCATION_STATE_SUCCEEDED: _ClassVar[JobInvocationState]
+    JOB_INVOCATION_STATE_FAILED: _ClassVar[JobInvocationState]
+    JOB_INVOCATION_STATE_CANCELLED: _ClassVar[JobInvocationState]
 RUN_STATUS_UNSPECIFIED: RunStatus
 RUN_STATUS_DELAYED: RunStatus
 RUN_STATUS_QUEUED: RunStatus
@@ -73,6 +82,12 @@ OUTPUT_STREAM_UNSPECIFIED: OutputStream
 OUTPUT_STREAM_STDOUT: OutputStream
 OUTPUT_STREAM_STDERR: OutputStream
 OUTPUT_STREAM_DEBUG: OutputStream
+JOB_INVOCATION_STATE_UNSPECIFIED: JobInvocationState
+JOB_INVOCATION_STATE_SCHEDULED: JobInvocationState
+JOB_INVOCATION_STATE_RUNNING: JobInvocationState
+JOB_INVOCATION_STATE_SUCCEEDED: JobInvocationState
+JOB_INVOCATION_STATE_FAILED: JobInvocationState
+JOB_INVOCATION_STATE_CANCELLED: JobInvocationState
 
 class ExecutionTrace(_message.Message):
     __slots__ = ("queue_wait_ms", "dequeue_ms", "connect_ms", "ttfb_ms", "transfer_ms", "total_ms", "dispatch_ms")
@@ -211,7 +226,7 @@ class RunSubject(_message.Message):
     def __init__(self, id: _Optional[str] = ..., type: _Optional[_Union[_auth_pb2.SubjectType, str]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class TriggerJobRequest(_message.Message):
-    __slots__ = ("job_id", "payload", "idempotency_key", "priority", "dry_run", "metadata", "scheduled_at", "concurrency_key", "tags", "parent_run_id", "device_ids", "job_version_id", "command", "name")
+    __slots__ = ("job_id", "payload", "idempotency_key", "priority", "dry_run", "metadata", "scheduled_at", "concurrency_key", "tags", "parent_run_id", "device_ids", "job_invocation", "job_version_id", "command", "name")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -237,6 +252,7 @@ class TriggerJobRequest(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    JOB_INVOCATION_FIELD_NUMBER: _ClassVar[int]
     JOB_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -251,10 +267,11 @@ class TriggerJobRequest(_message.Message):
     tags: _containers.ScalarMap[str, str]
     parent_run_id: str
     device_ids: _containers.RepeatedScalarFieldContainer[str]
+    job_invocation: JobInvocationSpec
     job_version_id: str
     command: str
     name: str
-    def __init__(self, job_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., dry_run: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., concurrency_key: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ..., job_version_id: _Optional[str] = ..., command: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., dry_run: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., concurrency_key: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ..., job_invocation: _Optional[_Union[JobInvocationSpec, _Mapping]] = ..., job_version_id: _Optional[str] = ..., command: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("run_id", "number", "job_id", "name")
@@ -702,3 +719,239 @@ class GetStatsResponse(_message.Message):
     dispatch_latency_count: int
     dispatch_latency_sum_secs: float
     def __init__(self, runs_by_status: _Optional[_Mapping[str, int]] = ..., agent_streams_connected: _Optional[int] = ..., dispatch_latency_bucket_bounds_secs: _Optional[_Iterable[float]] = ..., dispatch_latency_bucket_counts: _Optional[_Iterable[int]] = ..., dispatch_latency_count: _Optional[int] = ..., dispatch_latency_sum_secs: _Optional[float] = ...) -> None: ...
+
+class JobInvocationSpec(_message.Message):
+    __slots__ = ("targeting_type", "search_query", "device_ids", "randomized_ordering", "inputs", "description_format", "concurrency_level", "execution_timeout_interval", "time_to_pickup", "start_at", "start_before", "ssh_user", "effective_user", "feature", "recurrence_id", "next_occurrence", "user_subject_id", "user_name", "reruns_number")
+    class InputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TARGETING_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_QUERY_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    RANDOMIZED_ORDERING_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_TIMEOUT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_PICKUP_FIELD_NUMBER: _ClassVar[int]
+    START_AT_FIELD_NUMBER: _ClassVar[int]
+    START_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    SSH_USER_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_USER_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    RECURRENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OCCURRENCE_FIELD_NUMBER: _ClassVar[int]
+    USER_SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_NAME_FIELD_NUMBER: _ClassVar[int]
+    RERUNS_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    targeting_type: str
+    search_query: str
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    randomized_ordering: bool
+    inputs: _containers.ScalarMap[str, str]
+    description_format: str
+    concurrency_level: int
+    execution_timeout_interval: int
+    time_to_pickup: int
+    start_at: _timestamp_pb2.Timestamp
+    start_before: _timestamp_pb2.Timestamp
+    ssh_user: str
+    effective_user: str
+    feature: str
+    recurrence_id: str
+    next_occurrence: _timestamp_pb2.Timestamp
+    user_subject_id: str
+    user_name: str
+    reruns_number: int
+    def __init__(self, targeting_type: _Optional[str] = ..., search_query: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ..., randomized_ordering: _Optional[bool] = ..., inputs: _Optional[_Mapping[str, str]] = ..., description_format: _Optional[str] = ..., concurrency_level: _Optional[int] = ..., execution_timeout_interval: _Optional[int] = ..., time_to_pickup: _Optional[int] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ssh_user: _Optional[str] = ..., effective_user: _Optional[str] = ..., feature: _Optional[str] = ..., recurrence_id: _Optional[str] = ..., next_occurrence: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_subject_id: _Optional[str] = ..., user_name: _Optional[str] = ..., reruns_number: _Optional[int] = ...) -> None: ...
+
+class JobInvocationRecurrence(_message.Message):
+    __slots__ = ("cron_line", "max_iteration", "end_time", "purpose")
+    CRON_LINE_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITERATION_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    cron_line: str
+    max_iteration: int
+    end_time: _timestamp_pb2.Timestamp
+    purpose: str
+    def __init__(self, cron_line: _Optional[str] = ..., max_iteration: _Optional[int] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., purpose: _Optional[str] = ...) -> None: ...
+
+class JobInvocationHost(_message.Message):
+    __slots__ = ("device_id", "run_id", "run_status", "run_number")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_STATUS_FIELD_NUMBER: _ClassVar[int]
+    RUN_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    run_id: str
+    run_status: RunStatus
+    run_number: int
+    def __init__(self, device_id: _Optional[str] = ..., run_id: _Optional[str] = ..., run_status: _Optional[_Union[RunStatus, str]] = ..., run_number: _Optional[int] = ...) -> None: ...
+
+class JobInvocation(_message.Message):
+    __slots__ = ("id", "number", "project_id", "job_id", "job_number", "job_name", "job_category", "description", "description_format", "effective_user", "state", "runs_by_status", "targeting_resolved", "host_count", "spec", "mode", "task_id", "created_at", "started_at", "finished_at", "cancelled", "hosts", "start_at")
+    class RunsByStatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    JOB_NAME_FIELD_NUMBER: _ClassVar[int]
+    JOB_CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_USER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RUNS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TARGETING_RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    HOST_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    START_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    number: int
+    project_id: str
+    job_id: str
+    job_number: int
+    job_name: str
+    job_category: str
+    description: str
+    description_format: str
+    effective_user: str
+    state: JobInvocationState
+    runs_by_status: _containers.ScalarMap[str, int]
+    targeting_resolved: bool
+    host_count: int
+    spec: JobInvocationSpec
+    mode: str
+    task_id: str
+    created_at: _timestamp_pb2.Timestamp
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    cancelled: bool
+    hosts: _containers.RepeatedCompositeFieldContainer[JobInvocationHost]
+    start_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., project_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_number: _Optional[int] = ..., job_name: _Optional[str] = ..., job_category: _Optional[str] = ..., description: _Optional[str] = ..., description_format: _Optional[str] = ..., effective_user: _Optional[str] = ..., state: _Optional[_Union[JobInvocationState, str]] = ..., runs_by_status: _Optional[_Mapping[str, int]] = ..., targeting_resolved: _Optional[bool] = ..., host_count: _Optional[int] = ..., spec: _Optional[_Union[JobInvocationSpec, _Mapping]] = ..., mode: _Optional[str] = ..., task_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancelled: _Optional[bool] = ..., hosts: _Optional[_Iterable[_Union[JobInvocationHost, _Mapping]]] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateJobInvocationRequest(_message.Message):
+    __slots__ = ("job_id", "spec", "recurrence")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    RECURRENCE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    spec: JobInvocationSpec
+    recurrence: JobInvocationRecurrence
+    def __init__(self, job_id: _Optional[str] = ..., spec: _Optional[_Union[JobInvocationSpec, _Mapping]] = ..., recurrence: _Optional[_Union[JobInvocationRecurrence, _Mapping]] = ...) -> None: ...
+
+class GetJobInvocationRequest(_message.Message):
+    __slots__ = ("number", "include_hosts")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    include_hosts: bool
+    def __init__(self, number: _Optional[int] = ..., include_hosts: _Optional[bool] = ...) -> None: ...
+
+class ListJobInvocationsRequest(_message.Message):
+    __slots__ = ("search", "order_by", "offset", "limit")
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    search: str
+    order_by: str
+    offset: int
+    limit: int
+    def __init__(self, search: _Optional[str] = ..., order_by: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListJobInvocationsResponse(_message.Message):
+    __slots__ = ("invocations", "total_count", "matched_count")
+    INVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    invocations: _containers.RepeatedCompositeFieldContainer[JobInvocation]
+    total_count: int
+    matched_count: int
+    def __init__(self, invocations: _Optional[_Iterable[_Union[JobInvocation, _Mapping]]] = ..., total_count: _Optional[int] = ..., matched_count: _Optional[int] = ...) -> None: ...
+
+class CancelJobInvocationRequest(_message.Message):
+    __slots__ = ("number", "force")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    force: bool
+    def __init__(self, number: _Optional[int] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class CancelJobInvocationResponse(_message.Message):
+    __slots__ = ("cancelled", "invocation")
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_FIELD_NUMBER: _ClassVar[int]
+    cancelled: bool
+    invocation: JobInvocation
+    def __init__(self, cancelled: _Optional[bool] = ..., invocation: _Optional[_Union[JobInvocation, _Mapping]] = ...) -> None: ...
+
+class RerunJobInvocationRequest(_message.Message):
+    __slots__ = ("number", "failed_only", "succeeded_only")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    FAILED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    failed_only: bool
+    succeeded_only: bool
+    def __init__(self, number: _Optional[int] = ..., failed_only: _Optional[bool] = ..., succeeded_only: _Optional[bool] = ...) -> None: ...
+
+class ListJobInvocationOutputsRequest(_message.Message):
+    __slots__ = ("number", "device_ids", "since")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    since: float
+    def __init__(self, number: _Optional[int] = ..., device_ids: _Optional[_Iterable[str]] = ..., since: _Optional[float] = ...) -> None: ...
+
+class JobInvocationOutputChunk(_message.Message):
+    __slots__ = ("stream", "data", "timestamp")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    stream: OutputStream
+    data: str
+    timestamp: float
+    def __init__(self, stream: _Optional[_Union[OutputStream, str]] = ..., data: _Optional[str] = ..., timestamp: _Optional[float] = ...) -> None: ...
+
+class JobInvocationOutput(_message.Message):
+    __slots__ = ("device_id", "run_id", "run_status", "chunks")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_STATUS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    run_id: str
+    run_status: RunStatus
+    chunks: _containers.RepeatedCompositeFieldContainer[JobInvocationOutputChunk]
+    def __init__(self, device_id: _Optional[str] = ..., run_id: _Optional[str] = ..., run_status: _Optional[_Union[RunStatus, str]] = ..., chunks: _Optional[_Iterable[_Union[JobInvocationOutputChunk, _Mapping]]] = ...) -> None: ...
+
+class ListJobInvocationOutputsResponse(_message.Message):
+    __slots__ = ("outputs", "invocation")
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_FIELD_NUMBER: _ClassVar[int]
+    outputs: _containers.RepeatedCompositeFieldContainer[JobInvocationOutput]
+    invocation: JobInvocation
+    def __init__(self, outputs: _Optional[_Iterable[_Union[JobInvocationOutput, _Mapping]]] = ..., invocation: _Optional[_Union[JobInvocation, _Mapping]] = ...) -> None: ...

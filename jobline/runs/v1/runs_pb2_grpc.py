@@ -166,6 +166,36 @@ class RunServiceStub:
                 request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.PurgeRunRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CreateJobInvocation = channel.unary_unary(
+                '/jobline.runs.v1.RunService/CreateJobInvocation',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CreateJobInvocationRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.JobInvocation.FromString,
+                _registered_method=True)
+        self.GetJobInvocation = channel.unary_unary(
+                '/jobline.runs.v1.RunService/GetJobInvocation',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetJobInvocationRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.JobInvocation.FromString,
+                _registered_method=True)
+        self.ListJobInvocations = channel.unary_unary(
+                '/jobline.runs.v1.RunService/ListJobInvocations',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListJobInvocationsRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListJobInvocationsResponse.FromString,
+                _registered_method=True)
+        self.CancelJobInvocation = channel.unary_unary(
+                '/jobline.runs.v1.RunService/CancelJobInvocation',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CancelJobInvocationRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CancelJobInvocationResponse.FromString,
+                _registered_method=True)
+        self.RerunJobInvocation = channel.unary_unary(
+                '/jobline.runs.v1.RunService/RerunJobInvocation',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.RerunJobInvocationRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.JobInvocation.FromString,
+                _registered_method=True)
+        self.ListJobInvocationOutputs = channel.unary_unary(
+                '/jobline.runs.v1.RunService/ListJobInvocationOutputs',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListJobInvocationOutputsRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListJobInvocationOutputsResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -346,6 +376,49 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateJobInvocation(self, request, context):
+        """Job invocations (surface D): one trigger of a device job fanned out to many devices, with its
+        targeting, options and (for a recurring one) its link to a jobs-service schedule. No REST route of
+        the native API: surface D serves them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJobInvocation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobInvocations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJobInvocation(self, request, context):
+        """Cancels the invocation's runs that have not finished (and its recurrence); FAILED_PRECONDITION
+        when nothing of it can be cancelled any more.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RerunJobInvocation(self, request, context):
+        """A new invocation with the same template, inputs and options, on all / the failed / the succeeded hosts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobInvocationOutputs(self, request, context):
+        """The output of the invocation's runs, per device, in one call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -478,6 +551,36 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.PurgeRun,
                     request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.PurgeRunRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateJobInvocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJobInvocation,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CreateJobInvocationRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.JobInvocation.SerializeToString,
+            ),
+            'GetJobInvocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJobInvocation,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.GetJobInvocationRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.JobInvocation.SerializeToString,
+            ),
+            'ListJobInvocations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobInvocations,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListJobInvocationsRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListJobInvocationsResponse.SerializeToString,
+            ),
+            'CancelJobInvocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJobInvocation,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CancelJobInvocationRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CancelJobInvocationResponse.SerializeToString,
+            ),
+            'RerunJobInvocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerunJobInvocation,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.RerunJobInvocationRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.JobInvocation.SerializeToString,
+            ),
+            'ListJobInvocationOutputs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobInvocationOutputs,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListJobInvocationOutputsRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListJobInvocationOutputsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1183,6 +1286,168 @@ class RunService:
             '/jobline.runs.v1.RunService/PurgeRun',
             jobline_dot_runs_dot_v1_dot_runs__pb2.PurgeRunRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateJobInvocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/CreateJobInvocation',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.CreateJobInvocationRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.JobInvocation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobInvocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/GetJobInvocation',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.GetJobInvocationRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.JobInvocation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobInvocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/ListJobInvocations',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ListJobInvocationsRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ListJobInvocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJobInvocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/CancelJobInvocation',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.CancelJobInvocationRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.CancelJobInvocationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerunJobInvocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/RerunJobInvocation',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.RerunJobInvocationRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.JobInvocation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobInvocationOutputs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/ListJobInvocationOutputs',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ListJobInvocationOutputsRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.ListJobInvocationOutputsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,7 +14,7 @@ from services.common.config import service_addr
 from services.common.telemetry import setup_logging
 
 from .fleet import Fleet
-from .runtime import Agent
+from .runtime import KILL_GRACE_SECS, Agent
 
 log = logging.getLogger("agent")
 
@@ -37,9 +37,14 @@ def agent_main(argv: list[str] | None = None) -> int:
                         help="where the credential an enrolment answered is kept, mode 0600 "
                              "(default: ~/.jobline/agent-<device>.credential)")
     parser.add_argument("--name", default="", help="with --enroll-token: the device's display name")
+    parser.add_argument("--kill-grace", type=float, default=KILL_GRACE_SECS,
+                        help="seconds between SIGTERM and SIGKILL when a run is canceled or times out "
+                             f"(default: {KILL_GRACE_SECS:g})")
     args = parser.parse_args(argv)
     if args.capacity < 1:
         parser.error("--capacity must be at least 1")
+    if args.kill_grace < 0:
+        parser.error("--kill-grace must not be negative")
     path = args.credential_file or Path.home() / ".jobline" / f"agent-{args.device}.credential"
     credential = args.credential
     if not credential and path.exists():
@@ -51,7 +56,8 @@ def agent_main(argv: list[str] | None = None) -> int:
     log.info("agent for device %s connecting to %s%s", args.device, args.server,
              "" if credential else " to enrol")
     agent = Agent(args.server, args.device, credential or "", args.capacity, enrollment_token=args.enroll_token or "",
-                  device_name=args.name, on_enrolled=lambda secret: store_credential(path, secret))
+                  device_name=args.name, on_enrolled=lambda secret: store_credential(path, secret),
+                  kill_grace=args.kill_grace)
     code = asyncio.run(_serve(agent))
     if agent.refused:
         print(f"jobline agent: refused by the server: {agent.refused}", file=sys.stderr)

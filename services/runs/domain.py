@@ -32,10 +32,16 @@ def _json_text(value: Any) -> str:
 
 
 def render_command(template: str, inputs: dict[str, str]) -> str:
-    """Fills {{name}} placeholders with shell-quoted input values; a missing input is an error."""
+    """Fills {{name}} placeholders with shell-quoted input values; a missing input is an error, and so
+    is an input no process could be given (a NUL character ends a C string: argv and environment)."""
     missing = sorted({name for name in PLACEHOLDER.findall(template) if name not in inputs})
     if missing:
         raise InvalidArgument("missing inputs: " + ", ".join(missing))
+    if "\0" in template:
+        raise InvalidArgument("the command contains a NUL character")
+    for name, value in inputs.items():
+        if "\0" in name or "\0" in value:
+            raise InvalidArgument(f"input {name.replace(chr(0), '?')!r} contains a NUL character")
     return PLACEHOLDER.sub(lambda m: shlex.quote(inputs[m.group(1)]), template)
 
 

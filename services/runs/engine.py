@@ -35,6 +35,9 @@ MAX_LIST = 1000
 MAX_BULK = 1000
 MAX_CANCEL_ALL = 10_000
 WATCH_POLL_SECS = 0.25
+# An executing run's deadline is its timeout plus this: room for the executor to stop it and report
+# (the agent's SIGTERM-to-SIGKILL grace is 5 s by default).
+EXECUTION_SLACK_SECS = 60
 
 
 @dataclass
@@ -539,8 +542,11 @@ class RunEngine:
         values: dict = dict(scheduled_at=at, status="delayed" if at > now else "queued")
         if request.HasField("payload"):
             payload = MessageToDict(request.payload)
-            domain.validate_payload(_schema(Job.FromString(row.snapshot)), payload)
+            job = Job.FromString(row.snapshot)
+            domain.validate_payload(_schema(job), payload)
             values.update(payload=payload, payload_hash=canonical_hash(payload))
+            if row.device_id:  # the command is rendered from the new inputs (refused if one is missing)
+                values["command"] = domain.render_command(job.command, domain.inputs_for(job, payload))
         if not await self.store.transition(row.id, row.attempt, ("delayed", "queued"), **values):
             raise Conflict(f"run {row.id} started before it could be rescheduled")
         if values["status"] == "queued":
@@ -549,11 +555,15 @@ class RunEngine:
 
     # -- an attempt's life ---------------------------------------------------------------
 
-    async def accept(self, run_id: str, attempt: int) -> bool:
+    async def accept(self, run_id: str, attempt: int, timeout_secs: int = 0) -> bool:
+        """The executor started the attempt. With a timeout, the run's lease becomes its execution
+        deadline: timeout_secs plus EXECUTION_SLACK_SECS, after which tick() ends it timed_out even if
+        the executor never reported (an agent that failed to stop it, a call that trickles forever)."""
         now = self.clock.now()
+        deadline = now + timedelta(seconds=timeout_secs + EXECUTION_SLACK_SECS) if timeout_secs > 0 else None
         return await self.store.transition(
             run_id, attempt, ("dequeued",), status="executing", started_at=now, heartbeat_at=now,
-            lease_expires_at=None,
+            lease_expires_at=deadline,
         )
 
     async def end_attempt(self, run_id: str, attempt: int, outcome: domain.Outcome,
@@ -603,7 +613,12 @@ class RunEngine:
                 if await self.requeue(row.id, row.attempt):
                     self._wake({row.target_key})
                 continue
-            if await self.end_attempt(row.id, row.attempt, domain.Outcome("crashed", "heartbeat lost")):
+            if row.lease_expires_at is not None and as_utc(row.lease_expires_at) < now:
+                outcome = domain.Outcome("timed_out", f"timed out after {row.timeout_secs} s "
+                                         "(the executor did not stop it)")
+            else:
+                outcome = domain.Outcome("crashed", "heartbeat lost")
+            if await self.end_attempt(row.id, row.attempt, outcome):
                 self._stop_where_it_runs(row, force=True)
         if await self.store.any_limited_queued():  # rate-limit windows move with time
             self._wake(None)

@@ -97,6 +97,7 @@ class AgentSession:
         self.key = target_key(tenant_id, device_id)
         self.capacity = max(1, capacity)
         self.held: set[RunKey] = set()
+        self.timeouts: dict[RunKey, int] = {}  # timeout_secs of the runs assigned and not yet accepted
         self.credential_sha256 = credential_sha256
         self.revoked = False
         self.seen_reported_at = 0.0  # loop time of the last presence queued for this stream
@@ -199,6 +200,7 @@ class AgentHub:
                     await self.engine.requeue(row.id, row.attempt)
                     continue
                 session.held.add((row.id, row.attempt))
+                session.timeouts[(row.id, row.attempt)] = row.timeout_secs
                 session.send(agent_pb2.ServerMessage(assign=self._assign(row, now)))
                 self.dispatch_latency.observe((self.clock.now() - queued_since(row)).total_seconds())
                 assigned += 1
@@ -268,6 +270,8 @@ class AgentHub:
         for key, row in on_device.items():
             if key in held:
                 session.held.add(key)
+                if row.status == "dequeued":  # its Accept was lost with the previous stream
+                    await self.engine.accept(row.id, row.attempt, row.timeout_secs)
             elif row.status == "dequeued":
                 await self.engine.requeue(row.id, row.attempt)
             else:
@@ -306,10 +310,11 @@ class AgentHub:
         if key not in session.held:
             return  # not this device's run, or long forgotten: ignore
         if kind == "accept":
-            if not await self.engine.accept(ref.run_id, ref.attempt):
+            if not await self.engine.accept(ref.run_id, ref.attempt, session.timeouts.pop(key, 0)):
                 session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(run=ref, force=True)))
         elif kind == "reject":
             session.held.discard(key)
+            session.timeouts.pop(key, None)
             reason = message.reject.reason
             if reason.startswith("at capacity"):
                 # The agent counts more runs than the hub does (it still finishes one the hub forgot):

@@ -585,13 +585,16 @@ class RunStore:
             return {row.job_id: row for row in (await session.exec(query)).all()}
 
     async def stale(self, now: datetime, heartbeat_before: datetime, limit: int = 1000) -> list[RunRow]:
-        """Runs on devices whose lease ran out without acceptance, or whose heartbeat went silent."""
+        """Runs on devices whose lease ran out without acceptance, whose heartbeat went silent, or that
+        run past their execution deadline."""
         query = (
             select(RunRow)
             .where(
                 or_(
                     and_(RunRow.status == "dequeued", RunRow.lease_expires_at < now),
                     and_(RunRow.status == "executing", RunRow.heartbeat_at < heartbeat_before),
+                    # Past its execution deadline (see RunEngine.accept).
+                    and_(RunRow.status == "executing", RunRow.lease_expires_at < now),
                 )
             )
             .limit(limit)

@@ -14,6 +14,7 @@
 | JOBLINE_AUTH_CACHE_SECS | 5 | how long the gateway trusts an authentication result |
 | JOBLINE_HEARTBEAT_INTERVAL_MS | 5000 | how often agents send heartbeats |
 | JOBLINE_HEARTBEAT_TIMEOUT_SECS | 30 | silence after which an executing run is marked crashed |
+| JOBLINE_PRESENCE_LEASE_SECS | 10 | a runs replica's presence lease: its devices go offline this long (+~1 s) after it dies |
 | JOBLINE_OTEL_EXPORTER | none | tracing exporter: none, console or otlp |
 | OTEL_EXPORTER_OTLP_ENDPOINT | (OTel default) | where the otlp exporter sends spans |
 | JOBLINE_LOG_LEVEL | INFO | log level of every process |
@@ -74,6 +75,7 @@ class Settings:
     auth_cache_secs: float = 5.0
     heartbeat_interval_ms: int = 5000
     heartbeat_timeout_secs: float = 30.0
+    presence_lease_secs: int = 10
     otel_exporter: str = "none"
     log_level: str = "INFO"
 
@@ -90,6 +92,7 @@ class Settings:
             auth_cache_secs=float(_env("JOBLINE_AUTH_CACHE_SECS", "5")),
             heartbeat_interval_ms=int(_env("JOBLINE_HEARTBEAT_INTERVAL_MS", "5000")),
             heartbeat_timeout_secs=float(_env("JOBLINE_HEARTBEAT_TIMEOUT_SECS", "30")),
+            presence_lease_secs=int(_env("JOBLINE_PRESENCE_LEASE_SECS", "10")),
             otel_exporter=_env("JOBLINE_OTEL_EXPORTER", "none").lower(),
             log_level=_env("JOBLINE_LOG_LEVEL", "INFO").upper(),
         )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import json
+import logging
 import re
 import secrets
 import uuid
@@ -16,7 +18,8 @@ from sqlalchemy import ColumnElement
 
 from jobline.auth.v1.auth_pb2 import Principal
 from jobline.devices.v1.devices_pb2 import (AgentCredential, Device, DeviceGroup, DeviceTargets, EnrollDeviceRequest,
-                                            EnrollmentToken, PresenceChange, ResolveTargetsResponse)
+                                            EnrollmentToken, ReportPresenceRequest, ReportPresenceResponse,
+                                            ResolveTargetsResponse)
 from services.common.clock import Clock
 from services.common.secrets import new_secret, secret_hash
 from services.common.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
@@ -24,6 +27,8 @@ from services.common.errors import (AlreadyExists, FailedPrecondition, InvalidAr
 
 from . import query as search
 from .store import DeviceGroupRow, DeviceRow, DeviceStore, EnrollmentTokenRow, Presence
+
+log = logging.getLogger(__name__)
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 CREDENTIAL_PREFIX = "jld_"
@@ -36,6 +41,12 @@ MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE = 64, 128, 256
 MAX_GROUPS, MAX_GROUP_LEN = 64, 128
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 1000
 MAX_TARGET_IDS = 10_000
+# Presence: a replica's lease when its report names none; how often leases are swept; after how long an
+# online device no replica owns goes offline (checked every UNOWNED_SWEEP_EVERY sweeps: a full scan).
+DEFAULT_PRESENCE_LEASE_SECS = 10
+PRESENCE_SWEEP_SECS = 1.0
+UNOWNED_PRESENCE_SECS = 120
+UNOWNED_SWEEP_EVERY = 60
 
 
 def new_credential() -> str:
@@ -393,13 +404,43 @@ class Devices:
             raise Unauthenticated("unknown device or wrong credential")
         return to_device(row, with_tenant=True)
 
-    async def report_presence(self, changes: list[PresenceChange]) -> None:
+    async def report_presence(self, request: ReportPresenceRequest) -> ReportPresenceResponse:
+        """A runs replica's presence changes, and the renewal of its lease (see DeviceStore.record_presence)."""
         presence = []
-        for change in changes:
+        for change in request.changes:
             if not change.tenant_id or not change.device_id:
                 raise InvalidArgument("every presence change needs tenant_id and device_id")
             seen_at = change.seen_at.ToDatetime(tzinfo=UTC) if change.HasField("seen_at") else self.clock.now()
             facts = validate_facts(dict(change.facts)) if change.facts else None
             presence.append(Presence(change.tenant_id, change.device_id, change.online, change.agent_version, seen_at,
-                                     facts))
-        await self.store.record_presence(presence)
+                                     facts, change.stream_opened))
+        if len(request.replica_id) > 64:
+            raise InvalidArgument("replica_id must be at most 64 characters")
+        if request.lease_secs < 0:
+            raise InvalidArgument("lease_secs must not be negative")
+        now = self.clock.now()
+        lease_until = now + timedelta(seconds=request.lease_secs or DEFAULT_PRESENCE_LEASE_SECS)
+        resync = await self.store.record_presence(presence, replica_id=request.replica_id, lease_until=lease_until,
+                                                  now=now, release=request.release)
+        return ReportPresenceResponse(resync=resync)
+
+    async def sweep_presence(self, unowned: bool = False) -> int:
+        """Devices of crashed replicas (lease run out) go offline; with `unowned`, also online devices no
+        replica owns that were not seen for UNOWNED_PRESENCE_SECS (left by older releases)."""
+        now = self.clock.now()
+        return await self.store.sweep_presence(
+            now, now - timedelta(seconds=UNOWNED_PRESENCE_SECS) if unowned else None)
+
+    async def run_presence_sweeper(self, interval: float = PRESENCE_SWEEP_SECS) -> None:
+        """Forever: sweep every `interval` seconds (the unowned devices every UNOWNED_SWEEP_EVERY sweeps)."""
+        count = 0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                swept = await self.sweep_presence(unowned=count % UNOWNED_SWEEP_EVERY == 0)
+                if swept:
+                    log.info("%d devices went offline: the runs replica holding their streams stopped reporting",
+                             swept)
+            except Exception:
+                log.warning("presence sweep failed", exc_info=True)
+            count += 1

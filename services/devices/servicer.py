@@ -45,8 +45,7 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
 
     async def ReportPresence(self, request, context):
         # No principal: internal, from the runs service; each change names its tenant.
-        await self.devices.report_presence(list(request.changes))
-        return empty_pb2.Empty()
+        return await self.devices.report_presence(request)
 
     async def RevokeCredential(self, request, context):
         return await self.devices.revoke_credential(from_context(context), request.device_id)

@@ -35,7 +35,8 @@ class RunsService:
         self.store = RunStore(self.db, clock)
         self.peers = Peers(self.channels, settings.peers)
         self.engine = RunEngine(self.store, self.peers, clock, settings.heartbeat_timeout_secs)
-        self.hub = AgentHub(self.engine, self.store, self.peers, clock, settings.heartbeat_interval_ms)
+        self.hub = AgentHub(self.engine, self.store, self.peers, clock, settings.heartbeat_interval_ms,
+                            settings.presence_lease_secs)
         self.http = HttpExecutor(self.engine, self.store, clock, self.hub.replica_id)
         self.webhooks = WebhookSender(self.store, clock)
         self._tasks: list[asyncio.Task] = []

@@ -85,5 +85,9 @@ class Peers:
         answer = await self._devices.ValidateAgents(devices_pb2.ValidateAgentsRequest(agents=agents))
         return list(answer.invalid)
 
-    async def report_presence(self, changes: list[devices_pb2.PresenceChange]) -> None:
-        await self._devices.ReportPresence(devices_pb2.ReportPresenceRequest(changes=changes))
+    async def report_presence(self, changes: list[devices_pb2.PresenceChange], *, replica_id: str = "",
+                              lease_secs: int = 0, release: bool = False) -> bool:
+        """Reports presence changes and renews the replica's lease; answers whether to report every stream again."""
+        answer = await self._devices.ReportPresence(devices_pb2.ReportPresenceRequest(
+            changes=changes, replica_id=replica_id, lease_secs=lease_secs, release=release))
+        return answer.resync

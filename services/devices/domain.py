@@ -14,10 +14,11 @@ import uuid
 from datetime import UTC, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, and_, or_
 
 from jobline.auth.v1.auth_pb2 import Principal
-from jobline.devices.v1.devices_pb2 import (AgentCredential, Device, DeviceGroup, DeviceTargets, EnrollDeviceRequest,
+from jobline.devices.v1.devices_pb2 import (AgentCredential, Device, DeviceGroup, DeviceSearch, DeviceTargets,
+                                            EnrollDeviceRequest,
                                             EnrollmentToken, ReportPresenceRequest, ReportPresenceResponse,
                                             ResolveTargetsResponse)
 from services.common.clock import Clock
@@ -25,8 +26,8 @@ from services.common.secrets import new_secret, secret_hash
 from services.common.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
                                     Unauthenticated)
 
-from . import query as search
-from .store import DeviceGroupRow, DeviceRow, DeviceStore, EnrollmentTokenRow, Presence
+from . import query as search_language
+from .store import DeviceGroupRow, DeviceRow, DeviceSearchRow, DeviceStore, EnrollmentTokenRow, Presence
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ ENROLLMENT_TOKEN_PREFIX = "jle_"
 MAX_FACTS, MAX_FACT_KEY, MAX_FACT_VALUE = 64, 128, 1024
 MAX_DESCRIPTION = 2048
 EDITABLE = ("name", "model", "labels", "groups")
+SEARCH_EDITABLE = ("name", "description", "query")
 TEXT_LIMITS = {"name": 256, "model": 256}
 MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE = 64, 128, 256
 MAX_GROUPS, MAX_GROUP_LEN = 64, 128
@@ -109,6 +111,33 @@ def to_device(row: DeviceRow, *, with_tenant: bool = False, credential: str = ""
 def to_group(row: DeviceGroupRow) -> DeviceGroup:
     return DeviceGroup(id=row.id, name=row.name, description=row.description, created_at=row.created_at,
                        updated_at=row.updated_at)
+
+
+def to_search(row: DeviceSearchRow) -> DeviceSearch:
+    return DeviceSearch(id=row.id, name=row.name, description=row.description, query=row.query,
+                        created_at=row.created_at, updated_at=row.updated_at)
+
+
+def search_values(search: DeviceSearch, fields: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The named editable fields of a saved search, validated (the query must parse), as column values."""
+    values: dict[str, Any] = {}
+    for field in fields:
+        if field == "name":
+            if len(search.name) > TEXT_LIMITS["name"]:
+                raise InvalidArgument(f"name must be at most {TEXT_LIMITS['name']} characters")
+            values["name"] = search.name
+        elif field == "description":
+            if len(search.description) > MAX_DESCRIPTION:
+                raise InvalidArgument(f"description must be at most {MAX_DESCRIPTION} characters")
+            values["description"] = search.description
+        elif field == "query":
+            if not search.query.strip():
+                raise InvalidArgument("query is required")
+            search_language.parse(search.query)  # its syntax errors name the position
+            values["query"] = search.query
+        else:
+            raise InvalidArgument(f"{field!r} cannot be changed: update_mask paths are " + ", ".join(SEARCH_EDITABLE))
+    return values
 
 
 def to_token(row: EnrollmentTokenRow, token: str = "") -> EnrollmentToken:
@@ -191,17 +220,29 @@ class Devices:
     def _condition(self, query: str) -> ColumnElement[bool] | None:
         if not query:
             return None
-        return search.compile_query(search.parse(query), DeviceRow, self.store.db.is_postgres)
+        return search_language.compile_query(search_language.parse(query), DeviceRow, self.store.db.is_postgres)
+
+    async def _saved_query(self, principal: Principal, search_id: str) -> str:
+        """The query of the tenant's saved search, as it reads now."""
+        row = await self.store.get_search(principal.tenant_id, search_id) if search_id else None
+        if row is None:
+            raise NotFound(f"saved search {search_id} not found")
+        return row.query
 
     async def list(self, principal: Principal, page_size: int = 0, page_token: str = "",
-                   group: str = "", query: str = "", online: bool | None = None) -> tuple[list[Device], str]:
+                   group: str = "", query: str = "", online: bool | None = None,
+                   search_id: str = "") -> tuple[list[Device], str]:
         if page_size < 0:
             raise InvalidArgument("page_size must not be negative")
         limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        fingerprint = filter_fingerprint(group, query, online)
+        fingerprint = filter_fingerprint(group, query + (f"\n#search:{search_id}" if search_id else ""), online)
         after = decode_page_token(page_token, fingerprint)
+        condition = self._condition(query)
+        if search_id:
+            saved = self._condition(await self._saved_query(principal, search_id))
+            condition = saved if condition is None else and_(condition, saved)
         rows = await self.store.list(principal.tenant_id, group=group, after_id=after, limit=limit + 1,
-                                     condition=self._condition(query), online=online)
+                                     condition=condition, online=online)
         next_token = encode_page_token(rows[limit - 1].id, fingerprint) if len(rows) > limit else ""
         return [to_device(row) for row in rows[:limit]], next_token
 
@@ -227,9 +268,12 @@ class Devices:
         if len(ids) > MAX_TARGET_IDS:
             raise InvalidArgument(f"at most {MAX_TARGET_IDS} device ids")
         condition = self._condition(targets.query)
+        if targets.saved_search_id:  # resolved now: the search as it reads at trigger time
+            saved = self._condition(await self._saved_query(principal, targets.saved_search_id))
+            condition = saved if condition is None else or_(condition, saved)
         if targets.any_available:
             if not targets.group and condition is None:
-                raise InvalidArgument("any_available needs a group or a query to pick from")
+                raise InvalidArgument("any_available needs a group, a query or a saved search to pick from")
             rows = await self.store.matching(principal.tenant_id, ids, "") if ids else []
             picked = await self.store.pick_available(principal.tenant_id, targets.group, condition, self.clock.now())
             if picked is None:
@@ -329,6 +373,52 @@ class Devices:
     async def delete_group(self, principal: Principal, group_id: str) -> None:
         if not group_id or not await self.store.delete_group(principal.tenant_id, group_id):
             raise NotFound(f"device group {group_id} not found")
+
+    # -- saved searches --------------------------------------------------------------------
+
+    async def create_search(self, principal: Principal, search: DeviceSearch) -> DeviceSearch:
+        validate_group_id(search.id, "the saved search id")
+        values = search_values(search, SEARCH_EDITABLE)
+        now = self.clock.now()
+        row = DeviceSearchRow(tenant_id=principal.tenant_id, id=search.id, created_at=now, updated_at=now,
+                              **{**values, "name": values["name"] or search.id})
+        if not await self.store.insert_search(row):
+            raise AlreadyExists(f"saved search {search.id} already exists")
+        return to_search(row)
+
+    async def get_search(self, principal: Principal, search_id: str) -> DeviceSearch:
+        row = await self.store.get_search(principal.tenant_id, search_id) if search_id else None
+        if row is None:
+            raise NotFound(f"saved search {search_id} not found")
+        return to_search(row)
+
+    async def list_searches(self, principal: Principal, page_size: int,
+                            page_token: str) -> tuple[list[DeviceSearch], str]:
+        if page_size < 0:
+            raise InvalidArgument("page_size must not be negative")
+        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = decode_page_token(page_token, "#searches")
+        rows = await self.store.list_searches(principal.tenant_id, after, limit + 1)
+        next_token = encode_page_token(rows[limit - 1].id, "#searches") if len(rows) > limit else ""
+        return [to_search(row) for row in rows[:limit]], next_token
+
+    async def update_search(self, principal: Principal, search_id: str, patch: DeviceSearch,
+                            paths: list[str]) -> DeviceSearch:
+        if patch.id and patch.id != search_id:
+            raise InvalidArgument("a saved search's id cannot be changed")
+        values = search_values(patch, paths or SEARCH_EDITABLE)
+        if "name" in values and not values["name"]:
+            values["name"] = search_id
+        row = await self.store.save_search(principal.tenant_id, search_id, {**values, "updated_at": self.clock.now()}) \
+            if search_id else None
+        if row is None:
+            raise NotFound(f"saved search {search_id} not found")
+        return to_search(row)
+
+    async def delete_search(self, principal: Principal, search_id: str) -> None:
+        """Jobs that target the search fail to trigger (saved search not found) until it exists again."""
+        if not search_id or not await self.store.delete_search(principal.tenant_id, search_id):
+            raise NotFound(f"saved search {search_id} not found")
 
     # -- enrolment -------------------------------------------------------------------------
 

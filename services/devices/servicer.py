@@ -23,7 +23,7 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
     async def ListDevices(self, request, context):
         devices, token = await self.devices.list(
             from_context(context), request.page_size, request.page_token, request.group, request.query,
-            request.online if request.HasField("online") else None,
+            request.online if request.HasField("online") else None, request.search_id,
         )
         return devices_pb2.ListDevicesResponse(devices=devices, next_page_token=token)
 
@@ -69,6 +69,25 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
 
     async def DeleteDeviceGroup(self, request, context):
         await self.devices.delete_group(from_context(context), request.group_id)
+        return empty_pb2.Empty()
+
+    async def CreateDeviceSearch(self, request, context):
+        return await self.devices.create_search(from_context(context), request.search)
+
+    async def GetDeviceSearch(self, request, context):
+        return await self.devices.get_search(from_context(context), request.search_id)
+
+    async def ListDeviceSearches(self, request, context):
+        searches, token = await self.devices.list_searches(from_context(context), request.page_size,
+                                                           request.page_token)
+        return devices_pb2.ListDeviceSearchesResponse(searches=searches, next_page_token=token)
+
+    async def UpdateDeviceSearch(self, request, context):
+        return await self.devices.update_search(
+            from_context(context), request.search_id, request.search, list(request.update_mask.paths))
+
+    async def DeleteDeviceSearch(self, request, context):
+        await self.devices.delete_search(from_context(context), request.search_id)
         return empty_pb2.Empty()
 
     async def CreateEnrollmentToken(self, request, context):

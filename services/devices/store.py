@@ -250,6 +250,36 @@ class DeviceStore:
         async with self.db.session() as session:
             return (await session.exec(statement)).rowcount == 1  # type: ignore[call-overload]
 
+    # -- saved searches ------------------------------------------------------------------------
+
+    async def insert_search(self, row: DeviceSearchRow) -> bool:
+        try:
+            async with self.db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            return False
+        return True
+
+    async def get_search(self, tenant_id: str, search_id: str) -> DeviceSearchRow | None:
+        async with self.db.session() as session:
+            return await session.get(DeviceSearchRow, (tenant_id, search_id))
+
+    async def list_searches(self, tenant_id: str, after_id: str, limit: int) -> list[DeviceSearchRow]:
+        query = select(DeviceSearchRow).where(DeviceSearchRow.tenant_id == tenant_id)
+        if after_id:
+            query = query.where(DeviceSearchRow.id > after_id)
+        async with self.db.session() as session:
+            return list((await session.exec(query.order_by(DeviceSearchRow.id).limit(limit))).all())
+
+    async def save_search(self, tenant_id: str, search_id: str, values: dict[str, Any]) -> DeviceSearchRow | None:
+        return await self._save(DeviceSearchRow, (tenant_id, search_id), values)
+
+    async def delete_search(self, tenant_id: str, search_id: str) -> bool:
+        statement = delete(DeviceSearchRow).where(DeviceSearchRow.tenant_id == tenant_id,
+                                                  DeviceSearchRow.id == search_id)
+        async with self.db.session() as session:
+            return (await session.exec(statement)).rowcount == 1  # type: ignore[call-overload]
+
     # -- enrolment tokens ----------------------------------------------------------------------
 
     async def insert_token(self, row: EnrollmentTokenRow) -> None:

@@ -12,6 +12,7 @@ from jobline.auth.v1.auth_pb2 import Principal
 from jobline.jobs.v1.jobs_pb2 import Job, JobDependency, JobVersion
 from services.common.clock import Clock
 from services.common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from services.common.secrets import SecretBox, secret_box
 
 from .peers import Runs
 from .scheduler import is_valid_cron, next_tick
@@ -28,6 +29,8 @@ TEXT_LIMITS = {"name": 256, "slug": 128, "description": 4096, "endpoint_url": 20
 MAX_TAGS, MAX_TAG_LEN = 50, 256
 CONDITIONS = ("on_success", "on_failure", "on_completion")
 MAX_BATCH = 100
+# What a sealed webhook secret is bound to (the runs service seals its snapshots' with its own purpose).
+WEBHOOK_SECRET_PURPOSE = "jobs.webhook_secret"
 
 
 def _ts(clock: Clock) -> timestamp_pb2.Timestamp:
@@ -177,16 +180,52 @@ def reaches(edges: list[tuple[str, str]], start: str, goal: str) -> bool:
     return False
 
 
+def encode_job(job: Job, box: SecretBox) -> bytes:
+    """A job as stored: serialized, its webhook secret sealed (services.common.secrets)."""
+    if not job.webhook_secret or box.is_sealed(job.webhook_secret):
+        return job.SerializeToString()
+    stored = Job()
+    stored.CopyFrom(job)
+    stored.webhook_secret = box.seal(job.webhook_secret, WEBHOOK_SECRET_PURPOSE)
+    return stored.SerializeToString()
+
+
+def decode_job(data: bytes, box: SecretBox) -> Job:
+    """A stored job, its webhook secret opened (one stored in clear by an older release reads as it is)."""
+    job = Job.FromString(data)
+    if job.webhook_secret:
+        job.webhook_secret = box.open(job.webhook_secret, WEBHOOK_SECRET_PURPOSE)
+    return job
+
+
 class Jobs:
-    def __init__(self, store: JobStore, clock: Clock, runs: Runs) -> None:
+    def __init__(self, store: JobStore, clock: Clock, runs: Runs, box: SecretBox | None = None) -> None:
         self.store = store
         self.clock = clock
         self.runs = runs
+        self.box = box or secret_box()
+
+    def _encode(self, job: Job) -> bytes:
+        return encode_job(job, self.box)
+
+    def _decode(self, data: bytes) -> Job:
+        return decode_job(data, self.box)
+
+    async def seal_stored(self) -> int:
+        """Seals the webhook secrets an older release stored in clear (jobs and their versions); answers how many."""
+        def rewrite(data: bytes) -> bytes | None:
+            job = Job.FromString(data)
+            if not self.box.needs_sealing(job.webhook_secret):
+                return None
+            job.webhook_secret = self.box.reseal(job.webhook_secret, WEBHOOK_SECRET_PURPOSE)
+            return job.SerializeToString()
+
+        return await self.store.rewrite_definitions(rewrite)
 
     def _version_row(self, tenant_id: str, job: Job) -> JobVersionRow:
         return JobVersionRow(
             id=job.version_id, job_id=job.id, tenant_id=tenant_id, version=job.version,
-            definition=job.SerializeToString(), created_at=self.clock.now(),
+            definition=self._encode(job), created_at=self.clock.now(),
         )
 
     def _new(self, principal: Principal, job: Job) -> tuple[JobRow, JobVersionRow, ScheduleRow | None]:
@@ -203,7 +242,7 @@ class Jobs:
         row = JobRow(
             id=job.id, tenant_id=principal.tenant_id, project_id=job.project_id, slug=job.slug,
             version=1, version_id=job.version_id, enabled=job.enabled,
-            definition=job.SerializeToString(), created_at=self.clock.now(), updated_at=self.clock.now(),
+            definition=self._encode(job), created_at=self.clock.now(), updated_at=self.clock.now(),
         )
         return row, self._version_row(principal.tenant_id, job), schedule_for(principal.tenant_id, job, self.clock.now())
 
@@ -214,7 +253,7 @@ class Jobs:
         job.updated_by = principal.subject_name or principal.subject_id
         job.updated_at.CopyFrom(_ts(self.clock))
         row.slug, row.version, row.version_id, row.enabled = job.slug, job.version, job.version_id, job.enabled
-        row.definition, row.updated_at = job.SerializeToString(), self.clock.now()
+        row.definition, row.updated_at = self._encode(job), self.clock.now()
         return row, self._version_row(principal.tenant_id, job), schedule_for(principal.tenant_id, job, self.clock.now())
 
     async def _check_slug(self, principal: Principal, job: Job, except_id: str = "") -> None:
@@ -253,13 +292,13 @@ class Jobs:
         return row
 
     async def get(self, principal: Principal, job_id: str) -> Job:
-        return Job.FromString((await self._row(principal, job_id)).definition)
+        return self._decode((await self._row(principal, job_id)).definition)
 
     async def list(self, principal: Principal, project_id: str, tag_key: str = "", tag_value: str = "",
                    page_size: int = 0, page_token: str = "", name: str = "") -> tuple[list[Job], str]:
         limit = min(page_size or 1000, 1000)
         rows = await self.store.list(principal.tenant_id, project_id, page_token, limit)
-        jobs = [Job.FromString(row.definition) for row in rows]
+        jobs = [self._decode(row.definition) for row in rows]
         if tag_key:
             jobs = [j for j in jobs if tag_key in j.tags and (not tag_value or j.tags[tag_key] == tag_value)]
         elif tag_value:
@@ -271,7 +310,7 @@ class Jobs:
 
     async def update(self, principal: Principal, job_id: str, patch: Job, paths: list[str]) -> Job:
         row = await self._row(principal, job_id)
-        job = Job.FromString(row.definition)
+        job = self._decode(row.definition)
         fields = {f.name for f in Job.DESCRIPTOR.fields}
         if patch.webhook_secret == REDACTED:  # a job read back and sent again keeps its secret
             paths = [p for p in paths if p != "webhook_secret"]
@@ -304,7 +343,7 @@ class Jobs:
         items = []
         for job_id in wanted:
             row = rows[job_id]
-            job = Job.FromString(row.definition)
+            job = self._decode(row.definition)
             if job.enabled != enabled:
                 job.enabled = enabled
                 items.append(self._next_version(principal, row, job))
@@ -340,7 +379,7 @@ class Jobs:
     async def versions(self, principal: Principal, job_id: str) -> list[JobVersion]:
         await self._row(principal, job_id)
         rows = await self.store.versions(principal.tenant_id, job_id)
-        return [to_version(Job.FromString(r.definition)) for r in rows]
+        return [to_version(self._decode(r.definition)) for r in rows]
 
     async def version(self, principal: Principal, job_id: str, version_id: str) -> JobVersion:
         for version in await self.versions(principal, job_id):

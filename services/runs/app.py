@@ -56,9 +56,18 @@ class RunsService:
     async def start(self, ticking: bool = True) -> None:
         """Creates the tables and starts dispatching; `ticking=False` leaves timers to explicit tick() calls."""
         await self.db.create_tables()
-        loops = [self.hub.run_dispatcher(), self.http.run(),
+        loops = [self.hub.run_dispatcher(), self.http.run(), self._seal_stored_snapshots(),
                  *([self._ticker(), self.webhooks.run()] if ticking else [])]
         self._tasks = [asyncio.create_task(loop) for loop in loops]
+
+    async def _seal_stored_snapshots(self) -> None:
+        """In the background, once per database: webhook secrets older releases kept in clear in snapshots."""
+        try:
+            sealed = await self.engine.seal_stored_snapshots()
+            if sealed:
+                log.info("sealed the webhook secrets of %d stored runs", sealed)
+        except Exception:
+            log.exception("could not seal the webhook secrets of stored runs (retried at the next start)")
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -12,6 +12,7 @@ from typing import Any
 
 from jobline.jobs.v1.jobs_pb2 import Job
 from services.common.errors import InvalidArgument
+from services.common.secrets import SecretBox
 
 MAX_BACKOFF_SECS = 3600
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -43,6 +44,35 @@ def render_command(template: str, inputs: dict[str, str]) -> str:
         if "\0" in name or "\0" in value:
             raise InvalidArgument(f"input {name.replace(chr(0), '?')!r} contains a NUL character")
     return PLACEHOLDER.sub(lambda m: shlex.quote(inputs[m.group(1)]), template)
+
+
+# A run's snapshot keeps the job's webhook secret sealed (services.common.secrets), for this purpose.
+WEBHOOK_SECRET_PURPOSE = "runs.webhook_secret"
+SNAPSHOTS_SEALED = "snapshots_sealed_v1"  # the runs_counters marker of the one-time sealing of older rows
+
+
+def stored_snapshot(job: Job, box: SecretBox) -> bytes:
+    """The job as a run stores it: serialized, its webhook secret sealed."""
+    if not job.webhook_secret or box.is_sealed(job.webhook_secret):
+        return job.SerializeToString()
+    stored = Job()
+    stored.CopyFrom(job)
+    stored.webhook_secret = box.seal(job.webhook_secret, WEBHOOK_SECRET_PURPOSE)
+    return stored.SerializeToString()
+
+
+def snapshot_webhook_secret(snapshot: bytes, box: SecretBox) -> str:
+    """The webhook secret of a stored snapshot, in clear (one stored in clear by an older release as it is)."""
+    return box.open(Job.FromString(snapshot).webhook_secret, WEBHOOK_SECRET_PURPOSE)
+
+
+def resealed_snapshot(snapshot: bytes, box: SecretBox) -> bytes | None:
+    """A stored snapshot with its webhook secret sealed anew, or None when it needs nothing."""
+    job = Job.FromString(snapshot)
+    if not box.needs_sealing(job.webhook_secret):
+        return None
+    job.webhook_secret = box.reseal(job.webhook_secret, WEBHOOK_SECRET_PURPOSE)
+    return job.SerializeToString()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from jobline.runs.v1 import runs_pb2
 from services.common.clock import Clock, as_utc
 from services.common.errors import Conflict, InvalidArgument, NotFound
 from services.common.principal import READ, TRIGGER, WRITE, require_scope
-from services.common.secrets import new_secret, secret_hash
+from services.common.secrets import SecretBox, new_secret, secret_box, secret_hash
 
 from . import domain
 from .mapping import chunk_message, event_message, output_message, run_message, status_enum, status_word
@@ -69,12 +69,28 @@ def target_key(tenant_id: str, device_id: str) -> str:
 
 
 class RunEngine:
-    def __init__(self, store: RunStore, peers: Peers, clock: Clock, heartbeat_timeout_secs: float = 30.0) -> None:
+    def __init__(self, store: RunStore, peers: Peers, clock: Clock, heartbeat_timeout_secs: float = 30.0,
+                 box: SecretBox | None = None) -> None:
         self.store = store
         self.peers = peers
         self.clock = clock
         self.heartbeat_timeout = timedelta(seconds=heartbeat_timeout_secs)
         self.dispatchers: list[Dispatcher] = []
+        self.box = box or secret_box()
+        self._snapshot: tuple[Job, str, bytes] | None = None  # the last job stored: one seal per fan-out
+
+    def _stored_snapshot(self, job: Job) -> bytes:
+        cached = self._snapshot
+        if cached is not None and cached[0] is job and cached[1] == job.webhook_secret:
+            return cached[2]
+        stored = domain.stored_snapshot(job, self.box)
+        self._snapshot = (job, job.webhook_secret, stored)
+        return stored
+
+    async def seal_stored_snapshots(self) -> int:
+        """Seals the webhook secrets older releases kept in clear in runs' snapshots (once per database)."""
+        return await self.store.rewrite_snapshots(lambda snapshot: domain.resealed_snapshot(snapshot, self.box),
+                                                  domain.SNAPSHOTS_SEALED)
 
     # -- triggering ---------------------------------------------------------------------------
 
@@ -207,7 +223,7 @@ class RunEngine:
             status=status, max_attempts=job.max_attempts or 1, priority=spec.priority, command=command,
             timeout_secs=job.timeout_secs, payload=spec.payload, payload_hash=spec.payload_hash,
             metadata_={**job.default_run_metadata, **spec.metadata}, tags=spec.tags,
-            snapshot=job.SerializeToString(), triggered_by=_trigger_source(principal, parent),
+            snapshot=self._stored_snapshot(job), triggered_by=_trigger_source(principal, parent),
             created_by=principal.subject_name or principal.subject_id,
             idempotency_key=spec.idempotency_key if keyed else "", created_at=created, scheduled_at=scheduled,
             expires_at=now + timedelta(seconds=job.run_ttl_secs) if job.run_ttl_secs > 0 else None,

@@ -12,6 +12,7 @@ from jobline.auth.v1.auth_pb2 import Principal
 from jobline.jobs.v1.jobs_pb2 import Job, JobDependency, JobVersion
 from services.common.clock import Clock
 from services.common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from services.common.principal import listed_project, reaches_project, require_project
 from services.common.secrets import SecretBox, secret_box
 
 from .peers import Runs
@@ -233,6 +234,7 @@ class Jobs:
         for field in OUTPUT_ONLY:
             job.ClearField(field)
         validate(job)
+        require_project(principal, job.project_id)
         apply_defaults(job)
         now = _ts(self.clock)
         job.id, job.version, job.version_id = str(uuid.uuid4()), 1, str(uuid.uuid4())
@@ -287,7 +289,7 @@ class Jobs:
 
     async def _row(self, principal: Principal, job_id: str) -> JobRow:
         row = await self.store.get(principal.tenant_id, job_id)
-        if row is None:
+        if row is None or not reaches_project(principal, row.project_id):
             raise NotFound(f"job {job_id} not found")
         return row
 
@@ -297,7 +299,10 @@ class Jobs:
     async def list(self, principal: Principal, project_id: str, tag_key: str = "", tag_value: str = "",
                    page_size: int = 0, page_token: str = "", name: str = "") -> tuple[list[Job], str]:
         limit = min(page_size or 1000, 1000)
-        rows = await self.store.list(principal.tenant_id, project_id, page_token, limit)
+        project = listed_project(principal, project_id)
+        if project is None:
+            return [], ""
+        rows = await self.store.list(principal.tenant_id, project, page_token, limit)
         jobs = [self._decode(row.definition) for row in rows]
         if tag_key:
             jobs = [j for j in jobs if tag_key in j.tags and (not tag_value or j.tags[tag_key] == tag_value)]
@@ -336,7 +341,8 @@ class Jobs:
             raise InvalidArgument("job_ids is required")
         if len(wanted) > 1000:
             raise InvalidArgument("at most 1000 job_ids")
-        rows = {row.id: row for row in await self.store.get_many(principal.tenant_id, wanted)}
+        rows = {row.id: row for row in await self.store.get_many(principal.tenant_id, wanted)
+                if reaches_project(principal, row.project_id)}
         missing = [job_id for job_id in wanted if job_id not in rows]
         if missing:
             raise NotFound(f"job {missing[0]} not found")

@@ -21,7 +21,7 @@ from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import runs_pb2
 from services.common.clock import Clock, as_utc
 from services.common.errors import Conflict, InvalidArgument, NotFound
-from services.common.principal import READ, TRIGGER, WRITE, require_scope
+from services.common.principal import READ, TRIGGER, WRITE, listed_project, reaches_project, require_scope
 from services.common.secrets import SecretBox, new_secret, secret_box, secret_hash
 
 from . import domain
@@ -258,9 +258,14 @@ class RunEngine:
 
     async def _row(self, principal: Principal, run_id: str) -> RunRow:
         row = await self.store.get(principal.tenant_id, run_id) if run_id else None
-        if row is None:
+        if row is None or not reaches_project(principal, row.project_id):
             raise NotFound(f"run {run_id} not found")
         return row
+
+    async def _rows(self, principal: Principal, run_ids: list[str]) -> list[RunRow]:
+        """Those of these runs the principal reaches (its tenant's; its project's, for a bound credential)."""
+        return [r for r in await self.store.get_many(principal.tenant_id, run_ids)
+                if reaches_project(principal, r.project_id)]
 
     async def get(self, principal: Principal, run_id: str) -> runs_pb2.Run:
         require_scope(principal, READ)
@@ -269,7 +274,7 @@ class RunEngine:
     async def get_by_number(self, principal: Principal, number: int) -> runs_pb2.Run:
         require_scope(principal, READ)
         row = await self.store.get_by_number(principal.tenant_id, number)
-        if row is None:
+        if row is None or not reaches_project(principal, row.project_id):
             raise NotFound(f"run number {number} not found")
         return run_message(row)
 
@@ -292,8 +297,11 @@ class RunEngine:
                 contains = None
             if not isinstance(contains, dict):
                 raise InvalidArgument("payload_contains must be a JSON object")
+        project = listed_project(principal, request.project_id)
+        if project is None:
+            return runs_pb2.ListRunsResponse()
         rows = await self.store.list(
-            principal.tenant_id, project_id=request.project_id,
+            principal.tenant_id, project_id=project,
             status=status or (status_word(request.status) if request.status else ""), job_id=request.job_id,
             invocation_id=request.invocation_id, triggered_by=request.triggered_by, batch_id=request.batch_id,
             metadata=(request.metadata_key, request.metadata_value) if request.metadata_key else None,
@@ -309,12 +317,14 @@ class RunEngine:
         require_scope(principal, READ)
         row = await self._row(principal, run_id)
         rows = await self.store.list(principal.tenant_id, parent_run_id=row.id, limit=MAX_LIST)
-        return runs_pb2.ListRunsResponse(runs=[run_message(r) for r in reversed(rows)])
+        return runs_pb2.ListRunsResponse(runs=[run_message(r) for r in reversed(rows)
+                                               if reaches_project(principal, r.project_id)])
 
     async def lineage(self, principal: Principal, run_id: str) -> runs_pb2.ListRunsResponse:
         require_scope(principal, READ)
         row = await self._row(principal, run_id)
-        rows = await self.store.lineage(principal.tenant_id, row.root_run_id or row.id)
+        rows = [r for r in await self.store.lineage(principal.tenant_id, row.root_run_id or row.id)
+                if reaches_project(principal, r.project_id)]
         return runs_pb2.ListRunsResponse(runs=[run_message(r) for r in rows or [row]])
 
     async def events(self, principal: Principal, request: runs_pb2.ListRunEventsRequest) -> runs_pb2.ListRunEventsResponse:
@@ -444,7 +454,7 @@ class RunEngine:
         require_scope(principal, WRITE)
         if len(run_ids) > MAX_BULK:
             raise InvalidArgument(f"at most {MAX_BULK} runs per call")
-        rows = {r.id: r for r in await self.store.get_many(principal.tenant_id, list(dict.fromkeys(run_ids)))}
+        rows = {r.id: r for r in await self._rows(principal, list(dict.fromkeys(run_ids)))}
         now = self.clock.now()
         changed = await self.store.set_many([r.id for r in rows.values() if r.status in ACTIVE], ACTIVE,
                                             status="canceled", finished_at=now, error="canceled")
@@ -497,7 +507,7 @@ class RunEngine:
         require_scope(principal, TRIGGER)
         if len(run_ids) > MAX_BULK:
             raise InvalidArgument(f"at most {MAX_BULK} runs per call")
-        rows = await self.store.get_many(principal.tenant_id, list(dict.fromkeys(run_ids)))
+        rows = await self._rows(principal, list(dict.fromkeys(run_ids)))
         eligible = [r for r in rows if (r.status == "dead_letter" if dead_letter_only else r.status in TERMINAL)]
         order = {run_id: i for i, run_id in enumerate(run_ids)}
         replayed = [self._replay_row(r, i) for i, r in enumerate(sorted(eligible, key=lambda r: order[r.id]))]

@@ -11,7 +11,8 @@ from jobline.devices.v1 import devices_pb2, devices_pb2_grpc
 from jobline.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from services.common.channels import Channels
 from services.common.errors import from_rpc_error
-from services.common.principal import to_metadata
+from services.common.errors import NotFound
+from services.common.principal import reaches_project, to_metadata
 
 JOB_CACHE_SECS = 2.0
 JOB_CACHE_SIZE = 10_000
@@ -25,10 +26,13 @@ class Peers:
         self._deps_cache: dict[tuple[str, str], tuple[float, list[jobs_pb2.JobDependency]]] = {}
 
     async def job(self, principal: Principal, job_id: str) -> jobs_pb2.Job:
-        """The job's current definition, at most JOB_CACHE_SECS stale."""
+        """The job's current definition, at most JOB_CACHE_SECS stale (cached per tenant: whether the
+        principal reaches the job's project is checked on every call)."""
         key = (principal.tenant_id, job_id)
         cached = self._job_cache.get(key)
         if cached and cached[0] > time.monotonic():
+            if not reaches_project(principal, cached[1].project_id):
+                raise NotFound(f"job {job_id} not found")
             return cached[1]
         try:
             job = await self._jobs.GetJobSnapshot(jobs_pb2.GetJobRequest(job_id=job_id), metadata=to_metadata(principal))

@@ -19,9 +19,11 @@
 | OTEL_EXPORTER_OTLP_ENDPOINT | (OTel default) | where the otlp exporter sends spans |
 | JOBLINE_LOG_LEVEL | INFO | log level of every process |
 | JOBLINE_SERVICE_TOKEN | <data dir>/service-token | the credential services present to each other |
+| JOBLINE_SECRET_KEY | <data dir>/secret-key | encrypts signing keys and webhook secrets at rest (same on every process) |
+| JOBLINE_SECRET_KEY_PREVIOUS | (unset) | retired secret keys, comma-separated: still decrypt, for rotation |
 
 The agent (`jobline agent`) reads JOBLINE_AGENT_CREDENTIAL, JOBLINE_ENROLL_TOKEN and
-JOBLINE_RUNS_ADDR; the commands it runs get JOBLINE_RUN_ID, JOBLINE_ATTEMPT and one
+JOBLINE_RUNS_ADDR (and takes --kill-grace, the seconds from SIGTERM to SIGKILL); the commands it runs get JOBLINE_RUN_ID, JOBLINE_ATTEMPT and one
 JOBLINE_INPUT_<NAME> per input. The benchmarks read JOBLINE_BENCH_POSTGRES_URL, the tests
 JOBLINE_TEST_POSTGRES_URL.
 """

@@ -14,7 +14,7 @@ from services.common.config import service_addr
 from services.common.telemetry import setup_logging
 
 from .fleet import Fleet
-from .runtime import Agent
+from .runtime import KILL_GRACE_SECS, Agent
 
 log = logging.getLogger("agent")
 
@@ -42,9 +42,14 @@ def agent_main(argv: list[str] | None = None) -> int:
                              "JOBLINE_INPUT_<NAME>) for jobs that name handler NAME, e.g. "
                              "--handler mission='fly --mission \"$JOBLINE_INPUT_MISSIONID\"'; repeatable. "
                              "Runs of a handler the agent lacks are rejected")
+    parser.add_argument("--kill-grace", type=float, default=KILL_GRACE_SECS,
+                        help="seconds between SIGTERM and SIGKILL when a run is canceled or times out "
+                             f"(default: {KILL_GRACE_SECS:g})")
     args = parser.parse_args(argv)
     if args.capacity < 1:
         parser.error("--capacity must be at least 1")
+    if args.kill_grace < 0:
+        parser.error("--kill-grace must not be negative")
     try:
         handlers = parse_handlers(args.handler)
     except ValueError as error:
@@ -61,7 +66,7 @@ def agent_main(argv: list[str] | None = None) -> int:
              "" if credential else " to enrol")
     agent = Agent(args.server, args.device, credential or "", args.capacity, enrollment_token=args.enroll_token or "",
                   device_name=args.name, on_enrolled=lambda secret: store_credential(path, secret),
-                  handlers=handlers)
+                  handlers=handlers, kill_grace=args.kill_grace)
     code = asyncio.run(_serve(agent))
     if agent.refused:
         print(f"jobline agent: refused by the server: {agent.refused}", file=sys.stderr)

@@ -110,7 +110,8 @@ class Agent:
 
     def __init__(self, server: str, device_id: str, credential: str, capacity: int = 4,
                  heartbeat_interval: float | None = None, *, enrollment_token: str = "", device_name: str = "",
-                 on_enrolled: Callable[[str], None] | None = None, handlers: Mapping[str, str] | None = None) -> None:
+                 on_enrolled: Callable[[str], None] | None = None, handlers: Mapping[str, str] | None = None,
+                 kill_grace: float = KILL_GRACE_SECS) -> None:
         self.server = server
         self.handlers = dict(handlers or {})  # handler name -> the shell command that runs it
         self.device_id = device_id
@@ -120,6 +121,7 @@ class Agent:
         self.on_enrolled = on_enrolled
         self.refused = ""  # why the server refused this agent for good, once it has
         self.capacity = capacity
+        self.kill_grace = kill_grace  # seconds from SIGTERM to SIGKILL on a graceful cancel or a timeout
         self.heartbeat_interval = heartbeat_interval  # seconds; None: what Welcome says
         self._runs: dict[RunKey, Run] = {}
         self._queue: asyncio.Queue[agent_pb2.AgentMessage] | None = None  # the live stream's, if any
@@ -255,24 +257,33 @@ class Agent:
         if key in self._runs:
             return  # a repeated Assign for a run this agent already has
         if reason := self._refusal(assign):
-            log.info("run %s attempt %d rejected: %s", *key, reason)
-            self._send(agent_pb2.AgentMessage(reject=agent_pb2.Reject(run=assign.run, reason=reason)))
+            self._reject(assign.run, reason)
             return
         run = self._runs[key] = Run(agent_pb2.RunRef(run_id=assign.run.run_id, attempt=assign.run.attempt))
-        self._send(agent_pb2.AgentMessage(accept=agent_pb2.Accept(run=run.ref)))
         run.task = asyncio.create_task(self._execute(run, assign))
 
+    def _reject(self, ref: agent_pb2.RunRef, reason: str) -> None:
+        log.info("run %s attempt %d rejected: %s", ref.run_id, ref.attempt, reason)
+        self._send(agent_pb2.AgentMessage(reject=agent_pb2.Reject(run=ref, reason=reason)))
+
     def _refusal(self, assign: agent_pb2.Assign) -> str:
+        """Why this agent cannot take the assignment ("" when it can)."""
         if assign.handler:
             if assign.handler not in self.handlers:
                 return missing_handler(assign.handler)
         elif not assign.command.strip():
             return "empty command"
+        if "\0" in assign.command:
+            return "the command contains a NUL character"
+        for name, value in assign.inputs.items():
+            if "\0" in name or "\0" in value:
+                return f"input {name.replace(chr(0), '?')!r} contains a NUL character"
         if self.running >= self.capacity:
             return f"at capacity ({self.capacity} running)"
         return ""
 
     async def _execute(self, run: Run, assign: agent_pb2.Assign) -> None:
+        """Starts the process, then accepts the run; a command that cannot start is rejected with the reason."""
         env = {**os.environ, "JOBLINE_RUN_ID": run.ref.run_id, "JOBLINE_ATTEMPT": str(run.ref.attempt),
                **{input_env(name): value for name, value in assign.inputs.items()}}
         command = assign.command
@@ -283,10 +294,13 @@ class Agent:
             process = await asyncio.create_subprocess_shell(
                 command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
-        except OSError as error:
-            self._finish(run, 127, f"could not start the command: {error}")
+        except (OSError, ValueError) as error:  # e.g. E2BIG: the command or its inputs are too long
+            self._runs.pop(key_of(run.ref), None)
+            run.finished = True
+            self._reject(run.ref, f"could not start the command: {error}")
             return
         run.process = process
+        self._send(agent_pb2.AgentMessage(accept=agent_pb2.Accept(run=run.ref)))
         if run.canceled or self._stopping:  # while the process was being started
             self._signal(run, signal.SIGKILL)
         self._send(agent_pb2.AgentMessage(started=agent_pb2.Started(run=run.ref, started_at=timestamp_now())))
@@ -300,9 +314,18 @@ class Agent:
             await asyncio.gather(self._pump(run, process.stdout, runs_pb2.OUTPUT_STREAM_STDOUT),
                                  self._pump(run, process.stderr, runs_pb2.OUTPUT_STREAM_STDERR))
             code = await process.wait()
+        except Exception as error:  # never leave the run unreported: kill what is left and say why
+            log.exception("run %s attempt %d failed in the agent", run.ref.run_id, run.ref.attempt)
+            self._signal(run, signal.SIGKILL)
+            self._finish(run, -1, f"the agent failed running the command: {error}")
+            return
         finally:
             if timer is not None:
                 timer.cancel()
+        if run.canceled or run.timed_out:
+            # The shell is gone; whatever of its process group is left (children that ignored
+            # SIGTERM or closed their output) goes with it.
+            self._signal(run, signal.SIGKILL)
         if run.canceled:
             self._finish(run, code, "canceled")
         elif run.timed_out:
@@ -334,7 +357,7 @@ class Agent:
         """Signals the run's process group: SIGKILL at once if forced, else SIGTERM and SIGKILL after a grace."""
         self._signal(run, signal.SIGKILL if force else signal.SIGTERM)
         if not force:
-            done, _ = await asyncio.wait([run.task], timeout=KILL_GRACE_SECS)
+            done, _ = await asyncio.wait([run.task], timeout=self.kill_grace)
             if not done:
                 self._signal(run, signal.SIGKILL)
 

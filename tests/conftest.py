@@ -89,3 +89,14 @@ async def database_url(request: pytest.FixtureRequest, tmp_path):
     await _drop_every_table(url)
     yield url
     await _drop_every_table(url)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _secret_key() -> Iterator[None]:
+    """Services built in this process seal secrets with a test key (processes started by the e2e tests
+    make theirs in their data dir), so no test writes ./data/secret-key."""
+    from services.common import secrets
+
+    secrets.configure_secret_key("test-secret-key-" + uuid.uuid4().hex)
+    yield
+    secrets.configure_secret_key(None)

@@ -25,6 +25,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Registrati
     await db.create_tables()
     store = AuthStore(db)
     auth = Auth(store, clock or Clock())
+    await auth.signing.seal_stored()  # keys an older release stored in clear
     admin_key = await auth.bootstrap(settings.bootstrap_api_key)
     if admin_key is not None:
         print_admin_key(admin_key)

@@ -15,7 +15,7 @@ from jobline.auth.v1 import auth_pb2
 from jobline.auth.v1.auth_pb2 import SUBJECT_TYPE_SERVICE_ACCOUNT, SUBJECT_TYPE_USER, ApiKey, Principal
 from services.common.clock import Clock
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
-from services.common.principal import ADMIN, READ, TRIGGER, WRITE, require_scope
+from services.common.principal import ADMIN, READ, TRIGGER, WRITE, listed_project, require_scope
 from services.common.secrets import new_secret, secret_hash
 
 from .store import ApiKeyRow, AuthStore, ProjectRow, ServiceAccountRow, TenantRow, UserRow
@@ -272,7 +272,11 @@ class Auth:
         return to_api_key(row, secret)
 
     async def list_keys(self, principal: Principal, project_id: str = "") -> list[ApiKey]:
-        rows = await self.store.keys(principal.tenant_id, project_id, kinds=(NATIVE, DEVICE_JOBS))
+        """The tenant's keys (a credential bound to a project: that project's)."""
+        project = listed_project(principal, project_id)
+        if project is None:
+            return []
+        rows = await self.store.keys(principal.tenant_id, project, kinds=(NATIVE, DEVICE_JOBS))
         return [to_api_key(row) for row in rows]
 
     async def revoke_key(self, principal: Principal, key_id: str) -> ApiKey:

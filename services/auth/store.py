@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from sqlalchemy import Index, UniqueConstraint, and_, or_, text, update
 from sqlmodel import Field, SQLModel, select
 
 from services.common.db import Database
+from services.common.secrets import scrub_log, scrubbing
 
 # Serializes the first-start bootstrap across replicas sharing one PostgreSQL database.
 BOOTSTRAP_LOCK = 0x4A4C_4155_5448  # "JLAUTH"
@@ -223,6 +224,21 @@ class AuthStore:
                  .order_by(SigningKeyRow.created_at.desc(), SigningKeyRow.kid))  # type: ignore[attr-defined]
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
+
+    async def rewrite_signing_secrets(self, rewrite: Callable[[str], str | None]) -> int:
+        """Replaces each signing key's stored secret by rewrite(secret) unless that is None, in one transaction."""
+        changed = 0
+        async with self.db.session() as session:
+            await scrubbing(session, self.db.is_postgres)
+            for row in (await session.exec(select(SigningKeyRow))).all():
+                replacement = rewrite(row.secret)
+                if replacement is not None and replacement != row.secret:
+                    row.secret = replacement
+                    session.add(row)
+                    changed += 1
+        if changed:
+            await scrub_log(self.db.engine, self.db.is_postgres)
+        return changed
 
     async def retire_signing_keys(self, at: datetime, verify_until: datetime) -> None:
         async with self.db.session() as session:

@@ -16,13 +16,16 @@
 | JOBLINE_BULK_TRIGGER_RATE_LIMIT_PER_MIN | 30 | `POST /v1/jobs/{id}/trigger/bulk` requests per caller per minute, per gateway; 0 = off |
 | JOBLINE_HEARTBEAT_INTERVAL_MS | 5000 | how often agents send heartbeats |
 | JOBLINE_HEARTBEAT_TIMEOUT_SECS | 30 | silence after which an executing run is marked crashed |
+| JOBLINE_PRESENCE_LEASE_SECS | 10 | a runs replica's presence lease: its devices go offline this long (+~1 s) after it dies |
 | JOBLINE_OTEL_EXPORTER | none | tracing exporter: none, console or otlp |
 | OTEL_EXPORTER_OTLP_ENDPOINT | (OTel default) | where the otlp exporter sends spans |
 | JOBLINE_LOG_LEVEL | INFO | log level of every process |
 | JOBLINE_SERVICE_TOKEN | <data dir>/service-token | the credential services present to each other |
+| JOBLINE_SECRET_KEY | <data dir>/secret-key | encrypts signing keys and webhook secrets at rest (same on every process) |
+| JOBLINE_SECRET_KEY_PREVIOUS | (unset) | retired secret keys, comma-separated: still decrypt, for rotation |
 
 The agent (`jobline agent`) reads JOBLINE_AGENT_CREDENTIAL, JOBLINE_ENROLL_TOKEN and
-JOBLINE_RUNS_ADDR; the commands it runs get JOBLINE_RUN_ID, JOBLINE_ATTEMPT and one
+JOBLINE_RUNS_ADDR (and takes --kill-grace, the seconds from SIGTERM to SIGKILL); the commands it runs get JOBLINE_RUN_ID, JOBLINE_ATTEMPT and one
 JOBLINE_INPUT_<NAME> per input. The benchmarks read JOBLINE_BENCH_POSTGRES_URL, the tests
 JOBLINE_TEST_POSTGRES_URL.
 """
@@ -79,6 +82,7 @@ class Settings:
     bulk_trigger_rate_limit_per_min: int = 30
     heartbeat_interval_ms: int = 5000
     heartbeat_timeout_secs: float = 30.0
+    presence_lease_secs: int = 10
     otel_exporter: str = "none"
     log_level: str = "INFO"
 
@@ -97,6 +101,7 @@ class Settings:
             bulk_trigger_rate_limit_per_min=int(_env("JOBLINE_BULK_TRIGGER_RATE_LIMIT_PER_MIN", "30")),
             heartbeat_interval_ms=int(_env("JOBLINE_HEARTBEAT_INTERVAL_MS", "5000")),
             heartbeat_timeout_secs=float(_env("JOBLINE_HEARTBEAT_TIMEOUT_SECS", "30")),
+            presence_lease_secs=int(_env("JOBLINE_PRESENCE_LEASE_SECS", "10")),
             otel_exporter=_env("JOBLINE_OTEL_EXPORTER", "none").lower(),
             log_level=_env("JOBLINE_LOG_LEVEL", "INFO").upper(),
         )

@@ -19,10 +19,11 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-import secrets
 from pathlib import Path
 
 import grpc
+
+from .secrets import read_or_create as read_or_create_secret
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +56,10 @@ def token_file(directory: Path) -> Path:
 
 def read_or_create(path: Path) -> str:
     """The token in `path`, creating it (0600, atomically: concurrent first starts agree) if missing."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = path.with_name(f".{FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_urlsafe(32))
-            try:
-                os.link(scratch, path)  # fails if another process won the race: theirs is kept
-            except FileExistsError:
-                pass
-        finally:
-            scratch.unlink(missing_ok=True)
-    token = path.read_text().strip()
-    if len(token) < MIN_TOKEN_LEN:
-        raise RuntimeError(f"{path} holds no usable service token")
-    return token
+    try:
+        return read_or_create_secret(path)
+    except RuntimeError:
+        raise RuntimeError(f"{path} holds no usable service token") from None
 
 
 def resolve(*, create: bool = True) -> str | None:

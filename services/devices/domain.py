@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import json
+import logging
 import re
 import secrets
 import uuid
 from datetime import UTC, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, and_, or_
 
 from jobline.auth.v1.auth_pb2 import Principal
-from jobline.devices.v1.devices_pb2 import (AgentCredential, Device, DeviceGroup, DeviceTargets, EnrollDeviceRequest,
-                                            EnrollmentToken, PresenceChange, ResolveTargetsResponse)
+from jobline.devices.v1.devices_pb2 import (AgentCredential, Device, DeviceGroup, DeviceSearch, DeviceTargets,
+                                            EnrollDeviceRequest,
+                                            EnrollmentToken, ReportPresenceRequest, ReportPresenceResponse,
+                                            ResolveTargetsResponse)
 from services.common.clock import Clock
 from services.common.secrets import new_secret, secret_hash
 from services.common.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
                                     Unauthenticated)
 
-from . import query as search
-from .store import DeviceGroupRow, DeviceRow, DeviceStore, EnrollmentTokenRow, Presence
+from . import query as search_language
+from .store import DeviceGroupRow, DeviceRow, DeviceSearchRow, DeviceStore, EnrollmentTokenRow, Presence
+
+log = logging.getLogger(__name__)
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 CREDENTIAL_PREFIX = "jld_"
@@ -31,12 +37,19 @@ ENROLLMENT_TOKEN_PREFIX = "jle_"
 MAX_FACTS, MAX_FACT_KEY, MAX_FACT_VALUE = 64, 128, 1024
 MAX_DESCRIPTION = 2048
 EDITABLE = ("name", "model", "labels", "groups")
+SEARCH_EDITABLE = ("name", "description", "query")
 TEXT_LIMITS = {"name": 256, "model": 256}
 MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE = 64, 128, 256
 MAX_GROUPS, MAX_GROUP_LEN = 64, 128
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 1000
 MAX_TARGET_IDS = 10_000
 MAX_PICK_COUNT = 10_000
+# Presence: a replica's lease when its report names none; how often leases are swept; after how long an
+# online device no replica owns goes offline (checked every UNOWNED_SWEEP_EVERY sweeps: a full scan).
+DEFAULT_PRESENCE_LEASE_SECS = 10
+PRESENCE_SWEEP_SECS = 1.0
+UNOWNED_PRESENCE_SECS = 120
+UNOWNED_SWEEP_EVERY = 60
 
 
 def new_credential() -> str:
@@ -100,6 +113,33 @@ def to_device(row: DeviceRow, *, with_tenant: bool = False, credential: str = ""
 def to_group(row: DeviceGroupRow) -> DeviceGroup:
     return DeviceGroup(id=row.id, name=row.name, description=row.description, created_at=row.created_at,
                        updated_at=row.updated_at)
+
+
+def to_search(row: DeviceSearchRow) -> DeviceSearch:
+    return DeviceSearch(id=row.id, name=row.name, description=row.description, query=row.query,
+                        created_at=row.created_at, updated_at=row.updated_at)
+
+
+def search_values(search: DeviceSearch, fields: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The named editable fields of a saved search, validated (the query must parse), as column values."""
+    values: dict[str, Any] = {}
+    for field in fields:
+        if field == "name":
+            if len(search.name) > TEXT_LIMITS["name"]:
+                raise InvalidArgument(f"name must be at most {TEXT_LIMITS['name']} characters")
+            values["name"] = search.name
+        elif field == "description":
+            if len(search.description) > MAX_DESCRIPTION:
+                raise InvalidArgument(f"description must be at most {MAX_DESCRIPTION} characters")
+            values["description"] = search.description
+        elif field == "query":
+            if not search.query.strip():
+                raise InvalidArgument("query is required")
+            search_language.parse(search.query)  # its syntax errors name the position
+            values["query"] = search.query
+        else:
+            raise InvalidArgument(f"{field!r} cannot be changed: update_mask paths are " + ", ".join(SEARCH_EDITABLE))
+    return values
 
 
 def to_token(row: EnrollmentTokenRow, token: str = "") -> EnrollmentToken:
@@ -187,19 +227,32 @@ class Devices:
     def _condition(self, query: str, dialect: str = "") -> ColumnElement[bool] | None:
         if not query:
             return None
-        return search.compile_query(search.parse(query, dialect), DeviceRow, self.store.db.is_postgres)
+        return search_language.compile_query(search_language.parse(query, dialect), DeviceRow,
+                                             self.store.db.is_postgres)
+
+    async def _saved_query(self, principal: Principal, search_id: str) -> str:
+        """The query of the tenant's saved search, as it reads now."""
+        row = await self.store.get_search(principal.tenant_id, search_id) if search_id else None
+        if row is None:
+            raise NotFound(f"saved search {search_id} not found")
+        return row.query
 
     async def list(self, principal: Principal, page_size: int = 0, page_token: str = "",
                    group: str = "", query: str = "", online: bool | None = None, dialect: str = "",
-                   offset: int = 0, include_counts: bool = False) -> tuple[list[Device], str, tuple[int, int]]:
+                   offset: int = 0, include_counts: bool = False,
+                   search_id: str = "") -> tuple[list[Device], str, tuple[int, int]]:
         """A page of devices, the next page's token, and (with include_counts) how many the tenant has
         and how many match the filters."""
         if page_size < 0 or offset < 0:
             raise InvalidArgument("page_size and offset must not be negative")
         limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        fingerprint = filter_fingerprint(group, query if not dialect else f"{dialect}:{query}", online)
+        fingerprint = filter_fingerprint(group, (query if not dialect else f"{dialect}:{query}")
+                                         + (f"\n#search:{search_id}" if search_id else ""), online)
         after = decode_page_token(page_token, fingerprint) if not offset else ""
         condition = self._condition(query, dialect)
+        if search_id:
+            saved = self._condition(await self._saved_query(principal, search_id))
+            condition = saved if condition is None else and_(condition, saved)
         rows = await self.store.list(principal.tenant_id, group=group, after_id=after, limit=limit + 1,
                                      condition=condition, online=online, offset=offset)
         next_token = encode_page_token(rows[limit - 1].id, fingerprint) if len(rows) > limit else ""
@@ -242,6 +295,9 @@ class Devices:
             missing_numbers = [n for n in numbers if n not in found]
         else:
             missing_numbers = []
+        if targets.saved_search_id:  # resolved now: the search as it reads at trigger time
+            saved = self._condition(await self._saved_query(principal, targets.saved_search_id))
+            condition = saved if condition is None else or_(condition, saved)
         if targets.device_ids_within_group:
             if not ids or not targets.group or targets.any_available or condition is not None:
                 raise InvalidArgument("device_ids_within_group needs device_ids and a group, and no query "
@@ -252,7 +308,7 @@ class Devices:
                 raise FailedPrecondition(f"device {outside[0]} is not in device group {targets.group}")
         elif targets.any_available:
             if not targets.group and condition is None:
-                raise InvalidArgument("any_available needs a group or a query to pick from")
+                raise InvalidArgument("any_available needs a group, a query or a saved search to pick from")
             rows = await self.store.matching(principal.tenant_id, ids, "") if ids else []
             picked = await self.store.pick_available(principal.tenant_id, targets.group, condition, self.clock.now(),
                                                      pick_count)
@@ -355,6 +411,52 @@ class Devices:
         if not group_id or not await self.store.delete_group(principal.tenant_id, group_id):
             raise NotFound(f"device group {group_id} not found")
 
+    # -- saved searches --------------------------------------------------------------------
+
+    async def create_search(self, principal: Principal, search: DeviceSearch) -> DeviceSearch:
+        validate_group_id(search.id, "the saved search id")
+        values = search_values(search, SEARCH_EDITABLE)
+        now = self.clock.now()
+        row = DeviceSearchRow(tenant_id=principal.tenant_id, id=search.id, created_at=now, updated_at=now,
+                              **{**values, "name": values["name"] or search.id})
+        if not await self.store.insert_search(row):
+            raise AlreadyExists(f"saved search {search.id} already exists")
+        return to_search(row)
+
+    async def get_search(self, principal: Principal, search_id: str) -> DeviceSearch:
+        row = await self.store.get_search(principal.tenant_id, search_id) if search_id else None
+        if row is None:
+            raise NotFound(f"saved search {search_id} not found")
+        return to_search(row)
+
+    async def list_searches(self, principal: Principal, page_size: int,
+                            page_token: str) -> tuple[list[DeviceSearch], str]:
+        if page_size < 0:
+            raise InvalidArgument("page_size must not be negative")
+        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = decode_page_token(page_token, "#searches")
+        rows = await self.store.list_searches(principal.tenant_id, after, limit + 1)
+        next_token = encode_page_token(rows[limit - 1].id, "#searches") if len(rows) > limit else ""
+        return [to_search(row) for row in rows[:limit]], next_token
+
+    async def update_search(self, principal: Principal, search_id: str, patch: DeviceSearch,
+                            paths: list[str]) -> DeviceSearch:
+        if patch.id and patch.id != search_id:
+            raise InvalidArgument("a saved search's id cannot be changed")
+        values = search_values(patch, paths or SEARCH_EDITABLE)
+        if "name" in values and not values["name"]:
+            values["name"] = search_id
+        row = await self.store.save_search(principal.tenant_id, search_id, {**values, "updated_at": self.clock.now()}) \
+            if search_id else None
+        if row is None:
+            raise NotFound(f"saved search {search_id} not found")
+        return to_search(row)
+
+    async def delete_search(self, principal: Principal, search_id: str) -> None:
+        """Jobs that target the search fail to trigger (saved search not found) until it exists again."""
+        if not search_id or not await self.store.delete_search(principal.tenant_id, search_id):
+            raise NotFound(f"saved search {search_id} not found")
+
     # -- enrolment -------------------------------------------------------------------------
 
     async def create_token(self, principal: Principal, token: EnrollmentToken) -> EnrollmentToken:
@@ -429,13 +531,43 @@ class Devices:
             raise Unauthenticated("unknown device or wrong credential")
         return to_device(row, with_tenant=True)
 
-    async def report_presence(self, changes: list[PresenceChange]) -> None:
+    async def report_presence(self, request: ReportPresenceRequest) -> ReportPresenceResponse:
+        """A runs replica's presence changes, and the renewal of its lease (see DeviceStore.record_presence)."""
         presence = []
-        for change in changes:
+        for change in request.changes:
             if not change.tenant_id or not change.device_id:
                 raise InvalidArgument("every presence change needs tenant_id and device_id")
             seen_at = change.seen_at.ToDatetime(tzinfo=UTC) if change.HasField("seen_at") else self.clock.now()
             facts = validate_facts(dict(change.facts)) if change.facts else None
             presence.append(Presence(change.tenant_id, change.device_id, change.online, change.agent_version, seen_at,
-                                     facts))
-        await self.store.record_presence(presence)
+                                     facts, change.stream_opened))
+        if len(request.replica_id) > 64:
+            raise InvalidArgument("replica_id must be at most 64 characters")
+        if request.lease_secs < 0:
+            raise InvalidArgument("lease_secs must not be negative")
+        now = self.clock.now()
+        lease_until = now + timedelta(seconds=request.lease_secs or DEFAULT_PRESENCE_LEASE_SECS)
+        resync = await self.store.record_presence(presence, replica_id=request.replica_id, lease_until=lease_until,
+                                                  now=now, release=request.release)
+        return ReportPresenceResponse(resync=resync)
+
+    async def sweep_presence(self, unowned: bool = False) -> int:
+        """Devices of crashed replicas (lease run out) go offline; with `unowned`, also online devices no
+        replica owns that were not seen for UNOWNED_PRESENCE_SECS (left by older releases)."""
+        now = self.clock.now()
+        return await self.store.sweep_presence(
+            now, now - timedelta(seconds=UNOWNED_PRESENCE_SECS) if unowned else None)
+
+    async def run_presence_sweeper(self, interval: float = PRESENCE_SWEEP_SECS) -> None:
+        """Forever: sweep every `interval` seconds (the unowned devices every UNOWNED_SWEEP_EVERY sweeps)."""
+        count = 0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                swept = await self.sweep_presence(unowned=count % UNOWNED_SWEEP_EVERY == 0)
+                if swept:
+                    log.info("%d devices went offline: the runs replica holding their streams stopped reporting",
+                             swept)
+            except Exception:
+                log.warning("presence sweep failed", exc_info=True)
+            count += 1

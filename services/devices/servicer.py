@@ -24,7 +24,7 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
         devices, token, (total, matched) = await self.devices.list(
             from_context(context), request.page_size, request.page_token, request.group, request.query,
             request.online if request.HasField("online") else None, request.query_dialect, request.offset,
-            request.include_counts,
+            request.include_counts, request.search_id,
         )
         reply = devices_pb2.ListDevicesResponse(devices=devices, next_page_token=token)
         if request.include_counts:
@@ -49,8 +49,7 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
 
     async def ReportPresence(self, request, context):
         # No principal: internal, from the runs service; each change names its tenant.
-        await self.devices.report_presence(list(request.changes))
-        return empty_pb2.Empty()
+        return await self.devices.report_presence(request)
 
     async def RevokeCredential(self, request, context):
         return await self.devices.revoke_credential(from_context(context), request.device_id)
@@ -74,6 +73,25 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
 
     async def DeleteDeviceGroup(self, request, context):
         await self.devices.delete_group(from_context(context), request.group_id)
+        return empty_pb2.Empty()
+
+    async def CreateDeviceSearch(self, request, context):
+        return await self.devices.create_search(from_context(context), request.search)
+
+    async def GetDeviceSearch(self, request, context):
+        return await self.devices.get_search(from_context(context), request.search_id)
+
+    async def ListDeviceSearches(self, request, context):
+        searches, token = await self.devices.list_searches(from_context(context), request.page_size,
+                                                           request.page_token)
+        return devices_pb2.ListDeviceSearchesResponse(searches=searches, next_page_token=token)
+
+    async def UpdateDeviceSearch(self, request, context):
+        return await self.devices.update_search(
+            from_context(context), request.search_id, request.search, list(request.update_mask.paths))
+
+    async def DeleteDeviceSearch(self, request, context):
+        await self.devices.delete_search(from_context(context), request.search_id)
         return empty_pb2.Empty()
 
     async def CreateEnrollmentToken(self, request, context):

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession as _SqlAlchemySession
 from sqlmodel import Field, SQLModel, select
 
+from services.common.clock import as_utc
 from services.common.db import Database
 
 
@@ -26,6 +27,7 @@ class DeviceRow(SQLModel, table=True):
         # Group membership queries on PostgreSQL (`groups @> '["g"]'`); SQLite scans the tenant's rows.
         Index("ix_devices_groups", "groups", postgresql_using="gin").ddl_if(dialect="postgresql"),
         Index("ux_devices_number", "number", unique=True),
+        Index("ix_devices_presence_owner", "presence_owner"),
     )
 
     # Device ids are chosen by users: unique within a tenant.
@@ -52,6 +54,31 @@ class DeviceRow(SQLModel, table=True):
     picked_at: datetime | None = None
     # Unique across the service, increasing, never reused (Foreman-style numeric host ids); set at insert.
     number: int | None = Field(default=None, sa_type=BigInteger)
+    # The runs replica holding the device's stream while it is online ("" when none or unknown); the
+    # device goes offline when that replica's presence lease runs out.
+    presence_owner: str | None = Field(default="", max_length=64)
+
+
+class PresenceLeaseRow(SQLModel, table=True):
+    """A runs replica's promise to report again before lease_until (see DeviceStore.sweep_presence)."""
+
+    __tablename__ = "devices_presence_leases"
+
+    replica_id: str = Field(primary_key=True, max_length=64)
+    lease_until: datetime
+    renewed_at: datetime
+
+
+class DeviceSearchRow(SQLModel, table=True):
+    __tablename__ = "devices_saved_searches"
+
+    tenant_id: str = Field(primary_key=True, max_length=64)
+    id: str = Field(primary_key=True, max_length=128)
+    name: str = Field(max_length=256)
+    description: str = Field(default="", max_length=2048)
+    query: str = Field(max_length=4096)
+    created_at: datetime
+    updated_at: datetime
 
 
 class DeviceGroupRow(SQLModel, table=True):
@@ -93,7 +120,8 @@ class DeviceCounterRow(SQLModel, table=True):
 
 DEVICE_NUMBER = "device_number"
 
-TABLES = [DeviceRow, DeviceGroupRow, EnrollmentTokenRow, DeviceCounterRow]
+TABLES = [DeviceRow, DeviceGroupRow, EnrollmentTokenRow, DeviceCounterRow, PresenceLeaseRow,
+          DeviceSearchRow]
 
 
 class _Exists(Exception):
@@ -108,6 +136,7 @@ class Presence:
     agent_version: str
     seen_at: datetime
     facts: dict[str, str] | None = None
+    stream_opened: bool = False
 
 
 class DeviceStore:
@@ -274,6 +303,36 @@ class DeviceStore:
         async with self.db.session() as session:
             return (await session.exec(statement)).rowcount == 1  # type: ignore[call-overload]
 
+    # -- saved searches ------------------------------------------------------------------------
+
+    async def insert_search(self, row: DeviceSearchRow) -> bool:
+        try:
+            async with self.db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            return False
+        return True
+
+    async def get_search(self, tenant_id: str, search_id: str) -> DeviceSearchRow | None:
+        async with self.db.session() as session:
+            return await session.get(DeviceSearchRow, (tenant_id, search_id))
+
+    async def list_searches(self, tenant_id: str, after_id: str, limit: int) -> list[DeviceSearchRow]:
+        query = select(DeviceSearchRow).where(DeviceSearchRow.tenant_id == tenant_id)
+        if after_id:
+            query = query.where(DeviceSearchRow.id > after_id)
+        async with self.db.session() as session:
+            return list((await session.exec(query.order_by(DeviceSearchRow.id).limit(limit))).all())
+
+    async def save_search(self, tenant_id: str, search_id: str, values: dict[str, Any]) -> DeviceSearchRow | None:
+        return await self._save(DeviceSearchRow, (tenant_id, search_id), values)
+
+    async def delete_search(self, tenant_id: str, search_id: str) -> bool:
+        statement = delete(DeviceSearchRow).where(DeviceSearchRow.tenant_id == tenant_id,
+                                                  DeviceSearchRow.id == search_id)
+        async with self.db.session() as session:
+            return (await session.exec(statement)).rowcount == 1  # type: ignore[call-overload]
+
     # -- enrolment tokens ----------------------------------------------------------------------
 
     async def insert_token(self, row: EnrollmentTokenRow) -> None:
@@ -356,25 +415,77 @@ class DeviceStore:
         async with self.db.session() as session:
             await session.exec(statement)  # type: ignore[call-overload]
 
-    async def record_presence(self, changes: Sequence[Presence]) -> None:
-        """Applies presence changes in one transaction; an older report never overwrites a newer one."""
-        if not changes:
-            return
+    async def record_presence(self, changes: Sequence[Presence], *, replica_id: str = "",
+                              lease_until: datetime | None = None, now: datetime | None = None,
+                              release: bool = False) -> bool:
+        """Applies presence changes and renews the replica's lease, in one transaction; answers whether
+        the replica must report every stream again (its lease had run out, or it had none).
+
+        An older report never overwrites a newer one. With a replica: a change with stream_opened makes
+        the device the replica's; its other changes (refreshes, going offline) apply only while the device
+        is still the replica's, so a replica that notices a dead stream late never marks offline a device
+        that reconnected elsewhere. `release`: every device of the replica goes offline, its lease ends."""
+        resync = False
         async with self.db.session() as session:
+            if replica_id and lease_until is not None and not release:
+                lease = await session.get(PresenceLeaseRow, replica_id)
+                if lease is None:
+                    resync = True
+                    session.add(PresenceLeaseRow(replica_id=replica_id, lease_until=lease_until, renewed_at=now))
+                else:
+                    resync = as_utc(lease.lease_until) <= (now or lease_until)
+                    lease.lease_until, lease.renewed_at = lease_until, now
+                    session.add(lease)
+                await session.flush()
             for change in changes:
                 values: dict[str, Any] = {"online": change.online, "last_seen_at": change.seen_at}
                 if change.agent_version:
                     values["agent_version"] = change.agent_version
                 if change.facts:
                     values["facts"] = change.facts
-                statement = (
-                    update(DeviceRow)
-                    .where(DeviceRow.tenant_id == change.tenant_id, DeviceRow.id == change.device_id,
-                           or_(DeviceRow.last_seen_at.is_(None),  # type: ignore[union-attr]
-                               DeviceRow.last_seen_at <= change.seen_at))  # type: ignore[operator]
-                    .values(**values)
-                )
-                await session.exec(statement)  # type: ignore[call-overload]
+                where = [DeviceRow.tenant_id == change.tenant_id, DeviceRow.id == change.device_id,
+                         or_(DeviceRow.last_seen_at.is_(None),  # type: ignore[union-attr]
+                             DeviceRow.last_seen_at <= change.seen_at)]  # type: ignore[operator]
+                if replica_id:
+                    if change.online and change.stream_opened:
+                        values["presence_owner"] = replica_id
+                    else:
+                        where.append(DeviceRow.presence_owner == replica_id)
+                        if not change.online:
+                            values["presence_owner"] = ""
+                elif not change.online:
+                    values["presence_owner"] = ""
+                await session.exec(update(DeviceRow).where(*where).values(**values))  # type: ignore[call-overload]
+            if replica_id and release:
+                await session.exec(update(DeviceRow).where(  # type: ignore[call-overload]
+                    DeviceRow.presence_owner == replica_id).values(online=False, presence_owner=""))
+                await session.exec(delete(PresenceLeaseRow).where(  # type: ignore[call-overload]
+                    PresenceLeaseRow.replica_id == replica_id))
+        return resync
+
+    async def sweep_presence(self, now: datetime, unowned_seen_before: datetime | None = None) -> int:
+        """Marks offline the devices of every replica whose lease ran out, and ends those leases; answers
+        how many devices went offline. Idempotent: devices-service replicas may sweep at once.
+
+        With `unowned_seen_before`, also the online devices no replica owns (reported by a release
+        without leases, or left online by one that died before) last seen before then: a full scan."""
+        expired = sa_select(PresenceLeaseRow.replica_id).where(PresenceLeaseRow.lease_until <= now)
+        async with self.db.session() as session:
+            result = await session.exec(update(DeviceRow).where(  # type: ignore[call-overload]
+                DeviceRow.presence_owner.in_(expired.scalar_subquery()),  # type: ignore[union-attr]
+            ).values(online=False, presence_owner="").execution_options(synchronize_session=False))
+            swept = result.rowcount or 0
+            await session.exec(delete(PresenceLeaseRow).where(  # type: ignore[call-overload]
+                PresenceLeaseRow.lease_until <= now))
+            if unowned_seen_before is not None:
+                result = await session.exec(update(DeviceRow).where(  # type: ignore[call-overload]
+                    DeviceRow.online == True,  # noqa: E712
+                    or_(DeviceRow.presence_owner.is_(None), DeviceRow.presence_owner == ""),  # type: ignore[union-attr]
+                    or_(DeviceRow.last_seen_at.is_(None),  # type: ignore[union-attr]
+                        DeviceRow.last_seen_at < unowned_seen_before),  # type: ignore[operator]
+                ).values(online=False).execution_options(synchronize_session=False))
+                swept += result.rowcount or 0
+            return swept
 
 
 async def _execute(session, statement):

@@ -34,6 +34,7 @@ class JobsService:
     async def start(self, ticking: bool = True) -> None:
         """Creates the tables and starts the scheduler; `ticking=False` leaves it to explicit tick() calls."""
         await self.db.create_tables()
+        await self.jobs.seal_stored()  # webhook secrets an older release stored in clear
         if ticking:
             self._task = asyncio.create_task(self.scheduler.run())
 

@@ -17,6 +17,8 @@ from jobline.devices.v1.devices_pb2 import DeviceTargets
 from jobline.jobs.v1.jobs_pb2 import Job, JobDependency, JobSchedule, JobVersion
 from services.common.clock import Clock, as_utc
 from services.common.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
+from services.common.principal import listed_project, reaches_project, require_project
+from services.common.secrets import SecretBox, secret_box
 
 from . import templates
 from .peers import Runs
@@ -42,6 +44,8 @@ MISSION_MAX_ATTEMPTS, MISSION_TIMEOUT_SECS = 1, 3600
 MISSION_TEXT_LIMITS = {"mission_id": 256, "device_group_id": 128, "device_id": 128}
 MAX_MISSION_METADATA_BYTES = 64 * 1024
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # the devices service's id rule
+# What a sealed webhook secret is bound to (the runs service seals its snapshots' with its own purpose).
+WEBHOOK_SECRET_PURPOSE = "jobs.webhook_secret"
 
 
 def _ts(clock: Clock) -> timestamp_pb2.Timestamp:
@@ -259,16 +263,52 @@ def reaches(edges: list[tuple[str, str]], start: str, goal: str) -> bool:
     return False
 
 
+def encode_job(job: Job, box: SecretBox) -> bytes:
+    """A job as stored: serialized, its webhook secret sealed (services.common.secrets)."""
+    if not job.webhook_secret or box.is_sealed(job.webhook_secret):
+        return job.SerializeToString()
+    stored = Job()
+    stored.CopyFrom(job)
+    stored.webhook_secret = box.seal(job.webhook_secret, WEBHOOK_SECRET_PURPOSE)
+    return stored.SerializeToString()
+
+
+def decode_job(data: bytes, box: SecretBox) -> Job:
+    """A stored job, its webhook secret opened (one stored in clear by an older release reads as it is)."""
+    job = Job.FromString(data)
+    if job.webhook_secret:
+        job.webhook_secret = box.open(job.webhook_secret, WEBHOOK_SECRET_PURPOSE)
+    return job
+
+
 class Jobs:
-    def __init__(self, store: JobStore, clock: Clock, runs: Runs) -> None:
+    def __init__(self, store: JobStore, clock: Clock, runs: Runs, box: SecretBox | None = None) -> None:
         self.store = store
         self.clock = clock
         self.runs = runs
+        self.box = box or secret_box()
+
+    def _encode(self, job: Job) -> bytes:
+        return encode_job(job, self.box)
+
+    def _decode(self, data: bytes) -> Job:
+        return decode_job(data, self.box)
+
+    async def seal_stored(self) -> int:
+        """Seals the webhook secrets an older release stored in clear (jobs and their versions); answers how many."""
+        def rewrite(data: bytes) -> bytes | None:
+            job = Job.FromString(data)
+            if not self.box.needs_sealing(job.webhook_secret):
+                return None
+            job.webhook_secret = self.box.reseal(job.webhook_secret, WEBHOOK_SECRET_PURPOSE)
+            return job.SerializeToString()
+
+        return await self.store.rewrite_definitions(rewrite)
 
     def _version_row(self, tenant_id: str, job: Job) -> JobVersionRow:
         return JobVersionRow(
             id=job.version_id, job_id=job.id, tenant_id=tenant_id, version=job.version,
-            definition=job.SerializeToString(), created_at=self.clock.now(),
+            definition=self._encode(job), created_at=self.clock.now(),
         )
 
     def _new(self, principal: Principal, job: Job, number: int = 0) -> tuple[JobRow, JobVersionRow, ScheduleRow | None]:
@@ -279,6 +319,7 @@ class Jobs:
         if job.HasField("job_template") and not job.slug and number:
             job.slug = f"job-template-{number}"
         validate(job)
+        require_project(principal, job.project_id)
         apply_defaults(job)
         now = _ts(self.clock)
         job.id, job.version, job.version_id = str(uuid.uuid4()), 1, str(uuid.uuid4())
@@ -289,7 +330,7 @@ class Jobs:
         row = JobRow(
             id=job.id, tenant_id=principal.tenant_id, project_id=job.project_id, slug=job.slug,
             version=1, version_id=job.version_id, enabled=job.enabled, is_mission=job.HasField("mission"),
-            definition=job.SerializeToString(), created_at=self.clock.now(), updated_at=self.clock.now(),
+            definition=self._encode(job), created_at=self.clock.now(), updated_at=self.clock.now(),
             number=number or None, is_template=job.HasField("job_template"),
         )
         return row, self._version_row(principal.tenant_id, job), schedule_for(principal.tenant_id, job, self.clock.now())
@@ -302,7 +343,7 @@ class Jobs:
         job.updated_at.CopyFrom(_ts(self.clock))
         row.slug, row.version, row.version_id, row.enabled = job.slug, job.version, job.version_id, job.enabled
         row.is_mission = job.HasField("mission")
-        row.definition, row.updated_at = job.SerializeToString(), self.clock.now()
+        row.definition, row.updated_at = self._encode(job), self.clock.now()
         return row, self._version_row(principal.tenant_id, job), schedule_for(principal.tenant_id, job, self.clock.now())
 
     async def _check_slug(self, principal: Principal, job: Job, except_id: str = "") -> None:
@@ -347,21 +388,22 @@ class Jobs:
 
     async def _row(self, principal: Principal, job_id: str) -> JobRow:
         row = await self.store.get(principal.tenant_id, job_id)
-        if row is None:
+        if row is None or not reaches_project(principal, row.project_id):
             raise NotFound(f"job {job_id} not found")
         return row
 
     async def get(self, principal: Principal, job_id: str, number: int = 0) -> Job:
         if number:
             row = await self.store.get_by_number(principal.tenant_id, number)
-            if row is None:
+            if row is None or not reaches_project(principal, row.project_id):
                 raise NotFound(f"job number {number} not found")
-            return Job.FromString(row.definition)
-        return Job.FromString((await self._row(principal, job_id)).definition)
+            return self._decode(row.definition)
+        return self._decode((await self._row(principal, job_id)).definition)
 
     async def list_templates(self, principal: Principal, feature: str = "", search: str = "") -> list[Job]:
         """The tenant's job templates by number (those serving `feature` and matching `search`, when given)."""
-        jobs = [Job.FromString(row.definition) for row in await self.store.templates(principal.tenant_id)]
+        jobs = [self._decode(row.definition) for row in await self.store.templates(principal.tenant_id)
+                if reaches_project(principal, row.project_id)]
         if feature:
             jobs = [job for job in jobs if feature in job.job_template.features]
         return templates.search(jobs, search)
@@ -370,8 +412,11 @@ class Jobs:
                    page_size: int = 0, page_token: str = "", name: str = "",
                    missions_only: bool = False) -> tuple[list[Job], str]:
         limit = min(page_size or 1000, 1000)
-        rows = await self.store.list(principal.tenant_id, project_id, page_token, limit, missions_only=missions_only)
-        jobs = [Job.FromString(row.definition) for row in rows]
+        project = listed_project(principal, project_id)
+        if project is None:
+            return [], ""
+        rows = await self.store.list(principal.tenant_id, project, page_token, limit, missions_only=missions_only)
+        jobs = [self._decode(row.definition) for row in rows]
         if tag_key:
             jobs = [j for j in jobs if tag_key in j.tags and (not tag_value or j.tags[tag_key] == tag_value)]
         elif tag_value:
@@ -383,7 +428,7 @@ class Jobs:
 
     async def update(self, principal: Principal, job_id: str, patch: Job, paths: list[str]) -> Job:
         row = await self._row(principal, job_id)
-        job = Job.FromString(row.definition)
+        job = self._decode(row.definition)
         fields = {f.name for f in Job.DESCRIPTOR.fields}
         if patch.webhook_secret == REDACTED:  # a job read back and sent again keeps its secret
             paths = [p for p in paths if p != "webhook_secret"]
@@ -426,14 +471,15 @@ class Jobs:
             raise InvalidArgument("job_ids is required")
         if len(wanted) > 1000:
             raise InvalidArgument("at most 1000 job_ids")
-        rows = {row.id: row for row in await self.store.get_many(principal.tenant_id, wanted)}
+        rows = {row.id: row for row in await self.store.get_many(principal.tenant_id, wanted)
+                if reaches_project(principal, row.project_id)}
         missing = [job_id for job_id in wanted if job_id not in rows]
         if missing:
             raise NotFound(f"job {missing[0]} not found")
         items = []
         for job_id in wanted:
             row = rows[job_id]
-            job = Job.FromString(row.definition)
+            job = self._decode(row.definition)
             if job.enabled != enabled:
                 job.enabled = enabled
                 items.append(self._next_version(principal, row, job))
@@ -477,7 +523,7 @@ class Jobs:
     async def versions(self, principal: Principal, job_id: str) -> list[JobVersion]:
         await self._row(principal, job_id)
         rows = await self.store.versions(principal.tenant_id, job_id)
-        return [to_version(Job.FromString(r.definition)) for r in rows]
+        return [to_version(self._decode(r.definition)) for r in rows]
 
     async def version(self, principal: Principal, job_id: str, version_id: str) -> JobVersion:
         """One version of a job; with no job_id, the version of that id of any job that still exists."""
@@ -485,7 +531,10 @@ class Jobs:
             row = await self.store.version_by_id(principal.tenant_id, version_id) if version_id else None
             if row is None or await self.store.get(principal.tenant_id, row.job_id) is None:
                 raise NotFound(f"version {version_id} not found")
-            return to_version(Job.FromString(row.definition))
+            version = to_version(self._decode(row.definition))
+            if not reaches_project(principal, version.snapshot.project_id):
+                raise NotFound(f"version {version_id} not found")
+            return version
         for version in await self.versions(principal, job_id):
             if version.id == version_id or str(version.version) == version_id:
                 return version

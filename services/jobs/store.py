@@ -13,6 +13,7 @@ from sqlmodel import Field, SQLModel, select
 
 from services.common.db import Database
 from services.common.errors import AlreadyExists
+from services.common.secrets import scrub_log, scrubbing
 
 
 class JobRow(SQLModel, table=True):
@@ -263,6 +264,30 @@ class JobStore:
         async with self.db.session() as session:
             row = await session.get(JobVersionRow, version_id)
             return row if row is not None and row.tenant_id == tenant_id else None
+
+    async def rewrite_definitions(self, rewrite, batch: int = 500) -> int:
+        """Replaces each stored definition (jobs and versions) by rewrite(definition) unless that is None,
+        a batch per transaction; answers how many changed."""
+        changed = 0
+        for model in (JobRow, JobVersionRow):
+            after = ""
+            while True:
+                async with self.db.session() as session:
+                    await scrubbing(session, self.db.is_postgres)
+                    query = select(model).where(model.id > after).order_by(model.id).limit(batch)
+                    rows = list((await session.exec(query)).all())
+                    for row in rows:
+                        replacement = rewrite(row.definition)
+                        if replacement is not None:
+                            row.definition = replacement
+                            session.add(row)
+                            changed += 1
+                if len(rows) < batch:
+                    break
+                after = rows[-1].id
+        if changed:
+            await scrub_log(self.db.engine, self.db.is_postgres)
+        return changed
 
     # -- dependencies ---------------------------------------------------------------------
 

@@ -38,7 +38,8 @@ class RunsService:
         self.peers = Peers(self.channels, settings.peers)
         self.engine = RunEngine(self.store, self.peers, clock, settings.heartbeat_timeout_secs)
         self.job_invocations = JobInvocations(self.engine)
-        self.hub = AgentHub(self.engine, self.store, self.peers, clock, settings.heartbeat_interval_ms)
+        self.hub = AgentHub(self.engine, self.store, self.peers, clock, settings.heartbeat_interval_ms,
+                            settings.presence_lease_secs)
         self.http = HttpExecutor(self.engine, self.store, clock, self.hub.replica_id)
         self.webhooks = WebhookSender(self.store, clock)
         # Several replicas share a PostgreSQL queue: wake each other by LISTEN/NOTIFY (one SQLite process
@@ -64,9 +65,18 @@ class RunsService:
         await self.db.create_tables()
         if self.wakeups is not None:
             await self.wakeups.start()
-        loops = [self.hub.run_dispatcher(), self.http.run(),
+        loops = [self.hub.run_dispatcher(), self.http.run(), self._seal_stored_snapshots(),
                  *([self._ticker(), self.webhooks.run()] if ticking else [])]
         self._tasks = [asyncio.create_task(loop) for loop in loops]
+
+    async def _seal_stored_snapshots(self) -> None:
+        """In the background, once per database: webhook secrets older releases kept in clear in snapshots."""
+        try:
+            sealed = await self.engine.seal_stored_snapshots()
+            if sealed:
+                log.info("sealed the webhook secrets of %d stored runs", sealed)
+        except Exception:
+            log.exception("could not seal the webhook secrets of stored runs (retried at the next start)")
 
     async def stop(self) -> None:
         for task in self._tasks:

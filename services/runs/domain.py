@@ -14,6 +14,7 @@ from typing import Any
 from jobline.jobs.v1.jobs_pb2 import Job
 from services.common.command_template import ERB_COMMENT, ERB_INPUT, PLACEHOLDER, erb_name
 from services.common.errors import InvalidArgument
+from services.common.secrets import SecretBox
 
 MAX_BACKOFF_SECS = 3600
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -49,7 +50,8 @@ def _json_text(value: Any) -> str:
 def render_command(template: str, inputs: dict[str, str]) -> str:
     """The command a device runs: {{name}} becomes the shell-quoted input value, Foreman's
     `<%= input('name') %>` the value as given, `<%# comments %>` nothing (see
-    services.common.command_template); a missing input is an error."""
+    services.common.command_template); a missing input is an error, and so is an input no process
+    could be given (a NUL character ends a C string: argv and environment)."""
     body = ERB_COMMENT.sub("", template) if "<%#" in template else template
 
     def name_of(match: re.Match[str]) -> str:
@@ -58,6 +60,11 @@ def render_command(template: str, inputs: dict[str, str]) -> str:
     missing = sorted({name_of(m) for m in _INPUT_USE.finditer(body) if name_of(m) not in inputs})
     if missing:
         raise InvalidArgument("missing inputs: " + ", ".join(missing))
+    if "\0" in body:
+        raise InvalidArgument("the command contains a NUL character")
+    for name, value in inputs.items():
+        if "\0" in name or "\0" in value:
+            raise InvalidArgument(f"input {name.replace(chr(0), '?')!r} contains a NUL character")
 
     def fill(match: re.Match[str]) -> str:
         value = inputs[name_of(match)]
@@ -81,6 +88,35 @@ def run_names(slug: str, name: str, count: int, rng: random.Random | None = None
         return [name, *(f"{name}-{n}" for n in range(2, count + 1))]
     choose = (rng or random).choices
     return [f"{slug}-{''.join(choose(NAME_SUFFIX_ALPHABET, k=NAME_SUFFIX_LENGTH))}" for _ in range(count)]
+
+
+# A run's snapshot keeps the job's webhook secret sealed (services.common.secrets), for this purpose.
+WEBHOOK_SECRET_PURPOSE = "runs.webhook_secret"
+SNAPSHOTS_SEALED = "snapshots_sealed_v1"  # the runs_counters marker of the one-time sealing of older rows
+
+
+def stored_snapshot(job: Job, box: SecretBox) -> bytes:
+    """The job as a run stores it: serialized, its webhook secret sealed."""
+    if not job.webhook_secret or box.is_sealed(job.webhook_secret):
+        return job.SerializeToString()
+    stored = Job()
+    stored.CopyFrom(job)
+    stored.webhook_secret = box.seal(job.webhook_secret, WEBHOOK_SECRET_PURPOSE)
+    return stored.SerializeToString()
+
+
+def snapshot_webhook_secret(snapshot: bytes, box: SecretBox) -> str:
+    """The webhook secret of a stored snapshot, in clear (one stored in clear by an older release as it is)."""
+    return box.open(Job.FromString(snapshot).webhook_secret, WEBHOOK_SECRET_PURPOSE)
+
+
+def resealed_snapshot(snapshot: bytes, box: SecretBox) -> bytes | None:
+    """A stored snapshot with its webhook secret sealed anew, or None when it needs nothing."""
+    job = Job.FromString(snapshot)
+    if not box.needs_sealing(job.webhook_secret):
+        return None
+    job.webhook_secret = box.reseal(job.webhook_secret, WEBHOOK_SECRET_PURPOSE)
+    return job.SerializeToString()
 
 
 @dataclass(frozen=True)

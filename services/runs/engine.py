@@ -21,8 +21,8 @@ from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import runs_pb2
 from services.common.clock import Clock, as_utc
 from services.common.errors import AlreadyExists, Conflict, DomainError, InvalidArgument, NotFound
-from services.common.principal import READ, TRIGGER, WRITE, require_scope
-from services.common.secrets import new_secret, secret_hash
+from services.common.principal import READ, TRIGGER, WRITE, listed_project, reaches_project, require_scope
+from services.common.secrets import SecretBox, new_secret, secret_box, secret_hash
 
 from . import domain
 from .mapping import (chunk_message, event_message, output_message, run_message, status_enum, status_word,
@@ -42,6 +42,9 @@ SORT_KEYS = {runs_pb2.RUN_SORT_FIELD_UNSPECIFIED: "created_at", runs_pb2.RUN_SOR
              runs_pb2.RUN_SORT_FIELD_DURATION: "duration", runs_pb2.RUN_SORT_FIELD_JOB_VERSION: "job_version",
              runs_pb2.RUN_SORT_FIELD_TRIGGERED_BY: "triggered_by", runs_pb2.RUN_SORT_FIELD_STATUS: "status",
              runs_pb2.RUN_SORT_FIELD_NAME: "name"}
+# An executing run's deadline is its timeout plus this: room for the executor to stop it and report
+# (the agent's SIGTERM-to-SIGKILL grace is 5 s by default).
+EXECUTION_SLACK_SECS = 60
 
 
 @dataclass
@@ -73,7 +76,8 @@ def target_key(tenant_id: str, device_id: str) -> str:
 
 
 class RunEngine:
-    def __init__(self, store: RunStore, peers: Peers, clock: Clock, heartbeat_timeout_secs: float = 30.0) -> None:
+    def __init__(self, store: RunStore, peers: Peers, clock: Clock, heartbeat_timeout_secs: float = 30.0,
+                 box: SecretBox | None = None) -> None:
         self.store = store
         self.peers = peers
         self.clock = clock
@@ -82,6 +86,21 @@ class RunEngine:
         self._windows: dict[str, tuple[str, str]] = {}  # job_version_id -> (execution_window_cron, timezone)
         # Job invocations (services/runs/invocations.py) register themselves here.
         self.job_invocations: Any = None
+        self.box = box or secret_box()
+        self._snapshot: tuple[Job, str, bytes] | None = None  # the last job stored: one seal per fan-out
+
+    def _stored_snapshot(self, job: Job) -> bytes:
+        cached = self._snapshot
+        if cached is not None and cached[0] is job and cached[1] == job.webhook_secret:
+            return cached[2]
+        stored = domain.stored_snapshot(job, self.box)
+        self._snapshot = (job, job.webhook_secret, stored)
+        return stored
+
+    async def seal_stored_snapshots(self) -> int:
+        """Seals the webhook secrets older releases kept in clear in runs' snapshots (once per database)."""
+        return await self.store.rewrite_snapshots(lambda snapshot: domain.resealed_snapshot(snapshot, self.box),
+                                                  domain.SNAPSHOTS_SEALED)
 
     # -- triggering ---------------------------------------------------------------------------
 
@@ -281,7 +300,7 @@ class RunEngine:
             status=status, max_attempts=job.max_attempts or 1, priority=spec.priority, command=command,
             timeout_secs=job.timeout_secs, payload=spec.payload, payload_hash=spec.payload_hash,
             metadata_={**job.default_run_metadata, **spec.metadata}, tags=spec.tags,
-            snapshot=job.SerializeToString(), triggered_by=_trigger_source(principal, parent),
+            snapshot=self._stored_snapshot(job), triggered_by=_trigger_source(principal, parent),
             created_by=principal.subject_name or principal.subject_id,
             idempotency_key=spec.idempotency_key if keyed else "", created_at=created, scheduled_at=scheduled,
             expires_at=now + timedelta(seconds=job.run_ttl_secs) if job.run_ttl_secs > 0 else None,
@@ -316,9 +335,14 @@ class RunEngine:
 
     async def _row(self, principal: Principal, run_id: str) -> RunRow:
         row = await self.store.get(principal.tenant_id, run_id) if run_id else None
-        if row is None:
+        if row is None or not reaches_project(principal, row.project_id):
             raise NotFound(f"run {run_id} not found")
         return row
+
+    async def _rows(self, principal: Principal, run_ids: list[str]) -> list[RunRow]:
+        """Those of these runs the principal reaches (its tenant's; its project's, for a bound credential)."""
+        return [r for r in await self.store.get_many(principal.tenant_id, run_ids)
+                if reaches_project(principal, r.project_id)]
 
     async def get(self, principal: Principal, run_id: str) -> runs_pb2.Run:
         require_scope(principal, READ)
@@ -331,7 +355,7 @@ class RunEngine:
         if not job_id:
             raise InvalidArgument("a run name needs its job_id")
         row = await self.store.get_by_name(principal.tenant_id, job_id, name)
-        if row is None:
+        if row is None or not reaches_project(principal, row.project_id):
             raise NotFound(f"job {job_id} has no run named {name!r}")
         return row
 
@@ -342,7 +366,7 @@ class RunEngine:
     async def get_by_number(self, principal: Principal, number: int) -> runs_pb2.Run:
         require_scope(principal, READ)
         row = await self.store.get_by_number(principal.tenant_id, number)
-        if row is None:
+        if row is None or not reaches_project(principal, row.project_id):
             raise NotFound(f"run number {number} not found")
         return run_message(row)
 
@@ -356,7 +380,8 @@ class RunEngine:
             if len(job_ids) > MAX_LIST:
                 raise InvalidArgument(f"at most {MAX_LIST} latest_for_job_ids")
             latest = await self.store.latest_runs(principal.tenant_id, job_ids)
-            rows = sorted(latest.values(), key=lambda r: (as_utc(r.created_at), r.id), reverse=True)
+            rows = sorted((r for r in latest.values() if reaches_project(principal, r.project_id)),
+                          key=lambda r: (as_utc(r.created_at), r.id), reverse=True)
             return runs_pb2.ListRunsResponse(runs=[run_message(r) for r in rows])
         limit = request.limit or 50
         if not 1 <= limit <= MAX_LIST:
@@ -372,6 +397,9 @@ class RunEngine:
                 contains = None
             if not isinstance(contains, dict):
                 raise InvalidArgument("payload_contains must be a JSON object")
+        project = listed_project(principal, request.project_id)
+        if project is None:
+            return runs_pb2.ListRunsResponse()
         if request.offset < 0:
             raise InvalidArgument("offset must not be negative")
         if request.offset and before is not None:
@@ -385,7 +413,7 @@ class RunEngine:
         if runs_pb2.RUN_STATUS_UNSPECIFIED in request.statuses:
             raise InvalidArgument("statuses must not contain RUN_STATUS_UNSPECIFIED")
         filters = dict(
-            project_id=request.project_id, status=status or (status_word(request.status) if request.status else ""),
+            project_id=project, status=status or (status_word(request.status) if request.status else ""),
             job_id=request.job_id, invocation_id=request.invocation_id, triggered_by=request.triggered_by,
             batch_id=request.batch_id,
             metadata=(request.metadata_key, request.metadata_value) if request.metadata_key else None,
@@ -408,12 +436,14 @@ class RunEngine:
         require_scope(principal, READ)
         row = await self._row(principal, run_id)
         rows = await self.store.list(principal.tenant_id, parent_run_id=row.id, limit=MAX_LIST)
-        return runs_pb2.ListRunsResponse(runs=[run_message(r) for r in reversed(rows)])
+        return runs_pb2.ListRunsResponse(runs=[run_message(r) for r in reversed(rows)
+                                               if reaches_project(principal, r.project_id)])
 
     async def lineage(self, principal: Principal, run_id: str) -> runs_pb2.ListRunsResponse:
         require_scope(principal, READ)
         row = await self._row(principal, run_id)
-        rows = await self.store.lineage(principal.tenant_id, row.root_run_id or row.id)
+        rows = [r for r in await self.store.lineage(principal.tenant_id, row.root_run_id or row.id)
+                if reaches_project(principal, r.project_id)]
         return runs_pb2.ListRunsResponse(runs=[run_message(r) for r in rows or [row]])
 
     async def events(self, principal: Principal, request: runs_pb2.ListRunEventsRequest) -> runs_pb2.ListRunEventsResponse:
@@ -558,7 +588,7 @@ class RunEngine:
         require_scope(principal, WRITE)
         if len(run_ids) > MAX_BULK:
             raise InvalidArgument(f"at most {MAX_BULK} runs per call")
-        rows = {r.id: r for r in await self.store.get_many(principal.tenant_id, list(dict.fromkeys(run_ids)))}
+        rows = {r.id: r for r in await self._rows(principal, list(dict.fromkeys(run_ids)))}
         now = self.clock.now()
         changed = await self.store.set_many([r.id for r in rows.values() if r.status in ACTIVE], ACTIVE,
                                             status="canceled", finished_at=now, error="canceled")
@@ -613,7 +643,7 @@ class RunEngine:
             raise InvalidArgument("run_ids is required")
         if len(run_ids) > MAX_BULK:
             raise InvalidArgument(f"at most {MAX_BULK} runs per call")
-        rows = await self.store.get_many(principal.tenant_id, list(dict.fromkeys(run_ids)))
+        rows = await self._rows(principal, list(dict.fromkeys(run_ids)))
         eligible = [r for r in rows if (r.status == "dead_letter" if dead_letter_only else r.status in TERMINAL)]
         order = {run_id: i for i, run_id in enumerate(run_ids)}
         replayed = [self._replay_row(r, i, principal)
@@ -683,8 +713,11 @@ class RunEngine:
             values["priority"] = request.priority
         if request.HasField("payload"):
             payload = MessageToDict(request.payload)
-            domain.validate_payload(_schema(Job.FromString(row.snapshot)), payload)
+            job = Job.FromString(row.snapshot)
+            domain.validate_payload(_schema(job), payload)
             values.update(payload=payload, payload_hash=canonical_hash(payload))
+            if row.device_id:  # the command is rendered from the new inputs (refused if one is missing)
+                values["command"] = domain.render_command(job.command, domain.inputs_for(job, payload))
         if not await self.store.transition(row.id, row.attempt, ("delayed", "queued"), **values):
             raise Conflict(f"run {row.id} started before it could be rescheduled")
         if values.get("status", row.status) == "queued":
@@ -693,11 +726,15 @@ class RunEngine:
 
     # -- an attempt's life ---------------------------------------------------------------
 
-    async def accept(self, run_id: str, attempt: int) -> bool:
+    async def accept(self, run_id: str, attempt: int, timeout_secs: int = 0) -> bool:
+        """The executor started the attempt. With a timeout, the run's lease becomes its execution
+        deadline: timeout_secs plus EXECUTION_SLACK_SECS, after which tick() ends it timed_out even if
+        the executor never reported (an agent that failed to stop it, a call that trickles forever)."""
         now = self.clock.now()
+        deadline = now + timedelta(seconds=timeout_secs + EXECUTION_SLACK_SECS) if timeout_secs > 0 else None
         return await self.store.transition(
             run_id, attempt, ("dequeued",), status="executing", started_at=now, heartbeat_at=now,
-            lease_expires_at=None,
+            lease_expires_at=deadline,
         )
 
     async def end_attempt(self, run_id: str, attempt: int, outcome: domain.Outcome,
@@ -750,7 +787,12 @@ class RunEngine:
                 if await self.requeue(row.id, row.attempt):
                     self._wake({row.target_key})
                 continue
-            if await self.end_attempt(row.id, row.attempt, domain.Outcome("crashed", "heartbeat lost")):
+            if row.lease_expires_at is not None and as_utc(row.lease_expires_at) < now:
+                outcome = domain.Outcome("timed_out", f"timed out after {row.timeout_secs} s "
+                                         "(the executor did not stop it)")
+            else:
+                outcome = domain.Outcome("crashed", "heartbeat lost")
+            if await self.end_attempt(row.id, row.attempt, outcome):
                 self._stop_where_it_runs(row, force=True)
         if await self.store.any_limited_queued():  # rate-limit windows move with time
             self._wake(None)

@@ -84,7 +84,7 @@ class HttpExecutor:
                 return
 
     async def _execute(self, row: RunRow) -> None:
-        if not await self.engine.accept(row.id, row.attempt):
+        if not await self.engine.accept(row.id, row.attempt, row.timeout_secs):
             return
         job = Job.FromString(row.snapshot)
         outcome, result, timings = await self._call(job.endpoint_url, job, row)

@@ -10,6 +10,12 @@ Presence is batched: connects, disconnects and heartbeats queue a PresenceChange
 so a reconnect storm of thousands of agents costs a few calls, and REST shows a change within
 about half a second.
 
+Presence heals itself: every report names this replica and renews its presence lease (at least
+every third of `presence_lease_secs`, even with nothing to report). A replica that dies (kill -9,
+a lost machine) stops renewing; the devices service then marks its devices offline within
+`presence_lease_secs` plus about a second. A replica whose lease ran out anyway (a long pause) is
+told to resync and reports every stream it holds again; a stopping replica releases its devices.
+
 Credential revocation: every VALIDATE_SECS the hub asks the devices service, in one
 ValidateAgents call per 1000 streams, which of the credentials its streams connected with no
 longer hold (revoked, rotated, device deleted). Those streams end with UNAUTHENTICATED. A revoked
@@ -51,6 +57,7 @@ PRESENCE_FLUSH_SECS = 0.2
 VALIDATE_SECS = 1.0
 VALIDATE_BATCH = 1000
 SEEN_REFRESH_SECS = 5.0  # how often a connected device's last_seen_at moves forward
+PRESENCE_LEASE_SECS = 10  # default; JOBLINE_PRESENCE_LEASE_SECS
 RunKey = tuple[str, int]  # (run_id, attempt)
 # Upper bounds (seconds) of the dispatch latency histogram's buckets; +Inf is the total count.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -97,6 +104,7 @@ class AgentSession:
         self.key = target_key(tenant_id, device_id)
         self.capacity = max(1, capacity)
         self.held: set[RunKey] = set()
+        self.timeouts: dict[RunKey, int] = {}  # timeout_secs of the runs assigned and not yet accepted
         self.credential_sha256 = credential_sha256
         self.revoked = False
         self.seen_reported_at = 0.0  # loop time of the last presence queued for this stream
@@ -119,7 +127,7 @@ class AgentSession:
 
 class AgentHub:
     def __init__(self, engine: RunEngine, store: RunStore, peers: Peers, clock: Clock,
-                 heartbeat_interval_ms: int = 5000) -> None:
+                 heartbeat_interval_ms: int = 5000, presence_lease_secs: int = PRESENCE_LEASE_SECS) -> None:
         self.engine = engine
         self.store = store
         self.peers = peers
@@ -134,6 +142,8 @@ class AgentHub:
         self._snapshots: dict[str, Job] = {}
         self._presence_queue: dict[tuple[str, str], PresenceChange] = {}
         self._presence_flushed = asyncio.Event()
+        self.presence_lease_secs = max(1, presence_lease_secs)
+        self._presence_renewed: float | None = None  # loop time of the last report that reached the devices service
         self.dispatch_latency = LatencyHistogram()
         engine.dispatchers.append(self)
 
@@ -199,6 +209,7 @@ class AgentHub:
                     await self.engine.requeue(row.id, row.attempt)
                     continue
                 session.held.add((row.id, row.attempt))
+                session.timeouts[(row.id, row.attempt)] = row.timeout_secs
                 session.send(agent_pb2.ServerMessage(assign=self._assign(row, now)))
                 self.dispatch_latency.observe((self.clock.now() - queued_since(row)).total_seconds())
                 assigned += 1
@@ -239,7 +250,8 @@ class AgentHub:
         previous = self.sessions.pop(session.key, None)
         if previous is not None:
             previous.close()
-        self._presence(session, online=True, agent_version=hello.agent_version, facts=dict(hello.facts))
+        self._presence(session, online=True, agent_version=hello.agent_version, facts=dict(hello.facts),
+                       stream_opened=True)
         session.send(agent_pb2.ServerMessage(welcome=welcome))
         # Reconcile before the session is dispatchable, so nothing is assigned to it mid-way.
         await self._reconcile(session, {(r.run_id, r.attempt) for r in hello.held_runs})
@@ -268,6 +280,8 @@ class AgentHub:
         for key, row in on_device.items():
             if key in held:
                 session.held.add(key)
+                if row.status == "dequeued":  # its Accept was lost with the previous stream
+                    await self.engine.accept(row.id, row.attempt, row.timeout_secs)
             elif row.status == "dequeued":
                 await self.engine.requeue(row.id, row.attempt)
             else:
@@ -306,10 +320,11 @@ class AgentHub:
         if key not in session.held:
             return  # not this device's run, or long forgotten: ignore
         if kind == "accept":
-            if not await self.engine.accept(ref.run_id, ref.attempt):
+            if not await self.engine.accept(ref.run_id, ref.attempt, session.timeouts.pop(key, 0)):
                 session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(run=ref, force=True)))
         elif kind == "reject":
             session.held.discard(key)
+            session.timeouts.pop(key, None)
             reason = message.reject.reason
             if reason.startswith("at capacity"):
                 # The agent counts more runs than the hub does (it still finishes one the hub forgot):
@@ -347,40 +362,52 @@ class AgentHub:
     # -- presence and credentials ---------------------------------------------------------------
 
     def _presence(self, session: AgentSession, online: bool, agent_version: str = "",
-                  facts: dict[str, str] | None = None) -> None:
+                  facts: dict[str, str] | None = None, stream_opened: bool = False) -> None:
         """Queues a presence change; the presence loop sends the queue in one call."""
         session.seen_reported_at = asyncio.get_running_loop().time()
         key = (session.tenant_id, session.device_id)
         change = PresenceChange(tenant_id=session.tenant_id, device_id=session.device_id, online=online,
-                                agent_version=agent_version, seen_at=timestamp(self.clock.now()), facts=facts or {})
+                                agent_version=agent_version, seen_at=timestamp(self.clock.now()), facts=facts or {},
+                                stream_opened=stream_opened and online)
         earlier = self._presence_queue.get(key)
         if earlier is not None and online and earlier.online:  # keep what a Hello said until it is sent
             change.agent_version = change.agent_version or earlier.agent_version
+            change.stream_opened = change.stream_opened or earlier.stream_opened
             if not change.facts:
                 change.facts.update(earlier.facts)
         self._presence_queue[key] = change
 
-    async def flush_presence(self) -> None:
-        """Sends the queued presence changes in one ReportPresence call (kept for the next try on failure)."""
-        if not self._presence_queue:
+    async def flush_presence(self, release: bool = False) -> None:
+        """Sends the queued presence changes in one ReportPresence call (kept for the next try on failure),
+        and with them renews this replica's presence lease: with nothing queued, once a third of the
+        lease has passed. `release`: this replica stops; its devices go offline at once."""
+        loop_time = asyncio.get_running_loop().time()
+        due = self._presence_renewed is None or loop_time - self._presence_renewed >= self.presence_lease_secs / 3
+        if not self._presence_queue and not due and not release:
             return
         batch, self._presence_queue = self._presence_queue, {}
         try:
-            await self.peers.report_presence(list(batch.values()))
-        except Exception:  # presence is advisory; retried with the next flush
+            resync = await self.peers.report_presence(list(batch.values()), replica_id=self.replica_id,
+                                                      lease_secs=self.presence_lease_secs, release=release)
+        except Exception:  # retried with the next flush
             log.warning("could not report the presence of %d devices", len(batch))
             for key, change in batch.items():
                 self._presence_queue.setdefault(key, change)
+            return
+        self._presence_renewed = loop_time
+        if resync and not release and self.sessions:
+            log.warning("this replica's presence lease had run out: reporting its %d streams again", len(self.sessions))
+            for session in self.sessions.values():
+                self._presence(session, online=True, stream_opened=True)
 
     async def _presence_loop(self) -> None:
         try:
             while True:
                 await asyncio.sleep(PRESENCE_FLUSH_SECS)
                 await self.flush_presence()
-        finally:
-            if self._presence_queue:  # stopping: one last try, briefly
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(self.flush_presence()), 1.0)
+        finally:  # stopping: one last try, briefly, which releases this replica's devices
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self.flush_presence(release=True)), 1.0)
 
     async def validate_credentials(self) -> int:
         """Ends the streams whose credential no longer holds; answers how many."""

@@ -40,7 +40,7 @@ from jobline.jobs.v1.jobs_pb2 import Job, JobSchedule
 from jobline.runs.v1 import runs_pb2
 from services.common.clock import as_utc
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.common.principal import READ, TRIGGER, WRITE, require_scope
+from services.common.principal import READ, TRIGGER, WRITE, listed_project, reaches_project, require_scope
 from services.devices import query as search
 
 from . import domain
@@ -314,7 +314,7 @@ class JobInvocations:
                                                JobInvocationRow.number == number)
         async with self.store.db.session() as session:
             row = (await session.exec(query)).first()
-        if row is None:
+        if row is None or not reaches_project(principal, row.project_id):
             raise NotFound(f"job invocation {number} not found")
         return row
 
@@ -387,6 +387,8 @@ class JobInvocations:
         condition = search_condition(request.search, now)
         order = order_clause(request.order_by)
         mine = JobInvocationRow.tenant_id == principal.tenant_id
+        if project := listed_project(principal, ""):  # a credential bound to a project sees its own
+            mine = and_(mine, JobInvocationRow.project_id == project)
         query = select(JobInvocationRow).where(mine)
         if condition is not None:
             query = query.where(condition)

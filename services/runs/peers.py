@@ -11,7 +11,8 @@ from jobline.devices.v1 import devices_pb2, devices_pb2_grpc
 from jobline.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from services.common.channels import Channels
 from services.common.errors import from_rpc_error
-from services.common.principal import to_metadata
+from services.common.errors import NotFound
+from services.common.principal import reaches_project, to_metadata
 
 JOB_CACHE_SECS = 2.0
 JOB_CACHE_SIZE = 10_000
@@ -26,10 +27,13 @@ class Peers:
         self._version_cache: dict[tuple[str, str, str], tuple[float, jobs_pb2.JobVersion]] = {}
 
     async def job(self, principal: Principal, job_id: str, fresh: bool = False) -> jobs_pb2.Job:
-        """The job's current definition, at most JOB_CACHE_SECS stale (`fresh`: as of now)."""
+        """The job's current definition, at most JOB_CACHE_SECS stale (`fresh`: as of now). Cached per
+        tenant: whether the principal reaches the job's project is checked on every call."""
         key = (principal.tenant_id, job_id)
         cached = self._job_cache.get(key)
         if cached and cached[0] > time.monotonic() and not fresh:
+            if not reaches_project(principal, cached[1].project_id):
+                raise NotFound(f"job {job_id} not found")
             return cached[1]
         try:
             job = await self._jobs.GetJobSnapshot(jobs_pb2.GetJobRequest(job_id=job_id), metadata=to_metadata(principal))
@@ -46,6 +50,8 @@ class Peers:
         key = (principal.tenant_id, job_id, version_id)
         cached = self._version_cache.get(key)
         if cached and cached[0] > time.monotonic():
+            if not reaches_project(principal, cached[1].snapshot.project_id):
+                raise NotFound(f"version {version_id} not found")
             return cached[1]
         try:
             version = await self._jobs.GetJobVersionSnapshot(
@@ -127,5 +133,9 @@ class Peers:
         answer = await self._devices.ValidateAgents(devices_pb2.ValidateAgentsRequest(agents=agents))
         return list(answer.invalid)
 
-    async def report_presence(self, changes: list[devices_pb2.PresenceChange]) -> None:
-        await self._devices.ReportPresence(devices_pb2.ReportPresenceRequest(changes=changes))
+    async def report_presence(self, changes: list[devices_pb2.PresenceChange], *, replica_id: str = "",
+                              lease_secs: int = 0, release: bool = False) -> bool:
+        """Reports presence changes and renews the replica's lease; answers whether to report every stream again."""
+        answer = await self._devices.ReportPresence(devices_pb2.ReportPresenceRequest(
+            changes=changes, replica_id=replica_id, lease_secs=lease_secs, release=release))
+        return answer.resync

@@ -25,6 +25,7 @@ from sqlmodel import Field, SQLModel, select
 
 from services.common.clock import Clock, as_utc
 from services.common.db import Database
+from services.common.secrets import scrub_log, scrubbing
 
 ACTIVE = ("delayed", "queued", "dequeued", "executing", "waiting")
 NOT_STARTED = ("delayed", "queued", "waiting")
@@ -677,13 +678,16 @@ class RunStore:
             return {row.job_id: row for row in (await session.exec(query)).all()}
 
     async def stale(self, now: datetime, heartbeat_before: datetime, limit: int = 1000) -> list[RunRow]:
-        """Runs on devices whose lease ran out without acceptance, or whose heartbeat went silent."""
+        """Runs on devices whose lease ran out without acceptance, whose heartbeat went silent, or that
+        run past their execution deadline."""
         query = (
             select(RunRow)
             .where(
                 or_(
                     and_(RunRow.status == "dequeued", RunRow.lease_expires_at < now),
                     and_(RunRow.status == "executing", RunRow.heartbeat_at < heartbeat_before),
+                    # Past its execution deadline (see RunEngine.accept).
+                    and_(RunRow.status == "executing", RunRow.lease_expires_at < now),
                 )
             )
             .limit(limit)
@@ -818,6 +822,35 @@ class RunStore:
         async with self.db.session() as session:
             await _execute(session, update(WebhookDeliveryRow).where(WebhookDeliveryRow.id == delivery_id)
                                   .values(**values))
+
+    async def rewrite_snapshots(self, rewrite, marker: str, batch: int = 500) -> int:
+        """Once per database: replaces each run's snapshot by rewrite(snapshot) unless that is None, a batch
+        per transaction, then records `marker` (a runs_counters row) so later starts skip the scan."""
+        async with self.db.session() as session:
+            if await session.get(CounterRow, marker) is not None:
+                return 0
+        changed, after = 0, ""
+        while True:
+            async with self.db.session() as session:
+                await scrubbing(session, self.db.is_postgres)
+                query = select(RunRow.id, RunRow.snapshot).where(RunRow.id > after).order_by(RunRow.id).limit(batch)
+                rows = list((await _execute(session, query)).all())
+                for run_id, snapshot in rows:
+                    replacement = rewrite(snapshot) if snapshot else None
+                    if replacement is not None:
+                        await _execute(session, update(RunRow).where(RunRow.id == run_id).values(snapshot=replacement))
+                        changed += 1
+            if len(rows) < batch:
+                break
+            after = rows[-1][0]
+        if changed:
+            await scrub_log(self.db.engine, self.db.is_postgres)
+        try:
+            async with self.db.session() as session:
+                session.add(CounterRow(name=marker, value=1))
+        except IntegrityError:
+            pass  # another replica finished first
+        return changed
 
     async def deliveries(self, run_id: str) -> list[WebhookDeliveryRow]:
         query = select(WebhookDeliveryRow).where(WebhookDeliveryRow.run_id == run_id).order_by(

@@ -16,9 +16,10 @@ from datetime import timedelta
 
 import httpx
 
-from jobline.jobs.v1.jobs_pb2 import Job
 from services.common.clock import Clock
+from services.common.secrets import SecretBox, SecretKeyError, secret_box
 
+from . import domain
 from .store import RunStore, WebhookDeliveryRow
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,11 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 class WebhookSender:
-    def __init__(self, store: RunStore, clock: Clock, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, store: RunStore, clock: Clock, client: httpx.AsyncClient | None = None,
+                 box: SecretBox | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.box = box or secret_box()
         self.client = client or httpx.AsyncClient(timeout=TIMEOUT_SECS)
 
     async def run(self, interval: float = 0.5) -> None:
@@ -59,20 +62,25 @@ class WebhookSender:
         return len(due)
 
     async def _send(self, row: WebhookDeliveryRow, snapshot: bytes | None) -> None:
-        secret = Job.FromString(snapshot).webhook_secret if snapshot else ""
+        status, error = None, ""
+        try:
+            secret = domain.snapshot_webhook_secret(snapshot, self.box) if snapshot else ""
+        except SecretKeyError as exc:  # never sent unsigned: retried, in case the key is put back
+            log.error("webhook delivery %s: cannot open the job's webhook secret: %s", row.id, exc)
+            secret, error = "", f"cannot open the webhook secret: {exc}"
         timestamp = str(int(self.clock.now().timestamp()))
         headers = {"Content-Type": "application/json", "User-Agent": "jobline-webhooks"}
         if secret:
             headers["X-Strait-Timestamp"] = timestamp
             headers["X-Strait-Signature"] = signature(secret, timestamp, row.body)
-        status, error = None, ""
-        try:
-            response = await self.client.post(row.url, content=row.body.encode(), headers=headers)
-            status = response.status_code
-            if not response.is_success:
-                error = f"answered {status}"
-        except httpx.HTTPError as exc:
-            error = f"{exc.__class__.__name__}: {exc}"
+        if not error:
+            try:
+                response = await self.client.post(row.url, content=row.body.encode(), headers=headers)
+                status = response.status_code
+                if not response.is_success:
+                    error = f"answered {status}"
+            except httpx.HTTPError as exc:
+                error = f"{exc.__class__.__name__}: {exc}"
         attempts = row.attempts + 1
         now = self.clock.now()
         if not error:

@@ -196,3 +196,40 @@ async def test_an_agent_without_handlers_rejects_handler_runs(stream: Connection
     stream.send(assign=agent_pb2.Assign(run=ref("m1"), handler="mission", inputs={"missionId": "x"}))
     rejected = await stream.expect("reject")
     assert rejected.reason == "no handler 'mission' on this agent"
+
+
+async def test_an_assignment_that_cannot_start_is_rejected_not_accepted(stream: Connection) -> None:
+    stream.send(**assign("big", "echo " + "x" * 200_000))  # one argv string over the kernel's limit: E2BIG
+    rejected = await stream.expect("reject")
+    assert rejected.run == ref("big") and rejected.reason.startswith("could not start the command: ")
+    stream.send(**assign("nul", "echo {{x}}", inputs={"x": "a\0b"}))
+    assert (await stream.expect("reject")).reason == "input 'x' contains a NUL character"
+    stream.send(**assign("ok", "echo fine"))  # the slots are free again
+    assert (await stream.expect("accept")).run == ref("ok")
+    await stream.expect("started")
+    _, finished = await stream.until_finished()
+    assert finished.exit_code == 0
+
+
+async def test_a_canceled_command_leaves_no_process_of_its_group(fake: tuple[FakeAgentService, str],
+                                                                 tmp_path) -> None:
+    pidfile = tmp_path / "pid"
+    agent = Agent(fake[1], "dev-1", "secret", kill_grace=0.5)
+    task = asyncio.create_task(agent.run())
+    connection = await fake[0].accept()
+    await connection.welcome()
+    # The shell dies of SIGTERM; a child that ignores it and holds no output would outlive it.
+    connection.send(**assign("r8", f"(trap '' TERM; exec sleep 30 >/dev/null 2>&1) & echo $! > {pidfile}; sleep 30"))
+    await connection.expect("accept")
+    await connection.expect("started")
+    async with asyncio.timeout(2):
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            await asyncio.sleep(0.02)
+    survivor = int(pidfile.read_text())
+    connection.send(cancel=agent_pb2.Cancel(run=ref("r8")))
+    _, finished = await connection.until_finished()
+    assert finished.canceled
+    await asyncio.sleep(0.1)
+    assert not _alive(survivor)
+    await agent.stop()
+    await task

@@ -99,9 +99,9 @@ async def test_presence_is_batched_and_visible_within_a_second(platform: Platfor
     calls = []
     original = hub.peers.report_presence
 
-    async def counting(changes):
+    async def counting(changes, **lease):
         calls.append(len(changes))
-        await original(changes)
+        return await original(changes, **lease)
 
     hub.peers.report_presence = counting
     agents = [Agent(platform, agent_pb2.Hello(device_id=d, credential=c, agent_version="v9", facts={"os": "linux"}))

@@ -36,6 +36,14 @@ async def seed(client: httpx.AsyncClient, tenant: Tenant) -> dict[str, str]:
                                    json={"depends_on_job_id": upstream.json()["id"]})
     if dependency.status_code < 300:  # (while the dependencies endpoints are being built)
         ids["dep_id"] = dependency.json()["id"]
+    token = await client.post("/v1/enrollment-tokens", headers=h, json={"description": "probe", "max_uses": 2})
+    assert token.status_code == 201, token.text
+    ids["token_id"] = token.json()["id"]
+    # Saved search ids are chosen by users: each tenant's own (the same id would be the prober's own too).
+    search = await client.post("/v1/device-searches", headers=h, json={
+        "id": f"phones-{tenant.id[:8]}", "name": "Phones", "query": "name ~ phone%"})
+    assert search.status_code == 201, search.text
+    ids["search_id"] = search.json()["id"]
     return ids
 
 
@@ -43,7 +51,8 @@ async def snapshot(client: httpx.AsyncClient, tenant: Tenant, ids: dict[str, str
     """Everything tenant 2 can read of its objects (volatile fields dropped)."""
     h = tenant.headers
     paths = [f"/v1/jobs/{ids['job_id']}", f"/v1/jobs/{ids['job_id']}/versions", f"/v1/devices/{ids['device_id']}",
-             f"/v1/runs/{ids['run_id']}", "/v1/jobs", "/v1/devices", "/v1/runs", "/v1/api-keys"]
+             f"/v1/runs/{ids['run_id']}", "/v1/jobs", "/v1/devices", "/v1/runs", "/v1/api-keys",
+             f"/v1/device-searches/{ids['search_id']}", "/v1/device-searches", "/v1/enrollment-tokens"]
     state = {}
     for path in paths:
         response = await client.get(path, headers=h)
@@ -130,10 +139,13 @@ async def test_another_tenants_objects_are_answered_like_missing_ones_and_stay_u
             checked.append(f"{binding.http_method} {binding.path.template}")
         assert await snapshot(client, two, theirs) == before
         # Listing never shows the other tenant's objects.
-        for path in ("/v1/jobs", "/v1/devices", "/v1/runs", "/v1/api-keys"):
+        for path in ("/v1/jobs", "/v1/devices", "/v1/runs", "/v1/api-keys", "/v1/device-searches",
+                     "/v1/enrollment-tokens"):
             listed = (await client.get(path, headers=one.headers)).json()
             items = listed if isinstance(listed, list) else next(v for v in listed.values() if isinstance(v, list))
             assert not {item.get("id") for item in items} & set(theirs.values()), path
     assert "DELETE /v1/api-keys/{id}" in checked and "GET /v1/runs/{run_id}/logs" in checked
+    assert "POST /v1/enrollment-tokens/{token_id}:revoke" in checked
+    assert "PATCH /v1/device-searches/{search_id}" in checked
     if uncovered:  # routes of resources still being built, whose objects no seed could create yet
         warnings.warn(f"isolation not checked (seed a tenant-2 object for them): {uncovered}", stacklevel=1)

@@ -133,6 +133,66 @@ class DeleteDeviceGroupRequest(_message.Message):
     group_id: str
     def __init__(self, group_id: _Optional[str] = ...) -> None: ...
 
+class DeviceSearch(_message.Message):
+    __slots__ = ("id", "name", "description", "query", "created_at", "updated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    description: str
+    query: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., query: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateDeviceSearchRequest(_message.Message):
+    __slots__ = ("search",)
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    search: DeviceSearch
+    def __init__(self, search: _Optional[_Union[DeviceSearch, _Mapping]] = ...) -> None: ...
+
+class GetDeviceSearchRequest(_message.Message):
+    __slots__ = ("search_id",)
+    SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    search_id: str
+    def __init__(self, search_id: _Optional[str] = ...) -> None: ...
+
+class ListDeviceSearchesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListDeviceSearchesResponse(_message.Message):
+    __slots__ = ("searches", "next_page_token")
+    SEARCHES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    searches: _containers.RepeatedCompositeFieldContainer[DeviceSearch]
+    next_page_token: str
+    def __init__(self, searches: _Optional[_Iterable[_Union[DeviceSearch, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateDeviceSearchRequest(_message.Message):
+    __slots__ = ("search_id", "search", "update_mask")
+    SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    search_id: str
+    search: DeviceSearch
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, search_id: _Optional[str] = ..., search: _Optional[_Union[DeviceSearch, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteDeviceSearchRequest(_message.Message):
+    __slots__ = ("search_id",)
+    SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    search_id: str
+    def __init__(self, search_id: _Optional[str] = ...) -> None: ...
+
 class EnrollmentToken(_message.Message):
     __slots__ = ("id", "token", "description", "group", "expires_at", "max_uses", "uses", "revoked", "created_at", "ttl_secs")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -243,7 +303,7 @@ class GetDeviceRequest(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...
 
 class ListDevicesRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "group", "query", "online", "query_dialect", "offset", "include_counts")
+    __slots__ = ("page_size", "page_token", "group", "query", "online", "query_dialect", "offset", "include_counts", "search_id")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
@@ -252,6 +312,7 @@ class ListDevicesRequest(_message.Message):
     QUERY_DIALECT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     group: str
@@ -260,7 +321,8 @@ class ListDevicesRequest(_message.Message):
     query_dialect: str
     offset: int
     include_counts: bool
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., online: _Optional[bool] = ..., query_dialect: _Optional[str] = ..., offset: _Optional[int] = ..., include_counts: _Optional[bool] = ...) -> None: ...
+    search_id: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., online: _Optional[bool] = ..., query_dialect: _Optional[str] = ..., offset: _Optional[int] = ..., include_counts: _Optional[bool] = ..., search_id: _Optional[str] = ...) -> None: ...
 
 class ListDevicesResponse(_message.Message):
     __slots__ = ("devices", "next_page_token", "total_count", "matched_count")
@@ -291,7 +353,7 @@ class DeleteDeviceRequest(_message.Message):
     def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
 class DeviceTargets(_message.Message):
-    __slots__ = ("device_ids", "group", "query", "any_available", "query_dialect", "device_numbers", "device_ids_within_group")
+    __slots__ = ("device_ids", "group", "query", "any_available", "query_dialect", "device_numbers", "device_ids_within_group", "saved_search_id")
     DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
@@ -299,6 +361,7 @@ class DeviceTargets(_message.Message):
     QUERY_DIALECT_FIELD_NUMBER: _ClassVar[int]
     DEVICE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_IDS_WITHIN_GROUP_FIELD_NUMBER: _ClassVar[int]
+    SAVED_SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
     device_ids: _containers.RepeatedScalarFieldContainer[str]
     group: str
     query: str
@@ -306,7 +369,8 @@ class DeviceTargets(_message.Message):
     query_dialect: str
     device_numbers: _containers.RepeatedScalarFieldContainer[int]
     device_ids_within_group: bool
-    def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., any_available: _Optional[bool] = ..., query_dialect: _Optional[str] = ..., device_numbers: _Optional[_Iterable[int]] = ..., device_ids_within_group: _Optional[bool] = ...) -> None: ...
+    saved_search_id: str
+    def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., any_available: _Optional[bool] = ..., query_dialect: _Optional[str] = ..., device_numbers: _Optional[_Iterable[int]] = ..., device_ids_within_group: _Optional[bool] = ..., saved_search_id: _Optional[str] = ...) -> None: ...
 
 class ResolveTargetsRequest(_message.Message):
     __slots__ = ("targets", "pick_count")
@@ -335,7 +399,7 @@ class AuthenticateAgentRequest(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., credential: _Optional[str] = ...) -> None: ...
 
 class PresenceChange(_message.Message):
-    __slots__ = ("tenant_id", "device_id", "online", "agent_version", "seen_at", "facts")
+    __slots__ = ("tenant_id", "device_id", "online", "agent_version", "seen_at", "facts", "stream_opened")
     class FactsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -349,16 +413,30 @@ class PresenceChange(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     SEEN_AT_FIELD_NUMBER: _ClassVar[int]
     FACTS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_OPENED_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     device_id: str
     online: bool
     agent_version: str
     seen_at: _timestamp_pb2.Timestamp
     facts: _containers.ScalarMap[str, str]
-    def __init__(self, tenant_id: _Optional[str] = ..., device_id: _Optional[str] = ..., online: _Optional[bool] = ..., agent_version: _Optional[str] = ..., seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., facts: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    stream_opened: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., device_id: _Optional[str] = ..., online: _Optional[bool] = ..., agent_version: _Optional[str] = ..., seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., facts: _Optional[_Mapping[str, str]] = ..., stream_opened: _Optional[bool] = ...) -> None: ...
 
 class ReportPresenceRequest(_message.Message):
-    __slots__ = ("changes",)
+    __slots__ = ("changes", "replica_id", "lease_secs", "release")
     CHANGES_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_SECS_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
     changes: _containers.RepeatedCompositeFieldContainer[PresenceChange]
-    def __init__(self, changes: _Optional[_Iterable[_Union[PresenceChange, _Mapping]]] = ...) -> None: ...
+    replica_id: str
+    lease_secs: int
+    release: bool
+    def __init__(self, changes: _Optional[_Iterable[_Union[PresenceChange, _Mapping]]] = ..., replica_id: _Optional[str] = ..., lease_secs: _Optional[int] = ..., release: _Optional[bool] = ...) -> None: ...
+
+class ReportPresenceResponse(_message.Message):
+    __slots__ = ("resync",)
+    RESYNC_FIELD_NUMBER: _ClassVar[int]
+    resync: bool
+    def __init__(self, resync: _Optional[bool] = ...) -> None: ...

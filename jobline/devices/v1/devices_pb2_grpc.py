@@ -111,6 +111,31 @@ class DeviceServiceStub:
                 request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.RevokeEnrollmentTokenRequest.SerializeToString,
                 response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.EnrollmentToken.FromString,
                 _registered_method=True)
+        self.CreateDeviceSearch = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/CreateDeviceSearch',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceSearchRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceSearch.FromString,
+                _registered_method=True)
+        self.GetDeviceSearch = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/GetDeviceSearch',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.GetDeviceSearchRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceSearch.FromString,
+                _registered_method=True)
+        self.ListDeviceSearches = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/ListDeviceSearches',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ListDeviceSearchesRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ListDeviceSearchesResponse.FromString,
+                _registered_method=True)
+        self.UpdateDeviceSearch = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/UpdateDeviceSearch',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.UpdateDeviceSearchRequest.SerializeToString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceSearch.FromString,
+                _registered_method=True)
+        self.DeleteDeviceSearch = channel.unary_unary(
+                '/jobline.devices.v1.DeviceService/DeleteDeviceSearch',
+                request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceSearchRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.ResolveTargets = channel.unary_unary(
                 '/jobline.devices.v1.DeviceService/ResolveTargets',
                 request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ResolveTargetsRequest.SerializeToString,
@@ -124,7 +149,7 @@ class DeviceServiceStub:
         self.ReportPresence = channel.unary_unary(
                 '/jobline.devices.v1.DeviceService/ReportPresence',
                 request_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ReportPresenceRequest.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                response_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ReportPresenceResponse.FromString,
                 _registered_method=True)
         self.EnrollDevice = channel.unary_unary(
                 '/jobline.devices.v1.DeviceService/EnrollDevice',
@@ -239,6 +264,38 @@ class DeviceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateDeviceSearch(self, request, context):
+        """Saved searches: named device queries in the target query language (see DeviceTargets.query),
+        checked when saved; a job targets one with DeviceTargets.saved_search_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeviceSearch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeviceSearches(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDeviceSearch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDeviceSearch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ResolveTargets(self, request, context):
         """Resolves a job's targets to the devices they name, in the caller's tenant.
         """
@@ -254,7 +311,9 @@ class DeviceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReportPresence(self, request, context):
-        """Records agents connecting and disconnecting (batched by the runs service).
+        """Records agents connecting and disconnecting (batched by the runs service), and renews the
+        reporting replica's presence lease: the devices whose streams a replica holds go offline when
+        its lease runs out (it crashed), within lease_secs plus about a second.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -354,6 +413,31 @@ def add_DeviceServiceServicer_to_server(servicer, server):
                     request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.RevokeEnrollmentTokenRequest.FromString,
                     response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.EnrollmentToken.SerializeToString,
             ),
+            'CreateDeviceSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDeviceSearch,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceSearchRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceSearch.SerializeToString,
+            ),
+            'GetDeviceSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeviceSearch,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.GetDeviceSearchRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceSearch.SerializeToString,
+            ),
+            'ListDeviceSearches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeviceSearches,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ListDeviceSearchesRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ListDeviceSearchesResponse.SerializeToString,
+            ),
+            'UpdateDeviceSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDeviceSearch,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.UpdateDeviceSearchRequest.FromString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceSearch.SerializeToString,
+            ),
+            'DeleteDeviceSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDeviceSearch,
+                    request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceSearchRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
             'ResolveTargets': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveTargets,
                     request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ResolveTargetsRequest.FromString,
@@ -367,7 +451,7 @@ def add_DeviceServiceServicer_to_server(servicer, server):
             'ReportPresence': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportPresence,
                     request_deserializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ReportPresenceRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                    response_serializer=jobline_dot_devices_dot_v1_dot_devices__pb2.ReportPresenceResponse.SerializeToString,
             ),
             'EnrollDevice': grpc.unary_unary_rpc_method_handler(
                     servicer.EnrollDevice,
@@ -797,6 +881,141 @@ class DeviceService:
             _registered_method=True)
 
     @staticmethod
+    def CreateDeviceSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/CreateDeviceSearch',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceSearchRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceSearch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeviceSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/GetDeviceSearch',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.GetDeviceSearchRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceSearch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeviceSearches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/ListDeviceSearches',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.ListDeviceSearchesRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.ListDeviceSearchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDeviceSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/UpdateDeviceSearch',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.UpdateDeviceSearchRequest.SerializeToString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.DeviceSearch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDeviceSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.devices.v1.DeviceService/DeleteDeviceSearch',
+            jobline_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceSearchRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ResolveTargets(request,
             target,
             options=(),
@@ -866,7 +1085,7 @@ class DeviceService:
             target,
             '/jobline.devices.v1.DeviceService/ReportPresence',
             jobline_dot_devices_dot_v1_dot_devices__pb2.ReportPresenceRequest.SerializeToString,
-            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            jobline_dot_devices_dot_v1_dot_devices__pb2.ReportPresenceResponse.FromString,
             options,
             channel_credentials,
             insecure,

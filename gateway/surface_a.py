@@ -12,7 +12,6 @@ device or execution is answered like a missing one (the services are tenant-scop
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -23,20 +22,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from jobline.auth.v1.auth_pb2 import Principal
-from jobline.devices.v1 import devices_pb2, devices_pb2_grpc
-from jobline.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from jobline.runs.v1 import runs_pb2, runs_pb2_grpc
+from jobline.devices.v1 import devices_pb2
+from jobline.jobs.v1 import jobs_pb2
+from jobline.runs.v1 import runs_pb2
 from services.common.channels import Channels
 from services.common.config import Settings
 from services.common.errors import DomainError, PermissionDenied, Unauthenticated
 from services.common.principal import READ, TRIGGER, to_metadata
 
 from .auth import Authenticator, RateLimited
-
-log = logging.getLogger(__name__)
+from .surface import RPC_TIMEOUT_SECS, Surface, SurfaceError, unavailable
 
 PREFIX = "/job/api"
-RPC_TIMEOUT_SECS = 30.0
 MAX_INT64 = 2**63 - 1
 LIST_LIMIT = 1000  # ListRuns' and ListJobs' largest page
 
@@ -52,12 +49,16 @@ EXEC_STATES: Mapping[str, str] = {
 FAILURE = "FAILURE"
 
 
-class ApiError(Exception):
-    """An answer of this surface in its error shape."""
+class ApiError(SurfaceError):
+    """An answer of this surface in its error shape: `{"code", "message", "status"}`."""
 
     def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"code": self.code, "message": self.message, "status": self.status},
+                            status_code=self.status, headers=self.headers)
 
 
 def validation() -> ApiError:
@@ -69,11 +70,6 @@ DEVICE_NOT_FOUND = (404, "J-001", "Device not found")
 EXECUTION_NOT_FOUND = (404, "J-501", "Job execution not found")
 
 
-def error_body(error: ApiError) -> JSONResponse:
-    return JSONResponse({"code": error.code, "message": error.message, "status": error.status},
-                        status_code=error.status, headers=error.headers)
-
-
 def routes(settings: Settings, channels: Channels, authenticator: Authenticator) -> list[BaseRoute]:
     surface = SurfaceA(settings, channels, authenticator)
     return [
@@ -82,32 +78,14 @@ def routes(settings: Settings, channels: Channels, authenticator: Authenticator)
     ]
 
 
-class SurfaceA:
-    def __init__(self, settings: Settings, channels: Channels, authenticator: Authenticator) -> None:
-        self.channels = channels
-        self.peers = settings.peers
-        self.authenticator = authenticator
-
-    def guarded(self, handler):
-        """The handler, with every failure rendered in this surface's shape."""
-
-        async def endpoint(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ApiError as error:
-                return error_body(error)
-            except DomainError as error:
-                return error_body(_auth_error(error))
-            except HTTPException as error:  # the body limit (413) and the like
-                return error_body(ApiError(error.status_code, "J-500" if error.status_code < 500 else "J-900",
-                                           str(error.detail)))
-            except grpc.aio.AioRpcError as error:
-                log.warning("%s %s: %s %s", request.method, request.url.path, error.code().name, error.details())
-                unavailable = error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-                return error_body(ApiError(503, "J-900", "Service unavailable") if unavailable
-                                  else ApiError(500, "J-900", "Internal error"))
-
-        return endpoint
+class SurfaceA(Surface):
+    def failure(self, error: DomainError | HTTPException | grpc.aio.AioRpcError) -> ApiError:
+        if isinstance(error, DomainError):
+            return _auth_error(error)
+        if isinstance(error, HTTPException):  # the body limit (413) and the like
+            return ApiError(error.status_code, "J-500" if error.status_code < 500 else "J-900", str(error.detail))
+        return ApiError(503, "J-900", "Service unavailable") if unavailable(error) \
+            else ApiError(500, "J-900", "Internal error")
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -115,7 +93,7 @@ class SurfaceA:
         principal = await self._authorize(request, TRIGGER)
         job_name, device_ids = _execute_body(await request.body())
         job = await self._job_named(principal, job_name)
-        runs_stub = runs_pb2_grpc.RunServiceStub(self.channels.get(self.peers["runs"]))
+        runs_stub = self.runs
         try:
             first = await runs_stub.TriggerJob(
                 runs_pb2.TriggerJobRequest(job_id=job.id, device_ids=device_ids),
@@ -134,13 +112,13 @@ class SurfaceA:
     async def execution(self, request: Request) -> Response:
         principal = await self._authorize(request, READ)
         number = _execution_number(request.path_params["execution_id"])
-        runs_stub = runs_pb2_grpc.RunServiceStub(self.channels.get(self.peers["runs"]))
+        runs_stub = self.runs
         try:
             run = await runs_stub.GetRun(runs_pb2.GetRunRequest(number=number), metadata=to_metadata(principal),
                                          timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             raise _rpc_error(error, EXECUTION_NOT_FOUND) from error
-        jobs_stub = jobs_pb2_grpc.JobServiceStub(self.channels.get(self.peers["jobs"]))
+        jobs_stub = self.jobs
         try:
             job_name = (await jobs_stub.GetJob(jobs_pb2.GetJobRequest(job_id=run.job_id),
                                                metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)).name
@@ -161,7 +139,7 @@ class SurfaceA:
 
     async def _job_named(self, principal: Principal, name: str) -> jobs_pb2.Job:
         """The caller's job with exactly this name (the first, by id, if several projects share it)."""
-        stub = jobs_pb2_grpc.JobServiceStub(self.channels.get(self.peers["jobs"]))
+        stub = self.jobs
         token = ""
         while True:
             reply = await stub.ListJobs(jobs_pb2.ListJobsRequest(name=name, page_size=LIST_LIMIT, page_token=token),
@@ -178,7 +156,7 @@ class SurfaceA:
         ids = sorted({device_id for device_id in device_ids if device_id})
         if not ids:
             return {}
-        stub = devices_pb2_grpc.DeviceServiceStub(self.channels.get(self.peers["devices"]))
+        stub = self.devices
         reply = await stub.ResolveTargets(
             devices_pb2.ResolveTargetsRequest(targets=devices_pb2.DeviceTargets(device_ids=ids)),
             metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)

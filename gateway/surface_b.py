@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import shlex
 from collections.abc import Mapping
@@ -33,19 +32,17 @@ from starlette.routing import BaseRoute, Route
 
 from jobline.auth.v1 import auth_pb2
 from jobline.auth.v1.auth_pb2 import Principal
-from jobline.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from jobline.runs.v1 import runs_pb2, runs_pb2_grpc
+from jobline.jobs.v1 import jobs_pb2
+from jobline.runs.v1 import runs_pb2
 from services.common.channels import Channels
 from services.common.config import Settings
 from services.common.errors import DomainError, PermissionDenied, Unauthenticated
 from services.common.principal import READ, TRIGGER, WRITE, to_metadata
 
 from .auth import Authenticator, RateLimited
-
-log = logging.getLogger(__name__)
+from .surface import RPC_TIMEOUT_SECS, Surface, SurfaceError, unavailable
 
 PREFIX = "/api/svc/v1"
-RPC_TIMEOUT_SECS = 30.0
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 MAX_OFFSET = 2**31 - 1
 
@@ -104,8 +101,8 @@ DEPLOYMENT_NOT_FOUND = "Deployment not found"
 JOB_RUN_NOT_FOUND = "Job run not found"
 
 
-class ApiError(Exception):
-    """An answer of this surface in its error shape."""
+class ApiError(SurfaceError):
+    """An answer of this surface in its error shape: `{statusCode, message, code, details?}`."""
 
     def __init__(self, status: int, message: str, details: list[dict[str, Any]] | None = None,
                  headers: Mapping[str, str] | None = None, code: str = "") -> None:
@@ -113,16 +110,15 @@ class ApiError(Exception):
         self.status, self.message, self.details, self.headers = status, message, details, headers
         self.code = code or HTTP_CODES.get(status, "INTERNAL_SERVER_ERROR" if status >= 500 else "BAD_REQUEST")
 
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {"statusCode": self.status, "message": self.message, "code": self.code}
+        if self.details:
+            body["details"] = self.details
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
 
 def bad_request(message: str, field: str = "") -> ApiError:
     return ApiError(400, message, [{"field": field, "message": message}] if field else None)
-
-
-def error_body(error: ApiError) -> JSONResponse:
-    body: dict[str, Any] = {"statusCode": error.status, "message": error.message, "code": error.code}
-    if error.details:
-        body["details"] = error.details
-    return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
 def routes(settings: Settings, channels: Channels, authenticator: Authenticator) -> list[BaseRoute]:
@@ -138,49 +134,23 @@ def routes(settings: Settings, channels: Channels, authenticator: Authenticator)
     ]
 
 
-class SurfaceB:
-    def __init__(self, settings: Settings, channels: Channels, authenticator: Authenticator) -> None:
-        self.channels = channels
-        self.peers = settings.peers
-        self.authenticator = authenticator
-
-    def guarded(self, handler):
-        """The handler, with every failure rendered in this surface's shape."""
-
-        async def endpoint(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ApiError as error:
-                return error_body(error)
-            except DomainError as error:
-                return error_body(_auth_error(error))
-            except HTTPException as error:  # the body limit (413) and the like
-                return error_body(ApiError(error.status_code, str(error.detail)))
-            except grpc.aio.AioRpcError as error:
-                mapped = BY_RPC_STATUS.get(error.code())
-                if mapped is not None:
-                    return error_body(ApiError(mapped[0], error.details() or mapped[1], code=mapped[1]))
-                log.warning("%s %s: %s %s", request.method, request.url.path, error.code().name, error.details())
-                unavailable = error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-                return error_body(ApiError(503, "Service unavailable") if unavailable
-                                  else ApiError(500, "Internal server error"))
-
-        return endpoint
-
-    @property
-    def _runs(self) -> runs_pb2_grpc.RunServiceStub:
-        return runs_pb2_grpc.RunServiceStub(self.channels.get(self.peers["runs"]))
-
-    @property
-    def _jobs(self) -> jobs_pb2_grpc.JobServiceStub:
-        return jobs_pb2_grpc.JobServiceStub(self.channels.get(self.peers["jobs"]))
+class SurfaceB(Surface):
+    def failure(self, error: DomainError | HTTPException | grpc.aio.AioRpcError) -> ApiError:
+        if isinstance(error, DomainError):
+            return _auth_error(error)
+        if isinstance(error, HTTPException):  # the body limit (413) and the like
+            return ApiError(error.status_code, str(error.detail))
+        mapped = BY_RPC_STATUS.get(error.code())
+        if mapped is not None:
+            return ApiError(mapped[0], error.details() or mapped[1], code=mapped[1])
+        return ApiError(503, "Service unavailable") if unavailable(error) else ApiError(500, "Internal server error")
 
     # -- endpoints ----------------------------------------------------------------------------
 
     async def trigger(self, request: Request) -> Response:
         principal = await self._authorize(request, TRIGGER)
         trigger = _trigger_request(await request.body())
-        run = await self._runs.TriggerJob(trigger, metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
+        run = await self.runs.TriggerJob(trigger, metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
         job = await self._application(principal, run.job_id)
         return JSONResponse({"message": "Job triggered", "jobRunName": run.name, "data": job_run(run, job)})
 
@@ -193,7 +163,7 @@ class SurfaceB:
         else:
             job, reply = await asyncio.gather(
                 self._application(principal, application_id),
-                self._runs.ListRuns(query, metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS))
+                self.runs.ListRuns(query, metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS))
         return JSONResponse({"data": [job_run(run, job) for run in reply.runs],
                              "pagination": {"total": reply.total_count, "offset": offset, "limit": limit}})
 
@@ -208,7 +178,7 @@ class SurfaceB:
         application_id, name = request.path_params["application_id"], request.path_params["job_run_name"]
         await self._application(principal, application_id)
         try:
-            await self._runs.PurgeRun(runs_pb2.PurgeRunRequest(job_id=application_id, name=name),
+            await self.runs.PurgeRun(runs_pb2.PurgeRunRequest(job_id=application_id, name=name),
                                       metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.ABORTED:  # still active: terminate it first
@@ -222,14 +192,14 @@ class SurfaceB:
         principal = await self._authorize(request, WRITE)
         deployment_id, job_run_name = _terminate_request(request.query_params, await request.body())
         try:
-            version = await self._jobs.GetJobVersion(jobs_pb2.GetJobVersionRequest(version_id=deployment_id),
+            version = await self.jobs.GetJobVersion(jobs_pb2.GetJobVersionRequest(version_id=deployment_id),
                                                      metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise ApiError(404, DEPLOYMENT_NOT_FOUND) from error
             raise
         try:
-            run = await self._runs.CancelRun(runs_pb2.CancelRunRequest(job_id=version.job_id, name=job_run_name),
+            run = await self.runs.CancelRun(runs_pb2.CancelRunRequest(job_id=version.job_id, name=job_run_name),
                                              metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
@@ -247,7 +217,7 @@ class SurfaceB:
 
     async def _application(self, principal: Principal, application_id: str) -> jobs_pb2.Job:
         try:
-            return await self._jobs.GetJob(jobs_pb2.GetJobRequest(job_id=application_id),
+            return await self.jobs.GetJob(jobs_pb2.GetJobRequest(job_id=application_id),
                                            metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
@@ -256,7 +226,7 @@ class SurfaceB:
 
     async def _run_named(self, principal: Principal, job_id: str, name: str) -> runs_pb2.Run:
         try:
-            return await self._runs.GetRun(runs_pb2.GetRunRequest(job_id=job_id, name=name),
+            return await self.runs.GetRun(runs_pb2.GetRunRequest(job_id=job_id, name=name),
                                            metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):

@@ -26,7 +26,6 @@ or host is answered exactly like a missing one (the services are tenant-scoped).
 from __future__ import annotations
 
 import json
-import logging
 import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,21 +41,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from jobline.auth.v1.auth_pb2 import Principal
-from jobline.devices.v1 import devices_pb2, devices_pb2_grpc
-from jobline.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from jobline.runs.v1 import runs_pb2, runs_pb2_grpc
+from jobline.devices.v1 import devices_pb2
+from jobline.jobs.v1 import jobs_pb2
+from jobline.runs.v1 import runs_pb2
 from services.common.channels import Channels
 from services.common.config import Settings
-from services.common.errors import PermissionDenied, Unauthenticated
+from services.common.errors import DomainError, PermissionDenied, Unauthenticated
 from services.common.principal import READ, TRIGGER, WRITE, require_scope, to_metadata
 
 from . import surface_d_apidoc
 from .auth import Authenticator, RateLimited, credential_request
-
-log = logging.getLogger(__name__)
+from .surface import RPC_TIMEOUT_SECS, Surface, SurfaceError, unavailable
 
 PREFIX = "/api"
-RPC_TIMEOUT_SECS = 30.0
 DEFAULT_PER_PAGE = 20
 RPC_PAGE = 1000  # the services' largest page
 MAX_INT64 = 2**63 - 1
@@ -94,12 +91,15 @@ TERMINAL_STATES = (State.JOB_INVOCATION_STATE_SUCCEEDED, State.JOB_INVOCATION_ST
                    State.JOB_INVOCATION_STATE_CANCELLED)
 
 
-class ApiError(Exception):
-    """An answer of this surface in its error shape."""
+class ApiError(SurfaceError):
+    """An answer of this surface in one of Foreman's error shapes (the body as given)."""
 
     def __init__(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(str(body))
         self.status, self.body, self.headers = status, body, headers
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
 
 
 def not_found(resource: str, ident: str) -> ApiError:
@@ -169,44 +169,17 @@ def routes(settings: Settings, channels: Channels, authenticator: Authenticator)
     ]
 
 
-class SurfaceD:
-    def __init__(self, settings: Settings, channels: Channels, authenticator: Authenticator) -> None:
-        self.channels = channels
-        self.peers = settings.peers
-        self.authenticator = authenticator
+class SurfaceD(Surface):
+    def failure(self, error: DomainError | HTTPException | grpc.aio.AioRpcError) -> ApiError:
+        if isinstance(error, HTTPException):  # the body limit (413) and the like
+            return message_error(error.status_code, str(error.detail))
+        if isinstance(error, grpc.aio.AioRpcError) and unavailable(error):
+            return message_error(503, "Service unavailable")
+        return message_error(500, "Internal Server Error")
 
-    @property
-    def runs(self) -> runs_pb2_grpc.RunServiceStub:
-        return runs_pb2_grpc.RunServiceStub(self.channels.get(self.peers["runs"]))
-
-    @property
-    def jobs(self) -> jobs_pb2_grpc.JobServiceStub:
-        return jobs_pb2_grpc.JobServiceStub(self.channels.get(self.peers["jobs"]))
-
-    @property
-    def devices(self) -> devices_pb2_grpc.DeviceServiceStub:
-        return devices_pb2_grpc.DeviceServiceStub(self.channels.get(self.peers["devices"]))
-
-    def guarded(self, handler):
-        """The handler, with every failure rendered in this surface's shape."""
-
-        async def endpoint(request: Request) -> Response:
-            try:
-                response = await handler(request)
-            except ApiError as error:
-                response = JSONResponse(error.body, status_code=error.status, headers=error.headers)
-            except HTTPException as error:  # the body limit (413) and the like
-                response = JSONResponse({"error": {"message": str(error.detail)}}, status_code=error.status_code)
-            except grpc.aio.AioRpcError as error:
-                log.warning("%s %s: %s %s", request.method, request.url.path, error.code().name, error.details())
-                unavailable = error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-                response = JSONResponse({"error": {"message": "Service unavailable" if unavailable
-                                                   else "Internal Server Error"}},
-                                        status_code=503 if unavailable else 500)
-            response.headers["Apipie-Checksum"] = surface_d_apidoc.checksum()
-            return response
-
-        return endpoint
+    def finish(self, response: Response) -> Response:
+        response.headers["Apipie-Checksum"] = surface_d_apidoc.checksum()
+        return response
 
     async def apidoc(self, request: Request) -> Response:
         return Response(surface_d_apidoc.document_bytes(), media_type="application/json",

@@ -40,22 +40,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from jobline.auth.v1 import auth_pb2, auth_pb2_grpc
+from jobline.auth.v1 import auth_pb2
 from jobline.auth.v1.auth_pb2 import Principal
-from jobline.devices.v1 import devices_pb2, devices_pb2_grpc
-from jobline.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from jobline.runs.v1 import runs_pb2, runs_pb2_grpc
+from jobline.devices.v1 import devices_pb2
+from jobline.jobs.v1 import jobs_pb2
+from jobline.runs.v1 import runs_pb2
 from services.common.channels import Channels
 from services.common.config import Settings
-from services.common.errors import PermissionDenied, Unauthenticated
+from services.common.errors import DomainError, PermissionDenied, Unauthenticated
 from services.common.principal import READ, TRIGGER, WRITE, require_scope, to_metadata
 
 from .auth import Authenticator, RateLimited, client_address, credential_request
+from .surface import RPC_TIMEOUT_SECS, Surface, SurfaceError, unavailable
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/v3"
-RPC_TIMEOUT_SECS = 30.0
 DEFAULT_LIMIT, MAX_LIMIT = 20, 1000
 PAGE_SIZE = 1000  # ListJobs' largest page
 MAX_ID_LENGTH = 256
@@ -87,12 +87,16 @@ def e_priority(run_priority_: int) -> int:
     return run_priority_
 
 
-class ApiError(Exception):
-    """An answer of this surface in its error shape."""
+class ApiError(SurfaceError):
+    """An answer of this surface in its error shape: `{success: false, error, message}`."""
 
     def __init__(self, status: int, error: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.error, self.message, self.headers = status, error, message, headers
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"success": False, "error": self.error, "message": self.message},
+                            status_code=self.status, headers=self.headers)
 
 
 def invalid(message: str) -> ApiError:
@@ -115,11 +119,6 @@ def cannot_cancel(status: str) -> ApiError:
     return ApiError(400, "Cannot cancel job", f"The job is {status}; only PENDING or QUEUED jobs can be cancelled")
 
 
-def error_body(error: ApiError) -> JSONResponse:
-    return JSONResponse({"success": False, "error": error.error, "message": error.message},
-                        status_code=error.status, headers=error.headers)
-
-
 def routes(settings: Settings, channels: Channels, authenticator: Authenticator) -> list[BaseRoute]:
     surface = SurfaceE(settings, channels, authenticator)
     guarded = surface.guarded
@@ -138,60 +137,26 @@ def routes(settings: Settings, channels: Channels, authenticator: Authenticator)
         allowed = sorted({method for route in served if route.path_regex.match(request.url.path)
                           for method in route.methods or ()})
         if allowed:
-            return error_body(ApiError(405, "method_not_allowed", f"{request.method} is not allowed here",
-                                       headers={"Allow": ", ".join(allowed)}))
-        return error_body(ApiError(404, "not_found", "No such endpoint"))
+            return ApiError(405, "method_not_allowed", f"{request.method} is not allowed here",
+                                       headers={"Allow": ", ".join(allowed)}).response()
+        return ApiError(404, "not_found", "No such endpoint").response()
 
     everything = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     return [*served, Route(f"{PREFIX}/{{path:path}}", unrouted, methods=everything), Route(PREFIX, unrouted,
                                                                                           methods=everything)]
 
 
-class SurfaceE:
-    def __init__(self, settings: Settings, channels: Channels, authenticator: Authenticator) -> None:
-        self.channels = channels
-        self.peers = settings.peers
-        self.authenticator = authenticator
-
-    def guarded(self, handler):
-        """The handler, with every failure rendered in this surface's shape."""
-
-        async def endpoint(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ApiError as error:
-                return error_body(error)
-            except RateLimited as error:
-                return error_body(ApiError(429, "too_many_requests", "Too many failed authentication attempts",
-                                           headers={"Retry-After": str(error.retry_after)}))
-            except HTTPException as error:  # the body limit (413) and the like
-                return error_body(ApiError(error.status_code, "invalid_request" if error.status_code < 500
-                                           else "internal_error", str(error.detail)))
-            except grpc.aio.AioRpcError as error:
-                log.warning("%s %s: %s %s", request.method, request.url.path, error.code().name, error.details())
-                if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    return error_body(ApiError(503, "service_unavailable", "Service unavailable"))
-                return error_body(ApiError(500, "internal_error", "Internal error"))
-
-        return endpoint
-
-    # -- stubs --------------------------------------------------------------------------------
-
-    @property
-    def _jobs(self) -> jobs_pb2_grpc.JobServiceStub:
-        return jobs_pb2_grpc.JobServiceStub(self.channels.get(self.peers["jobs"]))
-
-    @property
-    def _runs(self) -> runs_pb2_grpc.RunServiceStub:
-        return runs_pb2_grpc.RunServiceStub(self.channels.get(self.peers["runs"]))
-
-    @property
-    def _devices(self) -> devices_pb2_grpc.DeviceServiceStub:
-        return devices_pb2_grpc.DeviceServiceStub(self.channels.get(self.peers["devices"]))
-
-    @property
-    def _auth(self) -> auth_pb2_grpc.AuthServiceStub:
-        return auth_pb2_grpc.AuthServiceStub(self.channels.get(self.peers["auth"]))
+class SurfaceE(Surface):
+    def failure(self, error: DomainError | HTTPException | grpc.aio.AioRpcError) -> ApiError:
+        if isinstance(error, RateLimited):
+            return ApiError(429, "too_many_requests", "Too many failed authentication attempts",
+                            headers={"Retry-After": str(error.retry_after)})
+        if isinstance(error, HTTPException):  # the body limit (413) and the like
+            return ApiError(error.status_code, "invalid_request" if error.status_code < 500 else "internal_error",
+                            str(error.detail))
+        if isinstance(error, grpc.aio.AioRpcError) and unavailable(error):
+            return ApiError(503, "service_unavailable", "Service unavailable")
+        return ApiError(500, "internal_error", "Internal error")
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -210,7 +175,7 @@ class SurfaceE:
         if not client_id or not client_secret:
             raise invalid("client_id and client_secret are required")
         try:
-            issued = await self._auth.IssueToken(
+            issued = await self.auth.IssueToken(
                 auth_pb2.IssueTokenRequest(client_id=client_id, client_secret=client_secret),
                 timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
@@ -230,7 +195,7 @@ class SurfaceE:
         body = _create_body(_json_object(await request.body()))
         metadata = to_metadata(principal)
         try:
-            await self._devices.GetDeviceGroup(devices_pb2.GetDeviceGroupRequest(group_id=body["deviceGroupId"]),
+            await self.devices.GetDeviceGroup(devices_pb2.GetDeviceGroupRequest(group_id=body["deviceGroupId"]),
                                                metadata=metadata, timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
@@ -245,7 +210,7 @@ class SurfaceE:
         job = jobs_pb2.Job(project_id=principal.project_id, name=body["name"],
                            description=body.get("description") or "", mission=mission)
         try:
-            created = await self._jobs.CreateJob(jobs_pb2.CreateJobRequest(job=job), metadata=metadata,
+            created = await self.jobs.CreateJob(jobs_pb2.CreateJobRequest(job=job), metadata=metadata,
                                                  timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             raise _refusal(error) from error
@@ -253,7 +218,7 @@ class SurfaceE:
         if body.get("scheduledAt") is not None:
             trigger.scheduled_at.FromDatetime(body["scheduledAt"])
         try:
-            run = await self._runs.TriggerJob(trigger, metadata=metadata, timeout=RPC_TIMEOUT_SECS)
+            run = await self.runs.TriggerJob(trigger, metadata=metadata, timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             await self._discard(principal, created.id)  # nothing stays half-created
             raise _refusal(error, device_not_found()) from error
@@ -268,7 +233,7 @@ class SurfaceE:
         found: list[dict[str, Any]] = []
         token = ""
         while len(found) < limit:
-            reply = await self._jobs.ListJobs(
+            reply = await self.jobs.ListJobs(
                 jobs_pb2.ListJobsRequest(missions_only=True, page_size=limit if wanted is None else PAGE_SIZE,
                                          page_token=token),
                 metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
@@ -310,14 +275,14 @@ class SurfaceE:
         updated = job
         if paths:
             try:
-                updated = await self._jobs.UpdateJob(
+                updated = await self.jobs.UpdateJob(
                     jobs_pb2.UpdateJobRequest(job_id=job.id, job=patch, update_mask={"paths": paths}),
                     metadata=metadata, timeout=RPC_TIMEOUT_SECS)
             except grpc.aio.AioRpcError as error:
                 raise _refusal(error, job_not_found()) from error
         if "priority" in body and run is not None:
             try:
-                run = await self._runs.RescheduleRun(
+                run = await self.runs.RescheduleRun(
                     runs_pb2.RescheduleRunRequest(run_id=run.id, priority=run_priority(updated.mission.priority)),
                     metadata=metadata, timeout=RPC_TIMEOUT_SECS)
             except grpc.aio.AioRpcError as error:
@@ -339,13 +304,13 @@ class SurfaceE:
         metadata = to_metadata(principal)
         if run is not None and e_status(run) in NOT_FINISHED:
             try:
-                await self._runs.CancelRun(runs_pb2.CancelRunRequest(run_id=run.id), metadata=metadata,
+                await self.runs.CancelRun(runs_pb2.CancelRunRequest(run_id=run.id), metadata=metadata,
                                            timeout=RPC_TIMEOUT_SECS)
             except grpc.aio.AioRpcError as error:
                 if error.code() != grpc.StatusCode.ABORTED:  # it ended meanwhile
                     raise
         try:
-            await self._jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job.id), metadata=metadata,
+            await self.jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job.id), metadata=metadata,
                                        timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             raise _refusal(error, job_not_found()) from error
@@ -361,7 +326,7 @@ class SurfaceE:
         if status not in CANCELLABLE:
             raise cannot_cancel(status)
         try:
-            canceled = await self._runs.CancelRun(runs_pb2.CancelRunRequest(run_id=run.id, only_if_not_started=True),
+            canceled = await self.runs.CancelRun(runs_pb2.CancelRunRequest(run_id=run.id, only_if_not_started=True),
                                                   metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION):
@@ -404,7 +369,7 @@ class SurfaceE:
         if not job_id or len(job_id) > MAX_ID_LENGTH:
             raise job_not_found()
         try:
-            job = await self._jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=to_metadata(principal),
+            job = await self.jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=to_metadata(principal),
                                           timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
@@ -419,13 +384,13 @@ class SurfaceE:
         ids = list(dict.fromkeys(job_ids))
         if not ids:
             return {}
-        reply = await self._runs.ListRuns(runs_pb2.ListRunsRequest(latest_for_job_ids=ids),
+        reply = await self.runs.ListRuns(runs_pb2.ListRunsRequest(latest_for_job_ids=ids),
                                           metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
         return {run.job_id: run for run in reply.runs}
 
     async def _discard(self, principal: Principal, job_id: str) -> None:
         try:
-            await self._jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=to_metadata(principal),
+            await self.jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=to_metadata(principal),
                                        timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             log.warning("could not delete the mission job %s whose run was refused: %s %s", job_id,
@@ -433,7 +398,7 @@ class SurfaceE:
 
     async def _restore_priority(self, principal: Principal, job: jobs_pb2.Job) -> None:
         try:
-            await self._jobs.UpdateJob(jobs_pb2.UpdateJobRequest(job_id=job.id, job=jobs_pb2.Job(mission=job.mission),
+            await self.jobs.UpdateJob(jobs_pb2.UpdateJobRequest(job_id=job.id, job=jobs_pb2.Job(mission=job.mission),
                                                                  update_mask={"paths": ["mission"]}),
                                        metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:

@@ -9,14 +9,13 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, ColumnElement, Index, delete, exists, false, func, or_
 from sqlalchemy import select as sa_select, tuple_, type_coerce, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession as _SqlAlchemySession
 from sqlmodel import Field, SQLModel, select
 
 from services.common.clock import as_utc
+from services.common.counters import reserve
 from services.common.db import Database
 
 
@@ -154,17 +153,10 @@ class DeviceStore:
                     row.number = last - len(unnumbered) + 1 + i
                     session.add(row)
 
-    async def _take_numbers(self, session, count: int) -> int:
-        """Reserves `count` device numbers in the caller's transaction; answers the highest (the UPDATE
-        holds the counter row's lock until the transaction ends, so concurrent inserts get disjoint numbers)."""
-        bump = (update(DeviceCounterRow).where(DeviceCounterRow.name == DEVICE_NUMBER)
-                .values(value=DeviceCounterRow.value + count).returning(DeviceCounterRow.value))
-        last = (await _execute(session, bump)).scalar()
-        if last is None:
-            insert_ = pg_insert if self.db.is_postgres else sqlite_insert
-            await _execute(session, insert_(DeviceCounterRow).values(name=DEVICE_NUMBER, value=0).on_conflict_do_nothing())
-            last = (await _execute(session, bump)).scalar()
-        return int(last)
+    @staticmethod
+    async def _take_numbers(session, count: int) -> int:
+        """Reserves `count` device numbers in the caller's transaction; answers the highest."""
+        return await session.run_sync(reserve, DeviceCounterRow, DEVICE_NUMBER, count)
 
     def _in_group(self, group: str) -> ColumnElement[bool]:
         if self.db.is_postgres:

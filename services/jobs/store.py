@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Column, Index, LargeBinary, UniqueConstraint, and_, delete, or_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession as _SqlAlchemySession
 from sqlmodel import Field, SQLModel, select
 
+from services.common.counters import reserve
 from services.common.db import Database
 from services.common.errors import AlreadyExists
 from services.common.secrets import scrub_log, scrubbing
@@ -165,15 +164,8 @@ class JobStore:
     async def take_numbers(self, count: int, name: str = JOB_NUMBER) -> int:
         """Reserves `count` numbers of the named sequence (in their own transaction: a number is never
         reused, even when what it was for is not stored); answers the highest."""
-        bump = (update(JobCounterRow).where(JobCounterRow.name == name)
-                .values(value=JobCounterRow.value + count).returning(JobCounterRow.value))
         async with self.db.session() as session:
-            last = (await _execute(session, bump)).scalar()
-            if last is None:
-                insert_ = pg_insert if self.db.is_postgres else sqlite_insert
-                await _execute(session, insert_(JobCounterRow).values(name=name, value=0).on_conflict_do_nothing())
-                last = (await _execute(session, bump)).scalar()
-        return int(last)
+            return await session.run_sync(reserve, JobCounterRow, name, count)
 
     async def templates(self, tenant_id: str) -> list[JobRow]:
         """The tenant's job templates, by number."""

@@ -398,10 +398,18 @@ class Auth:
         return to_api_key(row, secret)
 
     async def revoke_credential(self, tenant: str, key_id: str) -> ApiKey:
-        row = await self.store.revoke((await self._tenant(tenant)).id, key_id, self.clock.now())
-        if row is None:
+        """Revokes an API key or personal access token, or a service account by its id: its client
+        credentials, its JWTs (even those not expired yet) and its API keys are refused from then on."""
+        tenant_id, now = (await self._tenant(tenant)).id, self.clock.now()
+        row = await self.store.revoke(tenant_id, key_id, now) if key_id else None
+        if row is not None:
+            return to_api_key(row)
+        account = await self.store.disable_service_account(tenant_id, key_id[:64], now) if key_id else None
+        if account is None:
             raise NotFound(f"credential {key_id[:128]} not found")
-        return to_api_key(row)
+        return ApiKey(id=account.id, project_id=account.project_id, name=account.name,
+                      scopes=account.scopes.split(",") if account.scopes else [], created_at=account.created_at,
+                      revoked_at=account.disabled_at)
 
     async def rotate_signing_key(self) -> auth_pb2.SigningKey:
         row = await self.signing.rotate()

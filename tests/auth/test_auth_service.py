@@ -165,6 +165,9 @@ async def test_a_revoked_service_account_loses_its_tokens_client_credentials_and
     await refused(service.stub.Authenticate(auth_pb2.AuthenticateRequest(api_key=key.key)),
                   grpc.StatusCode.UNAUTHENTICATED)
     assert (await service.stub.Authenticate(auth_pb2.AuthenticateRequest(bearer_token=kept))).principal.scopes
+    for swapped in ((account.client_secret, account.client_id), (account.client_id.upper(), account.client_secret)):
+        request = auth_pb2.IssueTokenRequest(client_id=swapped[0], client_secret=swapped[1])
+        await refused(service.stub.IssueToken(request), grpc.StatusCode.UNAUTHENTICATED)  # before any lookup
     with pytest.raises(Exception, match="not found"):  # another tenant's account is not this tenant's to revoke
         await service.auth.revoke_credential((await service.auth.create_tenant("t2")).id, other.id)
 

@@ -12,7 +12,9 @@ PROVIDER_TYPES = ("script", "SSH")
 MAX_INPUTS, MAX_INPUT_NAME, MAX_INPUT_TEXT = 100, 255, 4096
 MAX_TIMEOUT_SECS = 86400
 DEFAULT_TIMEOUT_SECS = 86400
-# The template's own texts (the job's name, description and command have the job's limits) and their longest.
+# The template's texts: its job's (held to domain.TEXT_LIMITS, said here in the template's words: its body is
+# the job's command), then its spec's own, with their longest.
+JOB_TEXTS = {"name": "name", "description": "description", "template": "command"}
 SPEC_TEXT_LIMITS = {"job_category": 255, "description_format": 4096}
 MAX_EFFECTIVE_USER, MAX_FEATURES, MAX_FEATURE_LEN, MAX_OPTIONS = 255, 50, 255, 1000
 
@@ -32,6 +34,11 @@ def validate(job: Job) -> None:
         raise InvalidArgument(f"provider_type: must be one of {', '.join(PROVIDER_TYPES)}")
     if spec.HasField("execution_timeout_interval") and not 1 <= spec.execution_timeout_interval <= MAX_TIMEOUT_SECS:
         raise InvalidArgument(f"execution_timeout_interval: must be between 1 and {MAX_TIMEOUT_SECS} seconds")
+    from .domain import TEXT_LIMITS  # (domain imports this module)
+
+    for field, attribute in JOB_TEXTS.items():
+        if len(getattr(job, attribute)) > (limit := TEXT_LIMITS[attribute]):
+            raise InvalidArgument(f"{field}: is too long (maximum is {limit} characters)")
     for field, limit in SPEC_TEXT_LIMITS.items():
         if len(getattr(spec, field)) > limit:
             raise InvalidArgument(f"{field}: is too long (maximum is {limit} characters)")

@@ -188,6 +188,9 @@ async def seed_surfaces(client: httpx.AsyncClient, caller: Caller, values: dict[
                                   json={"applicationId": values["job"]})
     assert triggered.status_code == 200, triggered.text
     values["run_name"] = triggered.json()["jobRunName"]
+    nightly = await client.post("/api/svc/v1/jobs/trigger", headers=caller.headers("B"), json={
+        "applicationId": values["job"], "metadata": {"job_run_name_alias": "nightly"}})  # the same name in both
+    assert nightly.status_code == 200 and nightly.json()["jobRunName"] == "nightly", nightly.text
     d = caller.headers("D")
     for name in ("Run Command", values["template_name_only"], values["template_name_b_only"]):
         template = await client.post("/api/job_templates", headers=d, json={"job_template": {

@@ -96,6 +96,7 @@ PROBES: list[Probe | Listing] = [
     Probe("GET", "/api/job_invocations/?search=id = {invocation}", 200),
     Probe("POST", "/api/job_invocations", 404, {"job_invocation": {"job_template_id": "{template}", **INVOCATION}}),
     Probe("POST", "/api/job_invocations/", 404, {"job_invocation": {"job_template_id": "{template}", **INVOCATION}}),
+    Probe("POST", "/api/job_invocations", 404, {"job_invocation": {"feature": "{feature_only}", **INVOCATION}}),
     Probe("GET", "/api/job_templates/{template}", 404),
     Probe("PUT", "/api/job_templates/{template}", 404, {"job_template": {"name": "stolen"}}),
     Probe("PATCH", "/api/job_templates/{template}", 404, {"job_template": {"locked": True}}),
@@ -106,6 +107,7 @@ PROBES: list[Probe | Listing] = [
     Probe("GET", "/api/hosts/{host}", 404),
     Probe("GET", "/api/hosts/{device_only}", 404),
     Probe("GET", "/api/hosts?search=name = {device_only}", 200),
+    Probe("GET", "/api/hosts?search=hostgroup = {group_only}", 200),
     Probe("GET", "/api/hosts/?search=id = {host_only}", 200),
     Listing("/api/job_invocations?per_page=all", (("id", ("invocation",)), ("template_id", ("template",)))),
     Listing("/api/job_invocations/{own:invocation}/hosts", (("id", HOSTS),)),
@@ -155,7 +157,8 @@ async def seed(client: httpx.AsyncClient, caller: Caller, only: str) -> tuple[di
     native = caller.headers("C")
     values = {"job_name_only": f"qos-{only}", "device_only": f"phone-{only}", "drone_only": f"drone-{only}",
               "group_only": f"dock-{only}", "template_name_only": f"Template {only}",
-              "template_name_b_only": f"Template {only} b", "client_id": caller.client_id}
+              "template_name_b_only": f"Template {only} b", "feature_only": f"feature-{only}",
+              "client_id": caller.client_id}
     drones = []
     for group in ("dock-1", f"dock-{only}", "lab"):
         assert (await client.post("/v1/device-groups", headers=native, json={"id": group})).status_code == 201
@@ -195,11 +198,12 @@ async def seed_surfaces(client: httpx.AsyncClient, caller: Caller, values: dict[
     for name in ("Run Command", values["template_name_only"], values["template_name_b_only"]):
         template = await client.post("/api/job_templates", headers=d, json={"job_template": {
             "name": name, "job_category": "Commands", "template": "echo <%= input('message') %>",
-            "template_inputs_attributes": [{"name": "message"}]}})
+            "template_inputs_attributes": [{"name": "message"}],
+            "remote_execution_features": [values["feature_only"]] if name == "Run Command" else []}})
         assert template.status_code == 201, template.text
         values.setdefault("template", str(template.json()["id"]))
-    invocation = await client.post("/api/job_invocations", headers=d, json={"job_invocation": {
-        "job_template_id": values["template"], **INVOCATION, "inputs": {"message": "hi"}}})
+    invocation = await client.post("/api/job_invocations", headers=d, json={"job_invocation": {  # by its feature
+        "feature": values["feature_only"], **INVOCATION, "inputs": {"message": "hi"}}})
     assert invocation.status_code == 201, invocation.text
     values["invocation"] = str(invocation.json()["id"])
     hosts = (await client.get("/api/hosts", headers=d, params={"per_page": "all"})).json()["results"]

@@ -21,6 +21,8 @@ MAX_EFFECTIVE_USER, MAX_FEATURES, MAX_FEATURE_LEN, MAX_OPTIONS = 255, 50, 255, 1
 
 def validate(job: Job) -> None:
     """Raises InvalidArgument ("<field>: <why>") for the first thing wrong with a template."""
+    from .domain import TEXT_LIMITS  # (domain imports this module)
+
     spec = job.job_template
     if not job.name.strip():
         raise InvalidArgument("name: can't be blank")
@@ -34,8 +36,6 @@ def validate(job: Job) -> None:
         raise InvalidArgument(f"provider_type: must be one of {', '.join(PROVIDER_TYPES)}")
     if spec.HasField("execution_timeout_interval") and not 1 <= spec.execution_timeout_interval <= MAX_TIMEOUT_SECS:
         raise InvalidArgument(f"execution_timeout_interval: must be between 1 and {MAX_TIMEOUT_SECS} seconds")
-    from .domain import TEXT_LIMITS  # (domain imports this module)
-
     for field, attribute in JOB_TEXTS.items():
         if len(getattr(job, attribute)) > (limit := TEXT_LIMITS[attribute]):
             raise InvalidArgument(f"{field}: is too long (maximum is {limit} characters)")

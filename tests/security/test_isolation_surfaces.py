@@ -145,6 +145,10 @@ PROBES: list[Probe | Listing] = [
     Probe("POST", "/v1/runs/bulk-cancel-all?project_id=default", 200, {"job_id": "{job}"}),
     Probe("POST", "/v1/runs/bulk-replay", 200, {"run_ids": ["{run}"]}),
     Probe("POST", "/v1/runs/bulk-dlq-replay", 409, {"run_ids": ["{run}"]}),
+    # (and object references in the bodies of C's routes with path variables, which that matrix sends empty)
+    Probe("POST", "/v1/jobs/{own:job}/dependencies", 404, {"depends_on_job_id": "{job}"}),
+    Probe("POST", "/v1/jobs/{own:job}/trigger", 404, {"device_ids": ["{device_only}"]}),
+    Probe("POST", "/v1/jobs/{own:job}/trigger", 404, {"parent_run_id": "{run}"}),
     Listing("/v1/jobs"),
     Listing("/v1/runs"),
     Listing("/v1/runs/dlq"),
@@ -168,6 +172,7 @@ PROBES: list[Probe | Listing] = [
                                            "command": "true", "targets": {"saved_search_id": "{search_only}"}}],
           creates=True),
     Probe("POST", "/v1/enrollment-tokens", 201, {"description": "d", "group": "{group_only}"}, creates=True),
+    Probe("PATCH", "/v1/jobs/{own:job_only}", 200, {"targets": {"device_ids": ["{device_only}"]}}, creates=True),
     Probe("POST", "/api/job_invocations", 201, {"job_invocation": {
         "job_template_id": "{own:template}", "targeting_type": "static_query",
         "search_query": "name = {device_only} or id = {host_only}"}}, creates=True),
@@ -187,9 +192,9 @@ EXEMPT = {
     "/v3/{path:path}": "unknown /v3 endpoints: 404 / 405 in E's shape, before any credential or lookup",
     "/v3": "the same, for /v3 itself",
 }
-# Keys whose values are the new objects' own (creates probes).
+# Keys whose values are the new objects' own, or their new version's (creates probes).
 NEW_OBJECT_KEYS = {"id", "targeting_id", "created_at", "updated_at", "start_at", "started_at", "task", "key",
-                   "key_prefix", "credential", "version_id", "number", "token"}
+                   "key_prefix", "credential", "version_id", "version", "number", "token"}
 
 
 async def seed(client: httpx.AsyncClient, caller: Caller, only: str) -> tuple[dict[str, str], list]:

@@ -9,6 +9,7 @@
     jobline admin key create --tenant acme --service-account <id> --name ci --kind device_jobs
     jobline admin pat create --tenant acme --user alice --name foreman --scopes READ,TRIGGER
     jobline admin key revoke --tenant acme <key id>
+    jobline admin service-account revoke --tenant acme <account id>   # its tokens too
     jobline admin signing-key rotate
 
 The auth service's address is JOBLINE_AUTH_ADDR (or --auth-addr); the service credential is
@@ -69,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--project", default="")
     create.add_argument("name")
     create.add_argument("--scopes", default="READ,TRIGGER,WRITE")
+    revoke = account.add_parser("revoke")
+    revoke.add_argument("--tenant", required=True)
+    revoke.add_argument("id")
 
     for name in ("key", "pat"):
         group = things.add_parser(name).add_subparsers(dest="action", required=True)
@@ -102,11 +106,11 @@ def _request(args: argparse.Namespace) -> tuple[str, Message]:
         return "CreateProject", auth_pb2.CreateProjectRequest(tenant=args.tenant, id=args.id, name=args.name)
     if thing == "user":
         return "CreateUser", auth_pb2.CreateUserRequest(tenant=args.tenant, login=args.login)
+    if thing in ("key", "pat", "service-account") and action == "revoke":
+        return "RevokeCredential", auth_pb2.RevokeCredentialRequest(tenant=args.tenant, id=args.id)
     if thing == "service-account":
         return "CreateServiceAccount", auth_pb2.CreateServiceAccountRequest(
             tenant=args.tenant, project_id=args.project, name=args.name, scopes=_scopes(args.scopes))
-    if thing in ("key", "pat") and action == "revoke":
-        return "RevokeCredential", auth_pb2.RevokeCredentialRequest(tenant=args.tenant, id=args.id)
     if thing in ("key", "pat"):
         kind = auth_pb2.KEY_KIND_PERSONAL_ACCESS_TOKEN if thing == "pat" else KINDS[args.kind]
         request = auth_pb2.IssueApiKeyRequest(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl, urlencode
 
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.applications import Starlette
@@ -48,6 +49,7 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
                 *surface_d.routes(settings, channels, authenticator),
                 *surface_e.routes(settings, channels, authenticator)],
         middleware=[
+            Middleware(QueryCredentialMiddleware),  # first: before anything records the URL
             # The request's server span: parent of the gRPC client spans of the channels.
             Middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"]),
             Middleware(ClientAddressMiddleware),
@@ -102,6 +104,33 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+# The routes that take a credential as `?access_token=`: the SSE stream (browsers' EventSource cannot set headers).
+_QUERY_CREDENTIAL_PATHS = re.compile(r"^/v1/runs/[^/]+/stream$")
+
+
+class QueryCredentialMiddleware:
+    """Takes `?access_token=` out of every URL before the request's span records it (a credential never lands
+    in a trace or a log line); on the routes that accept it, it becomes `Authorization: Bearer` (unless the
+    request has one)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if b"access_token" not in query:
+            await self.app(scope, receive, send)
+            return
+        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+        tokens = [value for name, value in pairs if name == "access_token"]
+        headers = list(scope.get("headers", ()))
+        if tokens and tokens[0] and _QUERY_CREDENTIAL_PATHS.match(scope.get("path", "")) \
+                and not any(name == b"authorization" for name, _ in headers):
+            headers.append((b"authorization", f"Bearer {tokens[0]}".encode()))
+        kept = urlencode([(name, value) for name, value in pairs if name != "access_token"])
+        await self.app({**scope, "headers": headers, "query_string": kept.encode("ascii")}, receive, send)
 
 
 class ClientAddressMiddleware:

@@ -1,7 +1,8 @@
 """Server-Sent Events for the native API: `GET /v1/runs/{run_id}/stream` follows RunService.WatchRun.
 
 Authenticates like the native routes (the app's Authenticator; READ scope). A browser EventSource
-cannot set headers, so the key may also come as `?access_token=`. Each message of the stream is one
+cannot set headers, so the key may also come as `?access_token=` (the app's QueryCredentialMiddleware
+turns it into the Authorization header). Each message of the stream is one
 event: `event: run` (the run, whenever it changes) or `event: output` (a new output chunk), with the
 message as proto JSON in `data:`. The stream ends after the run reaches a terminal state."""
 
@@ -30,11 +31,7 @@ def routes(settings: Settings, channels: Channels, authenticator: Authenticator)
     addr = settings.peers["runs"]
 
     async def stream(request: Request) -> Response:
-        headers = dict(request.headers)
-        token = request.query_params.get("access_token")
-        if token and "authorization" not in headers:
-            headers["authorization"] = f"Bearer {token}"
-        principal = await authenticator.authorize(headers, READ)
+        principal = await authenticator.authorize(request.headers, READ)
         watch = channels.get(addr).unary_stream(
             "/jobline.runs.v1.RunService/WatchRun",
             request_serializer=runs_pb2.GetRunRequest.SerializeToString,

@@ -4,7 +4,8 @@ to turn whatever a handler raises into the surface's own error shape.
 A surface subclasses `Surface`: its handlers raise its `SurfaceError` subclass (which renders the
 surface's error body), and its `failure()` maps what others raise — the authenticator's refusals
 (`DomainError`), the body limit (`HTTPException`) and gRPC errors no handler mapped — to one. The
-platform's own faults (answers of 500 and more to a gRPC error) are logged here, once.
+platform's own faults (answers of 500 and more to a gRPC error, and any other exception, answered 500 in the
+surface's shape) are logged here, once.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ class Surface:
                     log.warning("%s %s: %s %s", request.method, request.url.path, error.code().name,
                                 error.details())
                 response = answer.response()
+            except Exception:  # a fault of the gateway's own: still a 500 in this surface's shape
+                log.exception("%s %s failed", request.method, request.url.path)
+                response = self.failure(HTTPException(500, "Internal Server Error")).response()
             return self.finish(response)
 
         return endpoint

@@ -184,7 +184,7 @@ def _execute_body(raw: bytes) -> tuple[str, list[str]]:
 
 
 def _execution_number(text: str) -> int:
-    if not text.isascii() or not text.isdigit():
+    if not text.isascii() or not text.isdigit() or len(text) > 19:  # (longer is over int64, and int() refuses it)
         raise ApiError(*EXECUTION_NOT_FOUND)
     number = int(text)
     if not 0 < number <= MAX_INT64:

@@ -57,6 +57,7 @@ PREFIX = "/api"
 DEFAULT_PER_PAGE = 20
 RPC_PAGE = 1000  # the services' largest page
 MAX_INT64 = 2**63 - 1
+MAX_HOST_NAME = 256  # a device name's longest: a longer :id names no host
 PER_PAGE = re.compile(r"^([1-9]\d*|all)$")
 State = runs_pb2.JobInvocationState
 
@@ -274,12 +275,12 @@ class SurfaceD(Surface):
     def _paging(params: Mapping[str, Any]) -> tuple[int, int | None]:
         """(page from 1, per_page or None for 'all')."""
         page_text = str(params.get("page", "") or "1")
-        if not page_text.isdigit() or int(page_text) < 1:
+        if not _digits(page_text) or int(page_text) < 1:
             raise param_error("page", params.get("page"), "Must be a number.")
         per_page = params.get("per_page")
         if per_page in (None, ""):
             return int(page_text), DEFAULT_PER_PAGE
-        if not PER_PAGE.match(str(per_page)):
+        if not PER_PAGE.match(str(per_page)) or (str(per_page) != "all" and not _digits(str(per_page))):
             raise param_error("per_page", per_page, "Must match regular expression /\\A([1-9]\\d*|all)\\Z$/.")
         return int(page_text), None if str(per_page) == "all" else int(per_page)
 
@@ -482,6 +483,8 @@ class SurfaceD(Surface):
             device_ids = [d for d in device_ids if d in matching]
         devices = await self._devices(principal, device_ids)
         device_ids = [d for d in device_ids if d in devices]
+        if not device_ids:  # (no device ids would ask the runs service for every host's output)
+            return JSONResponse({"outputs": []})
         reply = await self._outputs(principal, invocation.number, device_ids, _since(params.get("since")))
         outputs = []
         for output in reply.outputs:
@@ -676,6 +679,8 @@ class SurfaceD(Surface):
         except ApiError as error:
             if error.status != 404 or number is not None:
                 raise
+            if len(ident) > MAX_HOST_NAME:
+                raise missing from None
             named = await self._call(self.devices.ListDevices, devices_pb2.ListDevicesRequest(
                 query=f'name = "{_quoted(ident)}"', query_dialect="foreman", page_size=2), principal)
             if len(named.devices) != 1:
@@ -687,8 +692,13 @@ class SurfaceD(Surface):
 # -- mapping ----------------------------------------------------------------------------------------
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits, few enough for an int64 (int() refuses other digits, and strings over 4300 of them)."""
+    return text.isascii() and text.isdigit() and len(text) <= 19
+
+
 def _number(text: str) -> int | None:
-    if not text.isascii() or not text.isdigit():
+    if not _digits(text):
         return None
     number = int(text)
     return number if 0 < number <= MAX_INT64 else None
@@ -745,8 +755,8 @@ def _parse_time(name: str, value: Any):
 def _int(name: str, value: Any) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not (isinstance(value, int) or isinstance(value, str) and value.strip().lstrip("-")
-                                       .isdigit()):
+    if isinstance(value, bool) or not (isinstance(value, int) or isinstance(value, str) and _digits(
+            value.strip().removeprefix("-"))):
         raise unprocessable(f"{name}: is not a number")
     number = int(value)
     if not -2**31 <= number < 2**31:

@@ -27,6 +27,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -487,7 +488,8 @@ def _string(body: Mapping[str, Any], field: str, required: bool = False) -> None
 
 def _priority(body: Mapping[str, Any]) -> None:
     value = body["priority"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    whole = isinstance(value, int) or isinstance(value, float) and math.isfinite(value) and value.is_integer()
+    if isinstance(value, bool) or not whole or not -2**31 <= value < 2**31:  # (an int32 in the proto)
         raise invalid("priority must be an integer between 1 and 10")
     body["priority"] = int(value)  # type: ignore[index]
 
@@ -545,7 +547,7 @@ def _datetime(value: Any) -> datetime:
 def _limit(text: str | None) -> int:
     if text is None or text == "":
         return DEFAULT_LIMIT
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not text.isascii() or not text.isdigit() or len(text) > 4 or not 1 <= int(text) <= MAX_LIMIT:
         raise invalid(f"limit must be an integer between 1 and {MAX_LIMIT}")
     return int(text)
 

@@ -32,6 +32,9 @@ KIND_ENUM = {NATIVE: auth_pb2.KEY_KIND_NATIVE, DEVICE_JOBS: auth_pb2.KEY_KIND_DE
              PERSONAL: auth_pb2.KEY_KIND_PERSONAL_ACCESS_TOKEN}
 PREFIXES = {NATIVE: KEY_PREFIX, DEVICE_JOBS: "amk_live_", PERSONAL: "jlp_"}
 CLIENT_ID_PREFIX, CLIENT_SECRET_PREFIX = "jlsa_", "jlcs_"
+# A client id as create_service_account makes them; anything else is refused before any lookup (a client that
+# swapped its id and secret must not have the secret looked up, and logged, as an id).
+CLIENT_ID = re.compile(re.escape(CLIENT_ID_PREFIX) + r"[0-9a-f]{32}")
 # The key's prefix and 4 random characters: enough to tell keys apart, useless to an attacker.
 PREFIX_EXTRA = 4
 PREFIX_LEN = len(KEY_PREFIX) + PREFIX_EXTRA
@@ -221,7 +224,7 @@ class Auth:
 
     async def issue_token(self, client_id: str, client_secret: str) -> auth_pb2.IssueTokenResponse:
         """The client_credentials grant: a JWT for the service account, valid TOKEN_TTL."""
-        if not client_id or not client_secret or len(client_id) > 128 or len(client_secret) > MAX_CREDENTIAL_LEN:
+        if not CLIENT_ID.fullmatch(client_id) or not client_secret or len(client_secret) > MAX_CREDENTIAL_LEN:
             raise Unauthenticated("invalid client credentials")
         account = await self.store.service_account(client_id=client_id)
         if (account is None or account.disabled_at is not None
@@ -398,10 +401,18 @@ class Auth:
         return to_api_key(row, secret)
 
     async def revoke_credential(self, tenant: str, key_id: str) -> ApiKey:
-        row = await self.store.revoke((await self._tenant(tenant)).id, key_id, self.clock.now())
-        if row is None:
+        """Revokes an API key or personal access token, or a service account by its id: its client
+        credentials, its JWTs (even those not expired yet) and its API keys are refused from then on."""
+        tenant_id, now = (await self._tenant(tenant)).id, self.clock.now()
+        row = await self.store.revoke(tenant_id, key_id, now) if key_id else None
+        if row is not None:
+            return to_api_key(row)
+        account = await self.store.disable_service_account(tenant_id, key_id[:64], now) if key_id else None
+        if account is None:
             raise NotFound(f"credential {key_id[:128]} not found")
-        return to_api_key(row)
+        return ApiKey(id=account.id, project_id=account.project_id, name=account.name,
+                      scopes=account.scopes.split(",") if account.scopes else [], created_at=account.created_at,
+                      revoked_at=account.disabled_at)
 
     async def rotate_signing_key(self) -> auth_pb2.SigningKey:
         row = await self.signing.rotate()

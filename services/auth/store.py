@@ -161,6 +161,17 @@ class AuthStore:
                 session.add(row)
             return row
 
+    async def disable_service_account(self, tenant_id: str, account_id: str, at: datetime) -> ServiceAccountRow | None:
+        """Marks the tenant's service account disabled (keeping its first disabling time)."""
+        async with self.db.session() as session:
+            row = await session.get(ServiceAccountRow, account_id)
+            if row is None or row.tenant_id != tenant_id:
+                return None
+            if row.disabled_at is None:
+                row.disabled_at = at
+                session.add(row)
+            return row
+
     async def rotate(self, tenant_id: str, key_id: str, new: ApiKeyRow, grace_until: datetime | None,
                      at: datetime) -> ApiKeyRow | None:
         """Stores `new` as the replacement of the tenant's live key `key_id`; answers the old key (None: no such

@@ -47,8 +47,23 @@ class ResourceExhausted(DomainError):
     status = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+# The longest message an RPC is aborted with. Messages quote what the caller sent ("job <id> not found"); the
+# details travel in a trailer, and a trailer over the client's metadata limit (16 KiB) turns the answer into
+# RESOURCE_EXHAUSTED "received metadata size exceeds hard limit" instead of the error raised.
+MAX_MESSAGE_CHARS = 1000
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """The message, its middle elided when it is longer than `limit` characters."""
+    if len(message) <= limit:
+        return message
+    keep = (limit - 1) // 2
+    return f"{message[:keep]}…{message[-keep:]}"
+
+
 class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Aborts an RPC whose handler raised a DomainError with the error's status code."""
+    """Aborts an RPC whose handler raised a DomainError with the error's status code (and its message,
+    `bounded`)."""
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -61,7 +76,7 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     return await inner(request, context)
                 except DomainError as error:
-                    await context.abort(error.status, error.message)
+                    await context.abort(error.status, bounded(error.message))
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
@@ -74,7 +89,7 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
                     async for item in inner_stream(request, context):
                         yield item
                 except DomainError as error:
-                    await context.abort(error.status, error.message)
+                    await context.abort(error.status, bounded(error.message))
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer

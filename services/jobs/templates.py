@@ -12,10 +12,17 @@ PROVIDER_TYPES = ("script", "SSH")
 MAX_INPUTS, MAX_INPUT_NAME, MAX_INPUT_TEXT = 100, 255, 4096
 MAX_TIMEOUT_SECS = 86400
 DEFAULT_TIMEOUT_SECS = 86400
+# The template's texts: its job's (held to domain.TEXT_LIMITS, said here in the template's words: its body is
+# the job's command), then its spec's own, with their longest.
+JOB_TEXTS = {"name": "name", "description": "description", "template": "command"}
+SPEC_TEXT_LIMITS = {"job_category": 255, "description_format": 4096}
+MAX_EFFECTIVE_USER, MAX_FEATURES, MAX_FEATURE_LEN, MAX_OPTIONS = 255, 50, 255, 1000
 
 
 def validate(job: Job) -> None:
     """Raises InvalidArgument ("<field>: <why>") for the first thing wrong with a template."""
+    from .domain import TEXT_LIMITS  # (domain imports this module)
+
     spec = job.job_template
     if not job.name.strip():
         raise InvalidArgument("name: can't be blank")
@@ -29,6 +36,17 @@ def validate(job: Job) -> None:
         raise InvalidArgument(f"provider_type: must be one of {', '.join(PROVIDER_TYPES)}")
     if spec.HasField("execution_timeout_interval") and not 1 <= spec.execution_timeout_interval <= MAX_TIMEOUT_SECS:
         raise InvalidArgument(f"execution_timeout_interval: must be between 1 and {MAX_TIMEOUT_SECS} seconds")
+    for field, attribute in JOB_TEXTS.items():
+        if len(getattr(job, attribute)) > (limit := TEXT_LIMITS[attribute]):
+            raise InvalidArgument(f"{field}: is too long (maximum is {limit} characters)")
+    for field, limit in SPEC_TEXT_LIMITS.items():
+        if len(getattr(spec, field)) > limit:
+            raise InvalidArgument(f"{field}: is too long (maximum is {limit} characters)")
+    if len(spec.effective_user.value) > MAX_EFFECTIVE_USER:
+        raise InvalidArgument(f"effective_user: is too long (maximum is {MAX_EFFECTIVE_USER} characters)")
+    if len(spec.features) > MAX_FEATURES or any(len(f) > MAX_FEATURE_LEN for f in spec.features):
+        raise InvalidArgument(f"remote_execution_features: at most {MAX_FEATURES} labels of at most "
+                              f"{MAX_FEATURE_LEN} characters")
     if len(spec.inputs) > MAX_INPUTS:
         raise InvalidArgument(f"template_inputs: at most {MAX_INPUTS}")
     names: set[str] = set()
@@ -42,6 +60,9 @@ def validate(job: Job) -> None:
         if (template_input.input_type or "user") not in INPUT_TYPES:
             raise InvalidArgument(f"template_inputs: input_type of {name!r} must be user "
                                   "(fact, variable and puppet parameter inputs are not supported)")
+        if len(template_input.options) > MAX_OPTIONS or any(len(o) > MAX_INPUT_TEXT for o in template_input.options):
+            raise InvalidArgument(f"template_inputs: the options of {name!r} must be at most {MAX_OPTIONS}, each at "
+                                  f"most {MAX_INPUT_TEXT} characters")
         if len(template_input.description) > MAX_INPUT_TEXT or len(template_input.default_value) > MAX_INPUT_TEXT:
             raise InvalidArgument(f"template_inputs: description and default of {name!r} must be at most "
                                   f"{MAX_INPUT_TEXT} characters")

@@ -17,6 +17,7 @@ from services.common.errors import InvalidArgument
 from services.common.secrets import SecretBox
 
 MAX_BACKOFF_SECS = 3600
+MAX_COMMAND_CHARS = 65536  # a command template's longest: the jobs service's for a job's, a trigger's override too
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 NAME_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 NAME_SUFFIX_LENGTH = 8
@@ -52,6 +53,8 @@ def render_command(template: str, inputs: dict[str, str]) -> str:
     `<%= input('name') %>` the value as given, `<%# comments %>` nothing (see
     services.common.command_template); a missing input is an error, and so is an input no process
     could be given (a NUL character ends a C string: argv and environment)."""
+    if len(template) > MAX_COMMAND_CHARS:
+        raise InvalidArgument(f"command must be at most {MAX_COMMAND_CHARS} characters")
     body = ERB_COMMENT.sub("", template) if "<%#" in template else template
 
     def name_of(match: re.Match[str]) -> str:

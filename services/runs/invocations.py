@@ -53,6 +53,9 @@ INVOCATION_NUMBER = "job_invocation_number"
 TARGETING_TYPES = ("static_query", "dynamic_query")
 DEFAULT_TIME_TO_PICKUP_SECS = 86400
 MAX_DESCRIPTION = 255
+# What an invocation gives as text, and its longest (an input's value is inserted into the command).
+SPEC_TEXT_LIMITS = {"description_format": 4096, "ssh_user": 255, "effective_user": 255, "feature": 255}
+MAX_INPUT_VALUE, MAX_PURPOSE = 65536, 255
 DEFAULT_PAGE, MAX_PAGE = 20, 1000
 SUCCESS = ("completed",)
 CANCELLED_RUNS = ("canceled", "expired")
@@ -162,6 +165,11 @@ def validate_spec(spec: runs_pb2.JobInvocationSpec, now: datetime) -> None:
         raise InvalidArgument("targeting_type: is not included in the list (static_query, dynamic_query)")
     if not spec.search_query.strip():
         raise InvalidArgument("search_query: can't be blank")
+    for field, limit in SPEC_TEXT_LIMITS.items():
+        if len(getattr(spec, field)) > limit:
+            raise InvalidArgument(f"{field}: is too long (maximum is {limit} characters)")
+    if any(len(value) > MAX_INPUT_VALUE for value in spec.inputs.values()):
+        raise InvalidArgument(f"inputs: a value is too long (maximum is {MAX_INPUT_VALUE} characters)")
     if spec.concurrency_level < 0:
         raise InvalidArgument("concurrency_level: must be greater than 0")
     if spec.HasField("execution_timeout_interval") and not 1 <= spec.execution_timeout_interval <= 86400:
@@ -557,6 +565,8 @@ class JobInvocations:
             raise InvalidArgument("max_iteration: must not be negative")
         if not recurrence.cron_line.strip():
             raise InvalidArgument("cron_line: can't be blank")
+        if len(recurrence.purpose) > MAX_PURPOSE:
+            raise InvalidArgument(f"purpose: is too long (maximum is {MAX_PURPOSE} characters)")
         resolved = spec.targeting_type == "static_query"
         device_ids: list[str] = []
         if resolved:  # static: the hosts are the same at every occurrence

@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf import empty_pb2
 
 from jobline.runs.v1 import agent_pb2_grpc, runs_pb2, runs_pb2_grpc
-from services.common.errors import DomainError
+from services.common.errors import DomainError, bounded
 from services.common.principal import from_context
 
 from .engine import RunEngine
@@ -144,4 +144,4 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             async for message in self.hub.connect(request_iterator):
                 yield message
         except DomainError as error:
-            await context.abort(error.status, error.message)
+            await context.abort(error.status, bounded(error.message))

@@ -147,6 +147,31 @@ async def test_revoked_keys_are_refused(service: AuthService) -> None:
     assert again.revoked_at == revoked.revoked_at  # revoking twice keeps the first time
 
 
+async def test_a_revoked_service_account_loses_its_tokens_client_credentials_and_keys(service: AuthService) -> None:
+    tenant = (await service.auth.list_tenants())[0].id
+    account = await service.auth.create_service_account(tenant, "", "pilot", [READ])
+    other = await service.auth.create_service_account(tenant, "", "other", [READ])
+    token = (await service.auth.issue_token(account.client_id, account.client_secret)).access_token
+    kept = (await service.auth.issue_token(other.client_id, other.client_secret)).access_token
+    key = await service.auth.issue_key(auth_pb2.IssueApiKeyRequest(tenant=tenant, service_account_id=account.id,
+                                                                   name="ci", scopes=[READ]))
+    assert (await service.stub.Authenticate(auth_pb2.AuthenticateRequest(bearer_token=token))).principal.scopes
+    revoked = await service.auth.revoke_credential(tenant, account.id)
+    assert revoked.id == account.id and revoked.HasField("revoked_at")
+    await refused(service.stub.Authenticate(auth_pb2.AuthenticateRequest(bearer_token=token)),
+                  grpc.StatusCode.UNAUTHENTICATED)  # an hour before it expires
+    await refused(service.stub.IssueToken(auth_pb2.IssueTokenRequest(
+        client_id=account.client_id, client_secret=account.client_secret)), grpc.StatusCode.UNAUTHENTICATED)
+    await refused(service.stub.Authenticate(auth_pb2.AuthenticateRequest(api_key=key.key)),
+                  grpc.StatusCode.UNAUTHENTICATED)
+    assert (await service.stub.Authenticate(auth_pb2.AuthenticateRequest(bearer_token=kept))).principal.scopes
+    for swapped in ((account.client_secret, account.client_id), (account.client_id.upper(), account.client_secret)):
+        request = auth_pb2.IssueTokenRequest(client_id=swapped[0], client_secret=swapped[1])
+        await refused(service.stub.IssueToken(request), grpc.StatusCode.UNAUTHENTICATED)  # before any lookup
+    with pytest.raises(Exception, match="not found"):  # another tenant's account is not this tenant's to revoke
+        await service.auth.revoke_credential((await service.auth.create_tenant("t2")).id, other.id)
+
+
 async def test_last_used_is_written_coalesced_off_the_hot_path(service: AuthService, monkeypatch) -> None:
     key = await service.create_key()
     await service.auth.usage.flush()  # the fixture's own authentication

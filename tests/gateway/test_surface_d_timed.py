@@ -29,6 +29,10 @@ from services.jobs.app import build as build_jobs
 from services.runs.app import build as build_runs
 
 BOOTSTRAP_KEY = "jl_live_surface_d_timed_bootstrap_0123456789"
+# The runs replica renews its presence lease on the event loop's real clock while the devices service judges it on
+# the FakeClock: a tick of minutes would otherwise expire it and take the agents offline until the next renewal,
+# and a dynamic query resolved in that gap would find no online host.
+LEASE_OUTLIVING_TICKS = 86_400
 
 
 @dataclass
@@ -91,7 +95,8 @@ async def platform(tmp_path) -> AsyncIterator[Platform]:
     try:
         for name in ("auth", "devices", "jobs", "runs"):
             settings = Settings(service=name, listen_addr=peers[name], database_url=f"sqlite:///{tmp_path}/{name}.db",
-                                peers=peers, bootstrap_api_key=BOOTSTRAP_KEY if name == "auth" else None)
+                                peers=peers, bootstrap_api_key=BOOTSTRAP_KEY if name == "auth" else None,
+                                presence_lease_secs=LEASE_OUTLIVING_TICKS)
             extra = {"ticking": False} if name in ("jobs", "runs") else {}
             running[name] = await server.start(await builders[name](settings, clock=clock, **extra), peers[name],
                                                service_token=token)

@@ -80,7 +80,8 @@ async def stack(tmp_path) -> AsyncIterator[Stack]:
     try:
         for name in ("auth", "devices", "jobs", "runs"):
             settings = Settings(service=name, listen_addr=peers[name], database_url=f"sqlite:///{tmp_path}/{name}.db",
-                                peers=peers, bootstrap_api_key=BOOTSTRAP_KEY if name == "auth" else None)
+                                peers=peers, bootstrap_api_key=BOOTSTRAP_KEY if name == "auth" else None,
+                                presence_lease_secs=86_400)  # renewed on the real clock, judged on the FakeClock
             extra = {"ticking": False} if name in ("jobs", "runs") else {}
             registration = await builders[name](settings, clock=clock, **extra)
             running[name] = await server.start(registration, peers[name], service_token=token)

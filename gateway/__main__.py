@@ -19,6 +19,7 @@ def main() -> None:
         host=settings.http_host,
         port=settings.http_port,
         loop=eventloop.uvicorn_loop(),
+        http="auto",  # httptools (a dependency), else h11
         lifespan="on",
         log_config=None,  # keep the process's own log format
         access_log=False,  # a URL may carry ?access_token= (SSE): never log it

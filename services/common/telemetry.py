@@ -207,7 +207,8 @@ class _StreamStream(_ClientTracing, grpc.aio.StreamStreamClientInterceptor):
         return await continuation(_with_trace_context(client_call_details), request_iterator)
 
 
-_CALL_TYPES = ((_UnaryUnary, grpc.aio.UnaryUnaryClientInterceptor), (_UnaryStream, grpc.aio.UnaryStreamClientInterceptor),
+_CALL_TYPES = ((_UnaryUnary, grpc.aio.UnaryUnaryClientInterceptor),
+               (_UnaryStream, grpc.aio.UnaryStreamClientInterceptor),
                (_StreamUnary, grpc.aio.StreamUnaryClientInterceptor),
                (_StreamStream, grpc.aio.StreamStreamClientInterceptor))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from services.common import telemetry
+from services.common import eventloop, telemetry
 from services.common.config import Settings
 
 from .app import create_app
@@ -18,7 +18,8 @@ def main() -> None:
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
-        loop="asyncio",
+        loop=eventloop.uvicorn_loop(),
+        http="auto",  # httptools (a dependency), else h11
         lifespan="on",
         log_config=None,  # keep the process's own log format
         access_log=False,  # a URL may carry ?access_token= (SSE): never log it

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl, urlencode
 
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common import telemetry
 from services.common.channels import Channels
 from services.common.config import Settings
 
@@ -50,8 +50,8 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
                 *surface_e.routes(settings, channels, authenticator)],
         middleware=[
             Middleware(QueryCredentialMiddleware),  # first: before anything records the URL
-            # The request's server span: parent of the gRPC client spans of the channels.
-            Middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"]),
+            # The request's trace context (when recording, its server span: parent of the gRPC client spans).
+            Middleware(telemetry.TraceContextMiddleware, exclude_spans=["receive", "send"]),
             Middleware(ClientAddressMiddleware),
             Middleware(CredentialChangeMiddleware, authenticator=authenticator),
             Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),

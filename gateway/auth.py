@@ -8,7 +8,9 @@ often), `require_scope` checks the scope (raising `PermissionDenied`), and `to_m
 carries it to the services. Each surface renders those errors in its own shape.
 
 Revocation is effective everywhere within the cache bound, JOBLINE_AUTH_CACHE_SECS (default 5 s),
-and at once on the gateway that served the revocation (`Authenticator.forget`).
+and at once on the gateway that served the revocation (`Authenticator.forget`). Within that bound every
+request of a credential is answered from the cache: one call to the auth service per credential and
+gateway every JOBLINE_AUTH_CACHE_SECS, however many requests arrive together when the entry is cold.
 """
 
 from __future__ import annotations
@@ -136,8 +138,8 @@ class Authenticator:
     """Calls AuthService.Authenticate, remembering answers (refusals too) for `ttl` seconds.
 
     The cache is keyed by a SHA-256 of the credential, never the credential, and holds at most
-    `max_entries` answers, dropping the least recently used. Failed attempts are counted per client
-    address by `limiter`."""
+    `max_entries` answers, dropping the least recently used. Concurrent misses of one credential share
+    one question to the auth service. Failed attempts are counted per client address by `limiter`."""
 
     def __init__(
         self,
@@ -157,6 +159,7 @@ class Authenticator:
         self._timeout = timeout
         self._clock = clock
         self._cache: OrderedDict[bytes, tuple[float, Principal | str]] = OrderedDict()
+        self._asking: dict[bytes, asyncio.Task[Principal | str]] = {}
         self.limiter = limiter or FailureLimiter()
 
     async def authorize(self, headers: Mapping[str, str], scope: str) -> Principal:
@@ -183,8 +186,7 @@ class Authenticator:
             self._cache.move_to_end(digest)
             answer = cached[1]
         else:
-            answer = await self._ask(request)
-            self._remember(digest, now + self._ttl, answer)
+            answer = await self._answer(digest, request, now + self._ttl)
         if isinstance(answer, str):
             return await self._refuse(source, answer)
         return answer
@@ -202,6 +204,26 @@ class Authenticator:
         for digest in stale:
             del self._cache[digest]
         return len(stale)
+
+    async def _answer(self, digest: bytes, request: auth_pb2.AuthenticateRequest, expires: float) -> Principal | str:
+        """The auth service's answer, asked once for every concurrent request of the same credential (the
+        question goes on, and its answer is cached, even if the request that asked it goes away)."""
+        asking = self._asking.get(digest)
+        if asking is None:
+            asking = self._asking[digest] = asyncio.ensure_future(self._ask_and_remember(digest, request, expires))
+            asking.add_done_callback(lambda done: self._asked(digest, done))
+        return await asyncio.shield(asking)
+
+    async def _ask_and_remember(self, digest: bytes, request: auth_pb2.AuthenticateRequest,
+                                expires: float) -> Principal | str:
+        answer = await self._ask(request)
+        self._remember(digest, expires, answer)
+        return answer
+
+    def _asked(self, digest: bytes, done: asyncio.Task[Principal | str]) -> None:
+        self._asking.pop(digest, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: raised to the requests still waiting, if any
 
     async def _ask(self, request: auth_pb2.AuthenticateRequest) -> Principal | str:
         """The principal, or why the credential is refused."""

@@ -4,10 +4,16 @@ Proto3 JSON with the original snake_case field names and every field without pre
 even at its default, except that enum values are the lower-case value name without the enum's
 prefix (`RUN_STATUS_TIMED_OUT` -> `"timed_out"`). Parsing accepts those words, the full value
 names and numbers.
+
+Printing is compiled once per message type into one converter per field (the answer of every
+REST call passes here): the output is json_format.MessageToDict's with those options, enum words
+put in the same pass; well-known types (Timestamp, Struct, wrappers...) are printed by json_format.
 """
 
 from __future__ import annotations
 
+import base64
+import math
 import re
 from collections.abc import Callable
 from functools import cache
@@ -15,6 +21,7 @@ from typing import Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
 
 from services.common.errors import InvalidArgument
@@ -23,13 +30,128 @@ M = TypeVar("M", bound=Message)
 EnumMapper = Callable[[EnumDescriptor, Any], Any]
 
 
+PRINT_OPTIONS: dict[str, Any] = dict(preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
+                                     use_integers_for_enums=True)
+Convert = Callable[[Any], Any]
+
+
 def to_json(message: Message) -> dict[str, Any]:
-    data = json_format.MessageToDict(
-        message,
-        preserving_proto_field_name=True,
-        always_print_fields_with_no_presence=True,
-        use_integers_for_enums=True,
-    )
+    return _printer(message.DESCRIPTOR)(message)
+
+
+@cache
+def _printer(descriptor: Descriptor) -> Convert:
+    """The JSON object of a `descriptor` message: its set fields in field-number order (ListFields'), then
+    each field without presence that is unset, at its default."""
+    if is_well_known(descriptor):
+        return _well_known(descriptor)
+    converters: dict[str, Convert] = {}
+    defaults: list[tuple[str, Callable[[], Any]]] = []
+
+    def to_dict(message: Message) -> dict[str, Any]:
+        if not converters and descriptor.fields:
+            _compile(descriptor, converters, defaults)
+        data: dict[str, Any] = {}
+        for field, value in message.ListFields():
+            if field.is_extension:
+                return _fallback(message)
+            data[field.name] = converters[field.name](value)
+        for name, default in defaults:
+            if name not in data:
+                data[name] = default()
+        return data
+
+    return to_dict
+
+
+def _compile(descriptor: Descriptor, converters: dict[str, Convert],
+             defaults: list[tuple[str, Callable[[], Any]]]) -> None:
+    """Fills the converters lazily (on first use), so that recursive message types compile."""
+    for field in descriptor.fields:
+        converters[field.name] = _field_converter(field)
+        if field.has_presence:
+            continue
+        if is_map(field):
+            defaults.append((field.name, dict))
+        elif field.is_repeated:
+            defaults.append((field.name, list))
+        else:
+            constant = _value_converter(field)(field.default_value)
+            defaults.append((field.name, lambda constant=constant: constant))
+
+
+def _field_converter(field: FieldDescriptor) -> Convert:
+    if is_map(field):
+        entry = field.message_type
+        key = _map_key(entry.fields_by_name["key"])
+        value = _value_converter(entry.fields_by_name["value"])
+        return lambda mapping: {key(k): value(mapping[k]) for k in mapping}
+    one = _value_converter(field)
+    if field.is_repeated:
+        return lambda values: [one(v) for v in values]
+    return one
+
+
+def _map_key(field: FieldDescriptor) -> Convert:
+    if field.cpp_type == FieldDescriptor.CPPTYPE_BOOL:
+        return lambda key: "true" if key else "false"
+    return str
+
+
+_INT64 = (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64)
+
+
+def _value_converter(field: FieldDescriptor) -> Convert:
+    """One value of `field` (an element, for a repeated one), as json_format prints it."""
+    kind = field.cpp_type
+    if kind == FieldDescriptor.CPPTYPE_MESSAGE:
+        return _printer(field.message_type)
+    if kind == FieldDescriptor.CPPTYPE_ENUM:
+        if field.enum_type.file.name.startswith("google/protobuf/"):
+            return _same
+        words = {number: enum_word(field.enum_type, number) for number in field.enum_type.values_by_number}
+        return lambda number: words.get(number, number)
+    if kind == FieldDescriptor.CPPTYPE_STRING:
+        return _base64 if field.type == FieldDescriptor.TYPE_BYTES else str
+    if kind == FieldDescriptor.CPPTYPE_BOOL:
+        return bool
+    if kind in _INT64:
+        return str
+    if kind == FieldDescriptor.CPPTYPE_DOUBLE:
+        return _double
+    if kind == FieldDescriptor.CPPTYPE_FLOAT:
+        return _float
+    return _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _base64(value: bytes) -> str:
+    return base64.b64encode(value).decode("utf-8")
+
+
+def _double(value: float) -> Any:
+    if math.isinf(value):
+        return "-Infinity" if value < 0 else "Infinity"
+    return "NaN" if math.isnan(value) else value
+
+
+def _float(value: float) -> Any:
+    special = _double(value)
+    return special if isinstance(special, str) else type_checkers.ToShortestFloat(value)
+
+
+def _well_known(descriptor: Descriptor) -> Convert:
+    if descriptor.full_name in ("google.protobuf.Timestamp", "google.protobuf.Duration"):
+        return lambda message: message.ToJsonString()
+    return lambda message: json_format.MessageToDict(message, **PRINT_OPTIONS)
+
+
+def _fallback(message: Message) -> dict[str, Any]:
+    """A message with extensions set: json_format's printing, enum words mapped after."""
+    data = json_format.MessageToDict(message, **PRINT_OPTIONS)
     _map_enums(data, message.DESCRIPTOR, enum_word)
     return data
 

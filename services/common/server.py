@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import service_auth, telemetry
+from . import eventloop, service_auth, telemetry
 from .config import Settings
 from .errors import DomainErrorInterceptor
 
@@ -112,4 +112,4 @@ def run(service: str, build: Callable[[Settings], Awaitable[Registration]]) -> N
         log.info("%s service shutting down", service)
         await running.stop()
 
-    asyncio.run(main())
+    eventloop.run(main())

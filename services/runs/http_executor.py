@@ -15,12 +15,11 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-import httpx
-
 from jobline.jobs.v1.jobs_pb2 import Job
 from services.common.clock import Clock
 
 from .domain import Outcome
+from .endpoint_client import Answer, EndpointClient, EndpointError
 from .engine import RunEngine
 from .store import RunRow, RunStore
 
@@ -32,13 +31,14 @@ LEASE_SECS = 30
 
 class HttpExecutor:
     def __init__(self, engine: RunEngine, store: RunStore, clock: Clock, replica_id: str,
-                 concurrency: int = 256, client: httpx.AsyncClient | None = None) -> None:
+                 concurrency: int = 256, client: EndpointClient | None = None) -> None:
         self.engine = engine
         self.store = store
         self.clock = clock
         self.replica_id = replica_id
         self.concurrency = concurrency
-        self.client = client or httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency))
+        # Pooled keep-alive connections; at most `concurrency` calls at once (dispatch claims no more).
+        self.client = client or EndpointClient(max_idle_per_origin=concurrency, max_body_bytes=MAX_RESULT_BYTES)
         self._running: dict[str, asyncio.Task] = {}
         self._wakeup = asyncio.Event()
         engine.dispatchers.append(self)
@@ -93,43 +93,31 @@ class HttpExecutor:
         await self.engine.end_attempt(row.id, row.attempt, outcome, result=result, timings=timings)
 
     async def _call(self, url: str, job: Job, row: RunRow) -> tuple[Outcome, dict | None, dict[str, int]]:
-        marks: dict[str, float] = {}
-
-        async def trace(event: str, _info: dict) -> None:
-            marks.setdefault(event, time.perf_counter())
-
         headers = {"X-Run-ID": row.id, "X-Job-ID": row.job_id, "X-Attempt": str(row.attempt)}
+        body = json.dumps(row.payload or {}, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         start = time.perf_counter()
         try:
-            response = await self.client.post(url, json=row.payload or {}, headers=headers,
-                                               timeout=row.timeout_secs or None, extensions={"trace": trace})
-        except httpx.TimeoutException:
-            return Outcome("timed_out", f"no answer from {url} within {row.timeout_secs}s"), None, _timings(marks, start)
-        except httpx.HTTPError as error:
-            return Outcome("failed", f"{url}: {error.__class__.__name__}: {error}"), None, _timings(marks, start)
-        timings = _timings(marks, start)
-        if response.is_success:
-            return Outcome("completed", exit_code=None), _result(response), timings
-        error = f"{url} answered {response.status_code}"
-        return Outcome("failed", error, retryable=response.status_code >= 500 or response.status_code == 429), \
-            None, timings
+            async with asyncio.timeout(row.timeout_secs or None):
+                answer = await self.client.post(url, body, headers)
+        except TimeoutError:
+            return Outcome("timed_out", f"no answer from {url} within {row.timeout_secs}s"), None, _timings(None, start)
+        except EndpointError as error:
+            return Outcome("failed", f"{url}: {error}"), None, _timings(None, start)
+        timings = _timings(answer, start)
+        if answer.is_success:
+            return Outcome("completed", exit_code=None), _result(answer.body), timings
+        error = f"{url} answered {answer.status}"
+        return Outcome("failed", error, retryable=answer.status >= 500 or answer.status == 429), None, timings
 
 
-def _timings(marks: dict[str, float], start: float) -> dict[str, int]:
-    def ms(a: str, b: str) -> int:
-        return int((marks[b] - marks[a]) * 1000) if a in marks and b in marks else 0
-
-    end = max(marks.values(), default=start)
-    return {
-        "connect_ms": ms("connection.connect_tcp.started", "connection.connect_tcp.complete"),
-        "ttfb_ms": ms("http11.send_request_headers.started", "http11.receive_response_headers.complete"),
-        "transfer_ms": ms("http11.receive_response_headers.complete", "http11.receive_response_body.complete"),
-        "dispatch_ms": int((end - start) * 1000),
-    }
+def _timings(answer: Answer | None, start: float) -> dict[str, int]:
+    """The phases measured by the client (0 for those not reached), and the call's whole time."""
+    measured = answer.timings if answer is not None else {}
+    return {"connect_ms": measured.get("connect_ms", 0), "ttfb_ms": measured.get("ttfb_ms", 0),
+            "transfer_ms": measured.get("transfer_ms", 0), "dispatch_ms": int((time.perf_counter() - start) * 1000)}
 
 
-def _result(response: httpx.Response) -> dict:
-    body = response.content[:MAX_RESULT_BYTES]
+def _result(body: bytes) -> dict:
     try:
         value = json.loads(body) if body else {}
     except ValueError:

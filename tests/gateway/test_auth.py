@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -121,4 +123,23 @@ async def test_an_unreachable_auth_service_is_503_and_not_cached(client: httpx.A
     assert "database" not in response.text
     fakes.auth.unavailable = False
     assert (await client.get("/v1/jobs/job-1")).status_code == 200
+    assert fakes.auth.asked == [ADMIN_KEY, ADMIN_KEY]
+
+
+async def test_concurrent_requests_with_a_cold_cache_ask_the_auth_service_once(
+        client: httpx.AsyncClient, fakes: Fakes) -> None:
+    answers = await asyncio.gather(*(client.get("/v1/jobs/job-1") for _ in range(20)),
+                                   *(client.get("/v1/jobs/job-1", headers={"Authorization": "Bearer wrong"})
+                                     for _ in range(5)))
+    assert [a.status_code for a in answers] == [200] * 20 + [401] * 5
+    assert sorted(fakes.auth.asked) == sorted([ADMIN_KEY, "wrong"])
+
+
+async def test_a_failed_question_is_raised_to_every_request_that_shared_it(
+        client: httpx.AsyncClient, fakes: Fakes) -> None:
+    fakes.auth.unavailable = True
+    answers = await asyncio.gather(*(client.get("/v1/jobs/job-1") for _ in range(5)))
+    assert [a.status_code for a in answers] == [503] * 5 and fakes.auth.asked == [ADMIN_KEY]
+    fakes.auth.unavailable = False
+    assert (await client.get("/v1/jobs/job-1")).status_code == 200  # not cached: asked again
     assert fakes.auth.asked == [ADMIN_KEY, ADMIN_KEY]

@@ -27,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession as _SqlAlchemySession
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import manager_of_class
 from sqlmodel import Field, SQLModel, select
 
 from services.common.clock import Clock, as_utc
@@ -138,6 +139,22 @@ class RunRow(SQLModel, table=True):
     triggered_by_subject_type: str = Field(default="", max_length=32)
     triggered_by_subject_name: str = Field(default="", max_length=256)
 
+    @classmethod
+    def new(cls, **values: Any) -> RunRow:
+        """A new run, as `RunRow(**values)` makes it, for `RunStore.insert_runs` (a Core INSERT) and its
+        readers, built at a fraction of the cost: `RunRow(...)` sends each of its 60-odd fields through
+        SQLModel's and SQLAlchemy's attribute instrumentation (change events, pydantic bookkeeping), what
+        a trigger of many runs spent most of its time on. Setting a field afterwards is instrumented as usual."""
+        row = manager_of_class(cls).new_instance()
+        state = row.__dict__
+        for name, default, factory in _RUN_DEFAULTS:
+            if name not in values:
+                state[name] = factory() if factory is not None else default
+        state.update(values)
+        object.__setattr__(row, "__pydantic_fields_set__", set(values))
+        object.__setattr__(row, "__pydantic_extra__", None)
+        return row
+
 
 class LogChunkRow(SQLModel, table=True):
     __tablename__ = "runs_log_chunks"
@@ -205,6 +222,9 @@ _CLAIMED = (RunRow.id, RunRow.job_id, RunRow.concurrency_key, RunRow.limited, Ru
             RunRow.max_concurrency_per_key, RunRow.rate_limit_max, RunRow.rate_limit_window_secs,
             RunRow.key_rate_max, RunRow.key_rate_window_secs)
 _RUN_FIELDS = tuple(RunRow.model_fields)
+# (name, default, default factory) of each optional field; the plain defaults are immutable (str, int, bool, None).
+_RUN_DEFAULTS = tuple((name, field.default, field.default_factory) for name, field in RunRow.model_fields.items()
+                      if not field.is_required())
 
 
 @dataclass(frozen=True)
@@ -879,7 +899,8 @@ def webhook_body(c: Changed, now: datetime) -> str:
 
 
 def _values(run: RunRow) -> dict[str, Any]:
-    values = {name: getattr(run, name) for name in _RUN_FIELDS}
+    state = run.__dict__  # a new run holds every field there (RunRow(...) and RunRow.new alike)
+    values = {name: state[name] if name in state else getattr(run, name) for name in _RUN_FIELDS}
     values["metadata"] = values.pop("metadata_")
     return values
 

@@ -95,3 +95,15 @@ async def test_run_numbers_are_unique_and_increasing_across_concurrent_batches(s
     found = await store.get_by_number("t1", batches[3][4].number)
     assert found is not None and found.id == batches[3][4].id
     assert await store.get_by_number("other-tenant", batches[3][4].number) is None
+
+
+def test_a_run_built_by_new_is_the_run_the_constructor_builds() -> None:
+    values = dict(id="r1", tenant_id="t1", project_id="default", job_id="j1", job_version=1, job_version_id="v1",
+                  invocation_id="i1", status="queued", snapshot=b"", created_at=NOW, metadata_={"k": "v"},
+                  payload={"n": 1}, priority=3)
+    built, constructed = RunRow.new(**values), RunRow(**values)
+    assert built.model_dump() == constructed.model_dump()
+    assert built.__pydantic_fields_set__ == constructed.__pydantic_fields_set__
+    assert built.tags == {} and built.tags is not RunRow.new(**values).tags  # a default factory's own value
+    built.number = 7
+    assert built.number == 7 and built.model_dump()["number"] == 7

@@ -226,7 +226,9 @@ class WriteBatcher:
 
     SQLite: one writer connection (pysqlite) on a thread of its own, so writers never wait on each
     other's write lock and the event loop never blocks; readers keep the async engine. PostgreSQL: one
-    connection of the async engine, held while the database is open (writes run in `run_sync`)."""
+    connection of the async engine, held while the database is open (writes run in `run_sync`). So a
+    write may run on another thread than its submitter's: it touches its connection and its own values,
+    never the event loop. A broken connection fails its batch; the next batch opens a new one."""
 
     MAX_BATCH = 1000  # writes in one transaction at most
 

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # A write: runs on the writer's sync Connection, inside the batch's transaction; answers its result.
 Write = Callable[[Connection], Any]
+# A grouped write: the items of every submitter of a batch that named it, written at once; answers one
+# result per item, in order.
+GroupWrite = Callable[[Connection, list[Any]], list[Any]]
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000")
 
 
@@ -191,38 +194,70 @@ class _Failed:
 
 @dataclass
 class _Submitted:
-    write: Write
+    handler: GroupWrite
+    item: Any
     future: asyncio.Future = field(repr=False)
 
 
-def apply_batch(conn: Connection, writes: Sequence[Write]) -> list[Any]:
-    """Runs the writes in one transaction and commits it; answers each write's result or `_Failed`.
+def each(conn: Connection, writes: list[Write]) -> list[Any]:
+    """The grouped write of plain writes: one after the other."""
+    return [write(conn) for write in writes]
 
-    A lone write needs no savepoint (its failure rolls back the transaction); of several, each runs in a
-    SAVEPOINT, so one that fails is rolled back alone. An error of the transaction itself (BEGIN,
-    COMMIT) is raised: then no write of the batch was committed."""
+
+def apply_batch(conn: Connection, batch: Sequence[tuple[GroupWrite, Any]]) -> list[Any]:
+    """Writes a batch of (handler, item) in one transaction and commits it; answers each item's result
+    or `_Failed`.
+
+    The items of one handler are written by one call of it, in a SAVEPOINT (a lone item of a lone
+    handler needs none: its failure rolls back the transaction). When that call fails, its group is
+    rolled back and each of its items is written alone, in a savepoint of its own: only the items that
+    fail again fail, for their submitters. An error of the transaction itself (BEGIN, COMMIT) is
+    raised: then nothing of the batch was committed."""
+    groups: dict[GroupWrite, list[int]] = {}
+    for index, (handler, _item) in enumerate(batch):
+        groups.setdefault(handler, []).append(index)
+    outcomes: list[Any] = [None] * len(batch)
     with conn.begin() as transaction:
-        if len(writes) == 1:
+        if len(batch) == 1:
+            handler, item = batch[0]
             try:
-                return [writes[0](conn)]
+                return _results(handler(conn, [item]), 1)
             except Exception as error:  # noqa: BLE001 - any error is the submitter's
                 transaction.rollback()
                 return [_Failed(error)]
-        outcomes: list[Any] = []
-        for write in writes:
+        for handler, indexes in groups.items():
             try:
                 with conn.begin_nested():
-                    outcomes.append(write(conn))
-            except Exception as error:  # noqa: BLE001 - any error is the submitter's
-                outcomes.append(_Failed(error))
-        return outcomes
+                    results = _results(handler(conn, [batch[i][1] for i in indexes]), len(indexes))
+            except Exception as error:  # noqa: BLE001 - one item's, or the group's: each alone tells
+                results = [_Failed(error)] if len(indexes) == 1 else \
+                    [_alone(conn, handler, batch[i][1]) for i in indexes]
+            for index, result in zip(indexes, results):
+                outcomes[index] = result
+    return outcomes
+
+
+def _alone(conn: Connection, handler: GroupWrite, item: Any) -> Any:
+    try:
+        with conn.begin_nested():
+            return _results(handler(conn, [item]), 1)[0]
+    except Exception as error:  # noqa: BLE001 - any error is the submitter's
+        return _Failed(error)
+
+
+def _results(results: list[Any], count: int) -> list[Any]:
+    if len(results) != count:
+        raise RuntimeError(f"a grouped write answered {len(results)} results for {count} items")
+    return results
 
 
 class WriteBatcher:
-    """Group commit of one database's writes. A write is a sync function of a SQLAlchemy Connection;
-    every write submitted while a batch is being written goes into the next batch: one transaction,
-    one COMMIT (see `apply_batch` for how a failing write is isolated). Submitters are answered only
-    after the COMMIT; when it fails, every write of its batch fails with its error.
+    """Group commit of one database's writes. A write is a sync function of a SQLAlchemy Connection
+    (`write`), or an item for a grouped write (`write_grouped`: a handler that writes every item its
+    submitters gave in one go, e.g. one INSERT for the runs of every trigger of the batch). Every write
+    submitted while a batch is being written goes into the next batch: one transaction, one COMMIT (see
+    `apply_batch` for how a failing write is isolated). Submitters are answered only after the COMMIT;
+    when it fails, every write of its batch fails with its error.
 
     SQLite: one writer connection (pysqlite) on a thread of its own, so writers never wait on each
     other's write lock and the event loop never blocks; readers keep the async engine. PostgreSQL: one
@@ -249,10 +284,17 @@ class WriteBatcher:
         return self._sqlite if self._sqlite is not None else self._engine.sync_engine
 
     async def write(self, write: Callable[[Connection], T]) -> T:
-        """Runs `write` in the next batch; answers its result once that batch is committed."""
+        """Runs `write` in the next batch; answers its result once that batch is committed. It may run
+        a second time (after its first run was rolled back) when another write of its batch fails."""
+        return await self.write_grouped(each, write)
+
+    async def write_grouped(self, handler: GroupWrite, item: Any) -> Any:
+        """Has `handler` write `item` (with the items other submitters give it) in the next batch;
+        answers the item's result once that batch is committed. `handler` must be one object for all
+        of them (a function, not a new closure per call), and may be called again with fewer items."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.append(_Submitted(write, future))
+        self._queue.append(_Submitted(handler, item, future))
         if self._flusher is None or self._flusher.get_loop() is not loop:
             self._flusher = loop.create_task(self._flush())
         return await future
@@ -275,7 +317,7 @@ class WriteBatcher:
 
     async def _commit(self, batch: list[_Submitted]) -> None:
         try:
-            outcomes = await self._run([submitted.write for submitted in batch])
+            outcomes = await self._run([(submitted.handler, submitted.item) for submitted in batch])
         except Exception as error:  # noqa: BLE001 - the transaction failed: nothing of it was committed
             outcomes = [_Failed(error)] * len(batch)
         self.batches += 1
@@ -288,14 +330,14 @@ class WriteBatcher:
             else:
                 submitted.future.set_result(outcome)
 
-    async def _run(self, writes: list[Write]) -> list[Any]:
+    async def _run(self, writes: list[tuple[GroupWrite, Any]]) -> list[Any]:
         if self._sqlite is None:
             return await self._run_on_postgres(writes)
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._run_on_sqlite, writes)
 
-    def _run_on_sqlite(self, writes: list[Write]) -> list[Any]:
+    def _run_on_sqlite(self, writes: list[tuple[GroupWrite, Any]]) -> list[Any]:
         """On the writer thread."""
         assert self._sqlite is not None
         if self._sqlite_conn is None:
@@ -314,7 +356,7 @@ class WriteBatcher:
             except Exception:  # pragma: no cover - a broken connection
                 log.exception("closing the SQLite writer connection failed")
 
-    async def _run_on_postgres(self, writes: list[Write]) -> list[Any]:
+    async def _run_on_postgres(self, writes: list[tuple[GroupWrite, Any]]) -> list[Any]:
         if self._pg_conn is None:
             self._pg_conn = await self._engine.connect()
         try:
@@ -384,6 +426,11 @@ class Database:
         """Runs `write(connection)` in the next group commit (see `WriteBatcher`); answers its result
         once it is committed."""
         return await self.writer.write(write)
+
+    async def write_grouped(self, handler: GroupWrite, item: Any) -> Any:
+        """Has `handler` write `item` with the items of the other submitters of the same group commit
+        (see `WriteBatcher.write_grouped`); answers the item's result once it is committed."""
+        return await self.writer.write_grouped(handler, item)
 
     async def close(self) -> None:
         await self.writer.close()

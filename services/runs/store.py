@@ -314,23 +314,24 @@ class RunStore:
         return await self.db.write(lambda conn: self._changes(conn, statement, **record))
 
     async def insert_runs(self, runs: Sequence[RunRow], also: Callable[[Connection], None] | None = None) -> None:
-        """Stores new runs (one INSERT for all of them) and their creation events; `also(connection)`
-        writes whatever belongs with them (a job invocation) in the same transaction, before them."""
-        if not runs and also is None:
-            return
+        """Stores new runs and their creation events; `also(connection)` writes whatever belongs with them
+        (a job invocation) in the same transaction, before them. The runs of every insert of a group
+        commit go in one INSERT (and their numbers in one reservation)."""
+        if runs or also is not None:
+            await self.db.write_grouped(self._insert_many, (runs, also))
 
-        def write(conn: Connection) -> None:
+    def _insert_many(self, conn: Connection, inserts: list[tuple[Sequence[RunRow], Any]]) -> list[None]:
+        for _runs, also in inserts:
             if also is not None:
                 also(conn)
-            if not runs:
-                return
-            last = reserve(conn, CounterRow, RUN_NUMBER, len(runs))
+        runs = [run for batch, _also in inserts for run in batch]
+        if runs:
+            first = reserve(conn, CounterRow, RUN_NUMBER, len(runs)) - len(runs) + 1
             for i, run in enumerate(runs):
-                run.number = last - len(runs) + 1 + i
+                run.number = first + i
             conn.execute(insert(RunRow.__table__), [_values(run) for run in runs])
             self._record(conn, [_changed(run) for run in runs], event_type="run.created")
-
-        await self.db.write(write)
+        return [None] * len(inserts)
 
     async def transition(self, run_id: str, attempt: int, from_statuses: Iterable[str], /, **values: Any) -> bool:
         """Compare-and-set: applies values only if the run is still at that attempt in one of those states."""

@@ -116,3 +116,29 @@ async def test_close_writes_what_is_queued_and_a_later_write_reopens(db: Databas
     assert len(await stored(db)) == 20
     await db.write(add("after"))
     assert len(await stored(db)) == 21
+
+
+calls: list[int] = []  # the item counts add_all was called with
+
+
+def add_all(conn: Connection, items: list[tuple[str, int]]) -> list[str]:
+    """A grouped write: every submitter's item in one INSERT."""
+    calls.append(len(items))
+    conn.execute(insert(ITEMS), [{"id": item_id, "value": value} for item_id, value in items])
+    return [item_id for item_id, _ in items]
+
+
+async def test_grouped_writes_share_one_statement_and_a_failing_item_fails_alone(db: Database) -> None:
+    calls.clear()
+    await db.write_grouped(add_all, ("taken", 0))
+    outcomes = await asyncio.gather(*(db.write_grouped(add_all, (f"item-{i}", i)) for i in range(3)),
+                                    db.write_grouped(add_all, ("taken", 9)), db.write(add("plain")),
+                                    return_exceptions=True)
+    assert outcomes[:3] == ["item-0", "item-1", "item-2"] and outcomes[4] == "plain"
+    assert isinstance(outcomes[3], Exception)
+    # One call for the lone first write; the group of four failed, then each of its items was written alone.
+    assert calls == [1, 4, 1, 1, 1, 1]
+    assert await stored(db) == {"taken": 0, "item-0": 0, "item-1": 1, "item-2": 2, "plain": 0}
+    calls.clear()
+    await asyncio.gather(*(db.write_grouped(add_all, (f"next-{i}", i)) for i in range(5)))
+    assert calls == [5]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.common.db import Database
-from services.runs.store import TABLES, RunRow, RunStore
+from services.runs.store import TABLES, IntegrityError, RunRow, RunStore
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -107,3 +107,16 @@ def test_a_run_built_by_new_is_the_run_the_constructor_builds() -> None:
     assert built.tags == {} and built.tags is not RunRow.new(**values).tags  # a default factory's own value
     built.number = 7
     assert built.number == 7 and built.model_dump()["number"] == 7
+
+
+async def test_concurrent_inserts_share_one_insert_and_a_duplicate_fails_only_its_caller(store: RunStore) -> None:
+    await store.insert_runs([run(idempotency_key="k")])
+    batches = [[run(), run()], [run(idempotency_key="k")], [run()]]
+    outcomes = await asyncio.gather(*(store.insert_runs(rows) for rows in batches), return_exceptions=True)
+    assert outcomes[0] is None and outcomes[2] is None and isinstance(outcomes[1], IntegrityError)
+    stored = [await store.get("t1", row.id) for row in (*batches[0], *batches[2])]
+    assert all(row is not None for row in stored)
+    numbers = [row.number for row in stored]
+    assert numbers == sorted(set(numbers)) and numbers[0] > 1
+    assert await store.get("t1", batches[1][0].id) is None
+    assert len(await store.events("t1", batches[0][0].id)) == 1

@@ -1,22 +1,37 @@
-"""The database engine: SQLite (WAL) files by default, PostgreSQL given a URL, and the one additive
-schema migrator every service runs at start (`Database.create_tables`)."""
+"""The database engine: SQLite (WAL) files by default, PostgreSQL given a URL, the one additive
+schema migrator every service runs at start (`Database.create_tables`), and the group commit of
+writes (`WriteBatcher`, `Database.write`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from sqlalchemy import Column, Connection, MetaData, Table, UniqueConstraint, event, inspect, literal, text
+from sqlalchemy import Column, Connection, Engine, MetaData, Table, UniqueConstraint, event, inspect, literal, text
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import CompileError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateColumn, DefaultClause
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# A write: runs on the writer's sync Connection, inside the batch's transaction; answers its result.
+Write = Callable[[Connection], Any]
+# A grouped write: the items of every submitter of a batch that named it, written at once; answers one
+# result per item, in order.
+GroupWrite = Callable[[Connection, list[Any]], list[Any]]
+SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000")
 
 
 def async_url(url: str) -> str:
@@ -42,14 +57,36 @@ def create_engine(url: str) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - driver callback
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
+            _apply_pragmas(dbapi_connection)
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _apply_pragmas(dbapi_connection: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def sqlite_writer_engine(url: str) -> Engine:
+    """The plain (pysqlite) engine of a SQLite database's one writer connection. The driver's own
+    transaction handling is off, so SAVEPOINTs work; each transaction starts with BEGIN IMMEDIATE
+    (it takes the write lock at once: never a failed upgrade from a read lock)."""
+    engine = create_sync_engine(make_url(url).set(drivername="sqlite"), poolclass=NullPool,
+                                connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record) -> None:  # pragma: no cover - driver callback
+        dbapi_connection.isolation_level = None
+        _apply_pragmas(dbapi_connection)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:  # pragma: no cover - driver callback
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 def _model_default(model: type[SQLModel] | None, column: Column) -> tuple[bool, Any]:
@@ -148,11 +185,214 @@ def migrate(conn: Connection, tables: Sequence[Table], models: dict[str, type[SQ
     return done
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """A write's outcome when it raised: its error, for its submitter."""
+
+    error: BaseException
+
+
+@dataclass
+class _Submitted:
+    handler: GroupWrite
+    item: Any
+    future: asyncio.Future = field(repr=False)
+
+
+def each(conn: Connection, writes: list[Write]) -> list[Any]:
+    """The grouped write of plain writes: one after the other."""
+    return [write(conn) for write in writes]
+
+
+def apply_batch(conn: Connection, batch: Sequence[tuple[GroupWrite, Any]]) -> list[Any]:
+    """Writes a batch of (handler, item) in one transaction and commits it; answers each item's result
+    or `_Failed`.
+
+    The items of one handler are written by one call of it, in a SAVEPOINT (a lone item of a lone
+    handler needs none: its failure rolls back the transaction). When that call fails, its group is
+    rolled back and each of its items is written alone, in a savepoint of its own: only the items that
+    fail again fail, for their submitters. An error of the transaction itself (BEGIN, COMMIT) is
+    raised: then nothing of the batch was committed."""
+    groups: dict[GroupWrite, list[int]] = {}
+    for index, (handler, _item) in enumerate(batch):
+        groups.setdefault(handler, []).append(index)
+    outcomes: list[Any] = [None] * len(batch)
+    with conn.begin() as transaction:
+        if len(batch) == 1:
+            handler, item = batch[0]
+            try:
+                return _results(handler(conn, [item]), 1)
+            except Exception as error:  # noqa: BLE001 - any error is the submitter's
+                transaction.rollback()
+                return [_Failed(error)]
+        for handler, indexes in groups.items():
+            try:
+                with conn.begin_nested():
+                    results = _results(handler(conn, [batch[i][1] for i in indexes]), len(indexes))
+            except Exception as error:  # noqa: BLE001 - one item's, or the group's: each alone tells
+                results = [_Failed(error)] if len(indexes) == 1 else \
+                    [_alone(conn, handler, batch[i][1]) for i in indexes]
+            for index, result in zip(indexes, results):
+                outcomes[index] = result
+    return outcomes
+
+
+def _alone(conn: Connection, handler: GroupWrite, item: Any) -> Any:
+    try:
+        with conn.begin_nested():
+            return _results(handler(conn, [item]), 1)[0]
+    except Exception as error:  # noqa: BLE001 - any error is the submitter's
+        return _Failed(error)
+
+
+def _results(results: list[Any], count: int) -> list[Any]:
+    if len(results) != count:
+        raise RuntimeError(f"a grouped write answered {len(results)} results for {count} items")
+    return results
+
+
+class WriteBatcher:
+    """Group commit of one database's writes. A write is a sync function of a SQLAlchemy Connection
+    (`write`), or an item for a grouped write (`write_grouped`: a handler that writes every item its
+    submitters gave in one go, e.g. one INSERT for the runs of every trigger of the batch). Every write
+    submitted while a batch is being written goes into the next batch: one transaction, one COMMIT (see
+    `apply_batch` for how a failing write is isolated). Submitters are answered only after the COMMIT;
+    when it fails, every write of its batch fails with its error.
+
+    SQLite: one writer connection (pysqlite) on a thread of its own, so writers never wait on each
+    other's write lock and the event loop never blocks; readers keep the async engine. PostgreSQL: one
+    connection of the async engine, held while the database is open (writes run in `run_sync`). So a
+    write may run on another thread than its submitter's: it touches its connection and its own values,
+    never the event loop. A broken connection fails its batch; the next batch opens a new one."""
+
+    MAX_BATCH = 1000  # writes in one transaction at most
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sqlite = None if is_postgres(engine) else sqlite_writer_engine(engine.url.render_as_string(False))
+        self._thread: ThreadPoolExecutor | None = None
+        self._sqlite_conn: Connection | None = None
+        self._pg_conn: AsyncConnection | None = None
+        self._queue: list[_Submitted] = []
+        self._flusher: asyncio.Task | None = None
+        self.batches = 0  # transactions written (for tests and metrics)
+        self.largest_batch = 0
+
+    @property
+    def sync_engine(self) -> Engine:
+        """The engine the writer's connection comes from (for its events)."""
+        return self._sqlite if self._sqlite is not None else self._engine.sync_engine
+
+    async def write(self, write: Callable[[Connection], T]) -> T:
+        """Runs `write` in the next batch; answers its result once that batch is committed. It may run
+        a second time (after its first run was rolled back) when another write of its batch fails."""
+        return await self.write_grouped(each, write)
+
+    async def write_grouped(self, handler: GroupWrite, item: Any) -> Any:
+        """Has `handler` write `item` (with the items other submitters give it) in the next batch;
+        answers the item's result once that batch is committed. `handler` must be one object for all
+        of them (a function, not a new closure per call), and may be called again with fewer items."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append(_Submitted(handler, item, future))
+        if self._flusher is None or self._flusher.get_loop() is not loop:
+            self._flusher = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        batch: list[_Submitted] = []
+        try:
+            while self._queue:
+                batch = [s for s in self._queue[:self.MAX_BATCH] if not s.future.done()]  # not canceled
+                del self._queue[:self.MAX_BATCH]
+                if batch:
+                    await self._commit(batch)
+                batch = []
+        finally:
+            self._flusher = None
+            stranded, self._queue = [*batch, *self._queue], []  # none, unless this task was canceled
+            for submitted in stranded:
+                if not submitted.future.done():
+                    submitted.future.set_exception(RuntimeError("the database writer stopped"))
+
+    async def _commit(self, batch: list[_Submitted]) -> None:
+        try:
+            outcomes = await self._run([(submitted.handler, submitted.item) for submitted in batch])
+        except Exception as error:  # noqa: BLE001 - the transaction failed: nothing of it was committed
+            outcomes = [_Failed(error)] * len(batch)
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
+        for submitted, outcome in zip(batch, outcomes):
+            if submitted.future.done():
+                continue
+            if isinstance(outcome, _Failed):
+                submitted.future.set_exception(outcome.error)
+            else:
+                submitted.future.set_result(outcome)
+
+    async def _run(self, writes: list[tuple[GroupWrite, Any]]) -> list[Any]:
+        if self._sqlite is None:
+            return await self._run_on_postgres(writes)
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._run_on_sqlite, writes)
+
+    def _run_on_sqlite(self, writes: list[tuple[GroupWrite, Any]]) -> list[Any]:
+        """On the writer thread."""
+        assert self._sqlite is not None
+        if self._sqlite_conn is None:
+            self._sqlite_conn = self._sqlite.connect()
+        try:
+            return apply_batch(self._sqlite_conn, writes)
+        except Exception:
+            self._close_sqlite()  # the next batch starts on a fresh connection
+            raise
+
+    def _close_sqlite(self) -> None:
+        conn, self._sqlite_conn = self._sqlite_conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # pragma: no cover - a broken connection
+                log.exception("closing the SQLite writer connection failed")
+
+    async def _run_on_postgres(self, writes: list[tuple[GroupWrite, Any]]) -> list[Any]:
+        if self._pg_conn is None:
+            self._pg_conn = await self._engine.connect()
+        try:
+            return await self._pg_conn.run_sync(apply_batch, writes)
+        except Exception:
+            await self._close_postgres()  # the next batch starts on a fresh connection
+            raise
+
+    async def _close_postgres(self) -> None:
+        conn, self._pg_conn = self._pg_conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except Exception:  # pragma: no cover - a broken connection
+                log.exception("closing the PostgreSQL writer connection failed")
+
+    async def close(self) -> None:
+        """Writes what is still queued, then lets go of the writer connection (and thread). A later
+        write opens them again."""
+        while self._flusher is not None and self._flusher.get_loop() is asyncio.get_running_loop():
+            await asyncio.shield(self._flusher)
+        await self._close_postgres()
+        if self._thread is not None:
+            thread, self._thread = self._thread, None
+            await asyncio.get_running_loop().run_in_executor(thread, self._close_sqlite)
+            thread.shutdown(wait=True)
+        if self._sqlite is not None:
+            self._sqlite.dispose()
+
+
 class Database:
-    """One service's database: its engine, its tables and a session factory."""
+    """One service's database: its engine, its tables, a session factory and the group commit of writes."""
 
     def __init__(self, url: str, tables: Sequence[type[SQLModel]]) -> None:
         self.engine = create_engine(url)
+        self.writer = WriteBatcher(self.engine)
         self.tables: list[Table] = [model.__table__ for model in tables]  # type: ignore[attr-defined]
         self.models: dict[str, type[SQLModel]] = {model.__tablename__: model for model in tables}  # type: ignore[misc]
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
@@ -182,5 +422,16 @@ class Database:
         async with self._sessions() as session, session.begin():
             yield session
 
+    async def write(self, write: Callable[[Connection], T]) -> T:
+        """Runs `write(connection)` in the next group commit (see `WriteBatcher`); answers its result
+        once it is committed."""
+        return await self.writer.write(write)
+
+    async def write_grouped(self, handler: GroupWrite, item: Any) -> Any:
+        """Has `handler` write `item` with the items of the other submitters of the same group commit
+        (see `WriteBatcher.write_grouped`); answers the item's result once it is committed."""
+        return await self.writer.write_grouped(handler, item)
+
     async def close(self) -> None:
+        await self.writer.close()
         await self.engine.dispose()

@@ -293,7 +293,7 @@ class RunEngine:
                       key_rate_window_secs=key_limit.window_secs if key_limit else 0)
         run_id = str(uuid.uuid4())
         created = now + timedelta(microseconds=index)  # distinct, ordered: cursors page through a batch
-        return RunRow(
+        return RunRow.new(
             id=run_id, tenant_id=principal.tenant_id, project_id=job.project_id, job_id=job.id,
             job_version=job.version, job_version_id=job.version_id, invocation_id=invocation_id,
             target_key=target_key(principal.tenant_id, device_id) if device_id else "", device_id=device_id,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ColumnElement, Index, LargeBinary, and_, exists, false, func
+from sqlalchemy import JSON, BigInteger, Column, ColumnElement, Connection, Index, LargeBinary, and_, exists, false, func
 from sqlalchemy import insert, not_, or_, select as sa_select, text, tuple_, update
 from sqlmodel import Field, SQLModel, select
 
@@ -39,6 +39,7 @@ from jobline.devices.v1.devices_pb2 import DeviceTargets
 from jobline.jobs.v1.jobs_pb2 import Job, JobSchedule
 from jobline.runs.v1 import runs_pb2
 from services.common.clock import as_utc
+from services.common.counters import reserve
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.principal import READ, TRIGGER, WRITE, listed_project, reaches_project, require_scope
 from services.devices import query as search
@@ -47,7 +48,7 @@ from . import domain
 from .mapping import status_enum, timestamp
 from .engine import RunSpec
 from .mapping import run_message
-from .store import ACTIVE, ON_DEVICE, TERMINAL, LogChunkRow, RunRow, _execute, canonical_hash
+from .store import ACTIVE, ON_DEVICE, TERMINAL, CounterRow, LogChunkRow, RunRow, _execute, canonical_hash
 
 INVOCATION_NUMBER = "job_invocation_number"
 TARGETING_TYPES = ("static_query", "dynamic_query")
@@ -507,16 +508,16 @@ class JobInvocations:
         """The invocations (numbered), the runs and, for an occurrence, the waiting invocation it fills: one
         transaction."""
 
-        async def write(session) -> None:
+        def write(conn: Connection) -> None:
             if invocations:
-                last = await self.store._take_numbers(session, len(invocations), INVOCATION_NUMBER)
+                last = reserve(conn, CounterRow, INVOCATION_NUMBER, len(invocations))
                 for i, invocation in enumerate(invocations):
                     invocation.number = last - len(invocations) + 1 + i
-                await _execute(session, insert(JobInvocationRow.__table__),
-                               [{name: getattr(inv, name) for name in JobInvocationRow.model_fields}
-                                for inv in invocations])
+                conn.execute(insert(JobInvocationRow.__table__),
+                             [{name: getattr(inv, name) for name in JobInvocationRow.model_fields}
+                              for inv in invocations])
             if fill is not None:
-                done = await _execute(session, update(JobInvocationRow).where(
+                done = conn.execute(update(JobInvocationRow).where(
                     JobInvocationRow.id == fill.id, JobInvocationRow.pending).values(
                     pending=False, device_ids=fill.device_ids, targeting_resolved=True, started_at=fill.started_at,
                     idempotency_key=fill.idempotency_key, description=fill.description))
@@ -680,9 +681,9 @@ class JobInvocations:
         state = invocation_state(row, (await self._aggregates([row.id]))[row.id].counts, now)
         if state not in (State.JOB_INVOCATION_STATE_SCHEDULED, State.JOB_INVOCATION_STATE_RUNNING):
             raise FailedPrecondition("The job could not be cancelled.")
-        async with self.store.db.session() as session:
-            await _execute(session, update(JobInvocationRow).where(JobInvocationRow.id == row.id).values(
-                cancelled=True, cancelled_at=now))
+        cancelled = update(JobInvocationRow).where(JobInvocationRow.id == row.id).values(cancelled=True,
+                                                                                       cancelled_at=now)
+        await self.store.db.write(lambda conn: conn.execute(cancelled))
         active = await self.store.list(principal.tenant_id, invocation_id=row.id, limit=100_000, active_only=True)
         changed = await self.store.set_many([r.id for r in active], ACTIVE, status="canceled", finished_at=now,
                                             error="the job invocation was cancelled")
@@ -692,11 +693,11 @@ class JobInvocations:
                 self.engine._stop_where_it_runs(run, force=request.force)
         if row.recurrence_id:
             await self.peers.cancel_schedule(principal, row.recurrence_id)
-            async with self.store.db.session() as session:  # the occurrences still to come go too
-                await _execute(session, update(JobInvocationRow).where(
-                    JobInvocationRow.tenant_id == principal.tenant_id,
-                    JobInvocationRow.recurrence_id == row.recurrence_id, JobInvocationRow.pending).values(
-                    cancelled=True, cancelled_at=now))
+            to_come = update(JobInvocationRow).where(  # the occurrences still to come go too
+                JobInvocationRow.tenant_id == principal.tenant_id,
+                JobInvocationRow.recurrence_id == row.recurrence_id, JobInvocationRow.pending).values(
+                cancelled=True, cancelled_at=now)
+            await self.store.db.write(lambda conn: conn.execute(to_come))
         row = await self._row(principal, request.number)
         invocation = self._message(row, (await self._aggregates([row.id]))[row.id], self.clock.now())
         return runs_pb2.CancelJobInvocationResponse(cancelled=True, invocation=invocation)

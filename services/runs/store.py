@@ -1,5 +1,9 @@
 """Runs tables and the queries on them. Queues, timers, leases and webhook deliveries are rows here.
 
+Every write goes through the database's group commit (`Database.write`): a sync function of the
+writer's Connection, committed with whatever else was written meanwhile, answered after the COMMIT.
+Reads use async sessions.
+
 Every statement that changes a run's status returns the changed rows and, in the same transaction,
 writes one `runs_events` row per change and, for a terminal state of a job with a webhook, one
 `runs_webhook_deliveries` row (sent later by the webhook loop)."""
@@ -10,22 +14,26 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, Column, Index, LargeBinary, and_, case, delete, func, insert, not_, or_, text,
-                        update)
+from sqlalchemy import (JSON, BigInteger, Column, Connection, Index, LargeBinary, and_, case, delete, func, insert,
+                        not_, or_, text, update)
+from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession as _SqlAlchemySession
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import manager_of_class
 from sqlmodel import Field, SQLModel, select
 
 from services.common.clock import Clock, as_utc
+from services.common.counters import reserve
 from services.common.db import Database
-from services.common.secrets import scrub_log, scrubbing
+from services.common.secrets import scrub_log
 
 ACTIVE = ("delayed", "queued", "dequeued", "executing", "waiting")
 NOT_STARTED = ("delayed", "queued", "waiting")
@@ -131,6 +139,22 @@ class RunRow(SQLModel, table=True):
     triggered_by_subject_type: str = Field(default="", max_length=32)
     triggered_by_subject_name: str = Field(default="", max_length=256)
 
+    @classmethod
+    def new(cls, **values: Any) -> RunRow:
+        """A new run, as `RunRow(**values)` makes it, for `RunStore.insert_runs` (a Core INSERT) and its
+        readers, built at a fraction of the cost: `RunRow(...)` sends each of its 60-odd fields through
+        SQLModel's and SQLAlchemy's attribute instrumentation (change events, pydantic bookkeeping), what
+        a trigger of many runs spent most of its time on. Setting a field afterwards is instrumented as usual."""
+        row = manager_of_class(cls).new_instance()
+        state = row.__dict__
+        for name, default, factory in _RUN_DEFAULTS:
+            if name not in values:
+                state[name] = factory() if factory is not None else default
+        state.update(values)
+        object.__setattr__(row, "__pydantic_fields_set__", set(values))
+        object.__setattr__(row, "__pydantic_extra__", None)
+        return row
+
 
 class LogChunkRow(SQLModel, table=True):
     __tablename__ = "runs_log_chunks"
@@ -193,6 +217,14 @@ TABLES = [RunRow, LogChunkRow, RunEventRow, WebhookDeliveryRow, CounterRow]
 # What a status change returns, enough to write its event and webhook delivery.
 _CHANGED = (RunRow.id, RunRow.tenant_id, RunRow.job_id, RunRow.project_id, RunRow.status, RunRow.attempt,
             RunRow.result, RunRow.error, RunRow.webhook_url, RunRow.target_key, RunRow.limited)
+# What a claim weighs: a run's flow-control limits.
+_CLAIMED = (RunRow.id, RunRow.job_id, RunRow.concurrency_key, RunRow.limited, RunRow.max_concurrency,
+            RunRow.max_concurrency_per_key, RunRow.rate_limit_max, RunRow.rate_limit_window_secs,
+            RunRow.key_rate_max, RunRow.key_rate_window_secs)
+_RUN_FIELDS = tuple(RunRow.model_fields)
+# (name, default, default factory) of each optional field; the plain defaults are immutable (str, int, bool, None).
+_RUN_DEFAULTS = tuple((name, field.default, field.default_factory) for name, field in RunRow.model_fields.items()
+                      if not field.is_required())
 
 
 @dataclass(frozen=True)
@@ -252,8 +284,8 @@ class RunStore:
 
     # -- writing status changes ---------------------------------------------------------------
 
-    async def _record(self, session, changed: Sequence[Changed], *, event_type: str = "",
-                      message: str = "") -> None:
+    def _record(self, conn: Connection, changed: Sequence[Changed], *, event_type: str = "",
+                message: str = "") -> None:
         """Writes each change's event, and a webhook delivery for each terminal one with a webhook."""
         if not changed:
             return
@@ -264,51 +296,42 @@ class RunStore:
                        message=message or (c.error if c.status in TERMINAL and c.error else f"run {c.status}"),
                        data={"status": c.status, "attempt": c.attempt}, created_at=now)
                   for i, c in enumerate(changed)]
-        await _execute(session, insert(RunEventRow.__table__), events)
+        conn.execute(insert(RunEventRow.__table__), events)
         deliveries = [dict(id=str(uuid.uuid4()), tenant_id=c.tenant_id, run_id=c.id, url=c.webhook_url,
                            body=webhook_body(c, now), next_attempt_at=now, created_at=now)
                       for c in changed if c.webhook_url and c.status in TERMINAL]
         if deliveries:
-            await _execute(session, insert(WebhookDeliveryRow.__table__), deliveries)
+            conn.execute(insert(WebhookDeliveryRow.__table__), deliveries)
 
-    async def _update(self, statement, **record: str) -> list[Changed]:
-        """Runs a status-changing UPDATE, recording what it changed in the same transaction."""
-        async with self.db.session() as session:
-            rows = (await _execute(session, statement.returning(*_CHANGED))).all()
-            changed = [Changed(*row) for row in rows]
-            await self._record(session, changed, **record)
+    def _changes(self, conn: Connection, statement, **record: str) -> list[Changed]:
+        """Runs a status-changing UPDATE and records what it changed."""
+        changed = [Changed(*row) for row in conn.execute(statement.returning(*_CHANGED))]
+        self._record(conn, changed, **record)
         return changed
 
-    async def insert_runs(self, runs: Sequence[RunRow], also: Callable[[Any], Awaitable[None]] | None = None) -> None:
-        """Stores new runs (one INSERT for all of them) and their creation events; `also(session)` writes
-        whatever belongs with them (a job invocation) in the same transaction, before them."""
-        if not runs and also is None:
-            return
-        async with self.db.session() as session:
+    async def _update(self, statement, **record: str) -> list[Changed]:
+        """A status-changing UPDATE, with its record, as one write."""
+        return await self.db.write(lambda conn: self._changes(conn, statement, **record))
+
+    async def insert_runs(self, runs: Sequence[RunRow], also: Callable[[Connection], None] | None = None) -> None:
+        """Stores new runs and their creation events; `also(connection)` writes whatever belongs with them
+        (a job invocation) in the same transaction, before them. The runs of every insert of a group
+        commit go in one INSERT (and their numbers in one reservation)."""
+        if runs or also is not None:
+            await self.db.write_grouped(self._insert_many, (runs, also))
+
+    def _insert_many(self, conn: Connection, inserts: list[tuple[Sequence[RunRow], Any]]) -> list[None]:
+        for _runs, also in inserts:
             if also is not None:
-                await also(session)
-            if not runs:
-                return
-            last = await self._take_numbers(session, len(runs))
+                also(conn)
+        runs = [run for batch, _also in inserts for run in batch]
+        if runs:
+            first = reserve(conn, CounterRow, RUN_NUMBER, len(runs)) - len(runs) + 1
             for i, run in enumerate(runs):
-                run.number = last - len(runs) + 1 + i
-            await _execute(session, insert(RunRow.__table__), [_values(run) for run in runs])
-            await self._record(session, [_changed(run) for run in runs], event_type="run.created")
-
-    async def _take_numbers(self, session, count: int, name: str = RUN_NUMBER) -> int:
-        """Reserves `count` numbers of the named sequence (run numbers by default) in the caller's
-        transaction; answers the highest.
-
-        The UPDATE locks the counter row until the transaction ends (SQLite: the write lock), so
-        concurrent inserts get disjoint blocks. The row is created by the first insert ever."""
-        bump = (update(CounterRow).where(CounterRow.name == name)
-                .values(value=CounterRow.value + count).returning(CounterRow.value))
-        last = (await _execute(session, bump)).scalar()
-        if last is None:
-            insert_ = pg_insert if self.db.is_postgres else sqlite_insert
-            await _execute(session, insert_(CounterRow).values(name=name, value=0).on_conflict_do_nothing())
-            last = (await _execute(session, bump)).scalar()
-        return int(last)
+                run.number = first + i
+            conn.execute(insert(RunRow.__table__), [_values(run) for run in runs])
+            self._record(conn, [_changed(run) for run in runs], event_type="run.created")
+        return [None] * len(inserts)
 
     async def transition(self, run_id: str, attempt: int, from_statuses: Iterable[str], /, **values: Any) -> bool:
         """Compare-and-set: applies values only if the run is still at that attempt in one of those states."""
@@ -332,8 +355,7 @@ class RunStore:
 
     async def reset_idempotency_key(self, tenant_id: str, run_id: str) -> bool:
         statement = update(RunRow).where(RunRow.tenant_id == tenant_id, RunRow.id == run_id).values(idempotency_key="")
-        async with self.db.session() as session:
-            return (await _execute(session, statement)).rowcount == 1
+        return await self.db.write(lambda conn: conn.execute(statement).rowcount == 1)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -498,16 +520,18 @@ class RunStore:
 
     # -- the queue ----------------------------------------------------------------------------
 
-    async def usage(self, session, job_ids: Sequence[str], now: datetime) -> Usage:
-        """The limited jobs' runs on devices / executing, and starts still inside their rate windows."""
+    @staticmethod
+    def usage(executor: Session | Connection, job_ids: Sequence[str], now: datetime) -> Usage:
+        """The limited jobs' runs on devices / executing, and starts still inside their rate windows
+        (synchronous: in a write, or a session's run_sync)."""
         usage = Usage({}, {}, {}, {})
         if not job_ids:
             return usage
-        query = select(RunRow.job_id, RunRow.concurrency_key, RunRow.status, RunRow.rate_until,
-                       RunRow.key_rate_until).where(
+        query = core_select(RunRow.job_id, RunRow.concurrency_key, RunRow.status, RunRow.rate_until,
+                            RunRow.key_rate_until).where(
             RunRow.job_id.in_(list(job_ids)),
             or_(RunRow.status.in_(ON_DEVICE), RunRow.rate_until > now, RunRow.key_rate_until > now))
-        for job_id, key, status, rate_until, key_rate_until in (await _execute(session, query)).all():
+        for job_id, key, status, rate_until, key_rate_until in executor.execute(query).all():
             pair = (job_id, key)
             if status in ON_DEVICE:
                 usage.active[job_id] = usage.active.get(job_id, 0) + 1
@@ -532,7 +556,7 @@ class RunStore:
             )).scalars().all())
             rows: list[RunRow] = []
             if limited_jobs:
-                usage = await self.usage(session, limited_jobs, now)
+                usage = await session.run_sync(self.usage, limited_jobs, now)
                 # Blocked jobs and keys are left out of the query, so they never starve the others.
                 query = base
                 blocked_jobs, blocked_keys = self._blocked(usage, await self._limits(session, limited_jobs))
@@ -574,46 +598,38 @@ class RunStore:
         would exceed their job's concurrency or rate limit)."""
         if not run_ids:
             return set()
-        async with self.db.session() as session:
-            candidates = list((await session.exec(
-                select(RunRow).where(RunRow.id.in_(list(run_ids)), RunRow.status == "queued")
-            )).all())
-            limited = sorted({row.job_id for row in candidates if row.limited})
-            allowed = [row for row in candidates if not row.limited]
-            windows: dict[str, tuple[datetime | None, datetime | None]] = {}
-            if limited:
-                if self.db.is_postgres:  # replicas take turns counting a limited job's usage
-                    for job_id in limited:
-                        await _execute(session, text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                                              {"k": f"runs.limit/{job_id}"})
-                usage = await self.usage(session, limited, now)
-                order = {run_id: i for i, run_id in enumerate(run_ids)}
-                for row in sorted((r for r in candidates if r.limited), key=lambda r: order[r.id]):
-                    if usage.allows(row):
-                        usage.take(row)
-                        allowed.append(row)
-                        windows[row.id] = (
-                            now + timedelta(seconds=row.rate_limit_window_secs) if row.rate_limit_max else None,
-                            now + timedelta(seconds=row.key_rate_window_secs)
-                            if row.key_rate_max and row.concurrency_key else None)
-            got: set[str] = set()
-            plain = [row.id for row in allowed if row.id not in windows]
-            statements = []
-            if plain:
-                statements.append(update(RunRow).where(RunRow.id.in_(plain), RunRow.status == "queued")
-                                  .values(status="dequeued", lease_owner=owner, lease_expires_at=lease_until,
-                                          dequeued_at=now))
-            for run_id, (rate_until, key_rate_until) in windows.items():
-                statements.append(update(RunRow).where(RunRow.id == run_id, RunRow.status == "queued")
-                                  .values(status="dequeued", lease_owner=owner, lease_expires_at=lease_until,
-                                          dequeued_at=now, rate_until=rate_until, key_rate_until=key_rate_until))
-            changed: list[Changed] = []
-            for statement in statements:
-                rows = (await _execute(session, statement.returning(*_CHANGED))).all()
-                changed.extend(Changed(*row) for row in rows)
-            got = {c.id for c in changed}
-            await self._record(session, changed)
-        return got
+        return await self.db.write(lambda conn: self._claim(conn, list(run_ids), owner, now, lease_until))
+
+    def _claim(self, conn: Connection, run_ids: list[str], owner: str, now: datetime,
+               lease_until: datetime) -> set[str]:
+        candidates = conn.execute(core_select(*_CLAIMED).where(RunRow.id.in_(run_ids),
+                                                                RunRow.status == "queued")).all()
+        limited = sorted({row.job_id for row in candidates if row.limited})
+        plain = [row.id for row in candidates if not row.limited]
+        windows: dict[str, tuple[datetime | None, datetime | None]] = {}
+        if limited:
+            if self.db.is_postgres:  # replicas take turns counting a limited job's usage
+                for job_id in limited:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"runs.limit/{job_id}"})
+            usage = self.usage(conn, limited, now)
+            order = {run_id: i for i, run_id in enumerate(run_ids)}
+            for row in sorted((r for r in candidates if r.limited), key=lambda r: order[r.id]):
+                if usage.allows(row):
+                    usage.take(row)
+                    windows[row.id] = (
+                        now + timedelta(seconds=row.rate_limit_window_secs) if row.rate_limit_max else None,
+                        now + timedelta(seconds=row.key_rate_window_secs)
+                        if row.key_rate_max and row.concurrency_key else None)
+        lease = {"status": "dequeued", "lease_owner": owner, "lease_expires_at": lease_until, "dequeued_at": now}
+        statements = []
+        if plain:
+            statements.append(update(RunRow).where(RunRow.id.in_(plain), RunRow.status == "queued").values(**lease))
+        for run_id, (rate_until, key_rate_until) in windows.items():
+            statements.append(update(RunRow).where(RunRow.id == run_id, RunRow.status == "queued")
+                              .values(**lease, rate_until=rate_until, key_rate_until=key_rate_until))
+        changed = [Changed(*row) for statement in statements for row in conn.execute(statement.returning(*_CHANGED))]
+        self._record(conn, changed)
+        return {c.id for c in changed}
 
     async def any_limited_queued(self) -> bool:
         query = select(RunRow.id).where(RunRow.status == "queued", RunRow.limited).limit(1)
@@ -636,13 +652,15 @@ class RunStore:
     async def set_definitions(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> set[str]:
         """Gives runs that have not started another job version (the same columns for each, one statement
         per run in one transaction); answers the ids changed."""
-        changed: set[str] = set()
-        async with self.db.session() as session:
+        def write(conn: Connection) -> set[str]:
+            changed: set[str] = set()
             for run_id, values in updates:
                 statement = (update(RunRow).where(RunRow.id == run_id, RunRow.status.in_(NOT_STARTED))
                              .values(**values).returning(RunRow.id))
-                changed.update((await _execute(session, statement)).scalars().all())
-        return changed
+                changed.update(conn.execute(statement).scalars().all())
+            return changed
+
+        return await self.db.write(write)
 
     async def postpone(self, run_ids: Sequence[str], until: datetime) -> list[Changed]:
         """Delayed runs that came due outside their job's execution window wait for it to open."""
@@ -704,8 +722,7 @@ class RunStore:
         statement = (
             update(RunRow).where(RunRow.id.in_(list(run_ids)), RunRow.status == "executing").values(heartbeat_at=at)
         )
-        async with self.db.session() as session:
-            await session.exec(statement)  # type: ignore[call-overload]
+        await self.db.write(lambda conn: conn.execute(statement))
 
     # -- health ---------------------------------------------------------------------------------
 
@@ -740,14 +757,16 @@ class RunStore:
     async def purge(self, tenant_id: str, run_id: str) -> bool:
         """Deletes a finished run with its output, events and webhook deliveries (one transaction);
         False when there is no such finished run (missing, another tenant's, or still active)."""
-        async with self.db.session() as session:
-            deleted = await _execute(session, delete(RunRow).where(
+        def write(conn: Connection) -> bool:
+            deleted = conn.execute(delete(RunRow).where(
                 RunRow.tenant_id == tenant_id, RunRow.id == run_id, RunRow.status.in_(TERMINAL)))
             if deleted.rowcount != 1:
                 return False
             for table in (LogChunkRow, RunEventRow, WebhookDeliveryRow):
-                await _execute(session, delete(table).where(table.run_id == run_id))
-        return True
+                conn.execute(delete(table).where(table.run_id == run_id))
+            return True
+
+        return await self.db.write(write)
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -756,9 +775,8 @@ class RunStore:
         if not chunks:
             return
         insert_ = pg_insert if self.db.is_postgres else sqlite_insert
-        statement = insert_(LogChunkRow).values(list(chunks)).on_conflict_do_nothing()
-        async with self.db.session() as session:
-            await session.exec(statement)  # type: ignore[call-overload]
+        statement = insert_(LogChunkRow.__table__).on_conflict_do_nothing()
+        await self.db.write(lambda conn: conn.execute(statement, list(chunks)))
 
     async def highest_contiguous(self, run_id: str, attempt: int) -> int:
         """The highest sequence n such that chunks 1..n are all stored."""
@@ -802,26 +820,27 @@ class RunStore:
     async def take_due_deliveries(self, now: datetime, lease: timedelta, limit: int = 100
                                   ) -> list[tuple[WebhookDeliveryRow, bytes | None]]:
         """Due deliveries with their run's job snapshot, leased (next attempt pushed back) to the caller."""
-        query = (select(WebhookDeliveryRow).where(WebhookDeliveryRow.state == "pending",
-                                                  WebhookDeliveryRow.next_attempt_at <= now)
-                 .order_by(WebhookDeliveryRow.next_attempt_at).limit(limit))
+        table = WebhookDeliveryRow.__table__
+        query = (core_select(table).where(table.c.state == "pending", table.c.next_attempt_at <= now)
+                 .order_by(table.c.next_attempt_at).limit(limit))
         if self.db.is_postgres:
             query = query.with_for_update(skip_locked=True)
-        async with self.db.session() as session:
-            rows = list((await session.exec(query)).all())
+
+        def write(conn: Connection) -> list[tuple[WebhookDeliveryRow, bytes | None]]:
+            rows = [WebhookDeliveryRow(**row._mapping) for row in conn.execute(query)]
             if not rows:
                 return []
-            ids = [row.id for row in rows]
-            await _execute(session, update(WebhookDeliveryRow).where(WebhookDeliveryRow.id.in_(ids))
-                                  .values(next_attempt_at=now + lease))
-            snapshots = dict((await _execute(session, 
-                select(RunRow.id, RunRow.snapshot).where(RunRow.id.in_({row.run_id for row in rows})))).all())
-        return [(row, snapshots.get(row.run_id)) for row in rows]
+            conn.execute(update(table).where(table.c.id.in_([row.id for row in rows]))
+                         .values(next_attempt_at=now + lease))
+            snapshots = dict(conn.execute(core_select(RunRow.id, RunRow.snapshot)
+                                          .where(RunRow.id.in_({row.run_id for row in rows}))).all())
+            return [(row, snapshots.get(row.run_id)) for row in rows]
+
+        return await self.db.write(write)
 
     async def finish_delivery(self, delivery_id: str, **values: Any) -> None:
-        async with self.db.session() as session:
-            await _execute(session, update(WebhookDeliveryRow).where(WebhookDeliveryRow.id == delivery_id)
-                                  .values(**values))
+        statement = update(WebhookDeliveryRow).where(WebhookDeliveryRow.id == delivery_id).values(**values)
+        await self.db.write(lambda conn: conn.execute(statement))
 
     async def rewrite_snapshots(self, rewrite, marker: str, batch: int = 500) -> int:
         """Once per database: replaces each run's snapshot by rewrite(snapshot) unless that is None, a batch
@@ -829,25 +848,30 @@ class RunStore:
         async with self.db.session() as session:
             if await session.get(CounterRow, marker) is not None:
                 return 0
+        postgres = self.db.is_postgres
+
+        def rewrite_batch(conn: Connection, after: str) -> tuple[int, str | None]:
+            """Rewrites the batch after run id `after`; answers how many changed, and where the next starts."""
+            if not postgres:  # overwritten bytes zeroed, not left in freed space (see secrets.scrubbing)
+                conn.exec_driver_sql("PRAGMA secure_delete = ON")
+            query = core_select(RunRow.id, RunRow.snapshot).where(RunRow.id > after).order_by(RunRow.id).limit(batch)
+            rows = conn.execute(query).all()
+            changed = 0
+            for run_id, snapshot in rows:
+                replacement = rewrite(snapshot) if snapshot else None
+                if replacement is not None:
+                    conn.execute(update(RunRow).where(RunRow.id == run_id).values(snapshot=replacement))
+                    changed += 1
+            return changed, rows[-1][0] if len(rows) == batch else None
+
         changed, after = 0, ""
-        while True:
-            async with self.db.session() as session:
-                await scrubbing(session, self.db.is_postgres)
-                query = select(RunRow.id, RunRow.snapshot).where(RunRow.id > after).order_by(RunRow.id).limit(batch)
-                rows = list((await _execute(session, query)).all())
-                for run_id, snapshot in rows:
-                    replacement = rewrite(snapshot) if snapshot else None
-                    if replacement is not None:
-                        await _execute(session, update(RunRow).where(RunRow.id == run_id).values(snapshot=replacement))
-                        changed += 1
-            if len(rows) < batch:
-                break
-            after = rows[-1][0]
+        while after is not None:
+            done, after = await self.db.write(lambda conn, after=after: rewrite_batch(conn, after))
+            changed += done
         if changed:
             await scrub_log(self.db.engine, self.db.is_postgres)
         try:
-            async with self.db.session() as session:
-                session.add(CounterRow(name=marker, value=1))
+            await self.db.write(lambda conn: conn.execute(insert(CounterRow.__table__).values(name=marker, value=1)))
         except IntegrityError:
             pass  # another replica finished first
         return changed
@@ -876,7 +900,8 @@ def webhook_body(c: Changed, now: datetime) -> str:
 
 
 def _values(run: RunRow) -> dict[str, Any]:
-    values = {name: getattr(run, name) for name in RunRow.model_fields}
+    state = run.__dict__  # a new run holds every field there (RunRow(...) and RunRow.new alike)
+    values = {name: state[name] if name in state else getattr(run, name) for name in _RUN_FIELDS}
     values["metadata"] = values.pop("metadata_")
     return values
 

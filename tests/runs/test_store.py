@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.common.db import Database
-from services.runs.store import TABLES, RunRow, RunStore
+from services.runs.store import TABLES, IntegrityError, RunRow, RunStore
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -95,3 +95,28 @@ async def test_run_numbers_are_unique_and_increasing_across_concurrent_batches(s
     found = await store.get_by_number("t1", batches[3][4].number)
     assert found is not None and found.id == batches[3][4].id
     assert await store.get_by_number("other-tenant", batches[3][4].number) is None
+
+
+def test_a_run_built_by_new_is_the_run_the_constructor_builds() -> None:
+    values = dict(id="r1", tenant_id="t1", project_id="default", job_id="j1", job_version=1, job_version_id="v1",
+                  invocation_id="i1", status="queued", snapshot=b"", created_at=NOW, metadata_={"k": "v"},
+                  payload={"n": 1}, priority=3)
+    built, constructed = RunRow.new(**values), RunRow(**values)
+    assert built.model_dump() == constructed.model_dump()
+    assert built.__pydantic_fields_set__ == constructed.__pydantic_fields_set__
+    assert built.tags == {} and built.tags is not RunRow.new(**values).tags  # a default factory's own value
+    built.number = 7
+    assert built.number == 7 and built.model_dump()["number"] == 7
+
+
+async def test_concurrent_inserts_share_one_insert_and_a_duplicate_fails_only_its_caller(store: RunStore) -> None:
+    await store.insert_runs([run(idempotency_key="k")])
+    batches = [[run(), run()], [run(idempotency_key="k")], [run()]]
+    outcomes = await asyncio.gather(*(store.insert_runs(rows) for rows in batches), return_exceptions=True)
+    assert outcomes[0] is None and outcomes[2] is None and isinstance(outcomes[1], IntegrityError)
+    stored = [await store.get("t1", row.id) for row in (*batches[0], *batches[2])]
+    assert all(row is not None for row in stored)
+    numbers = [row.number for row in stored]
+    assert numbers == sorted(set(numbers)) and numbers[0] > 1
+    assert await store.get("t1", batches[1][0].id) is None
+    assert len(await store.events("t1", batches[0][0].id)) == 1

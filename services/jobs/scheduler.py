@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -84,6 +85,14 @@ def latest_tick(expression: str, timezone: str, at: datetime) -> datetime:
     previous = croniter(expression, local).get_prev(datetime)
     following = croniter(expression, previous).get_next(datetime)
     return (following if following <= local else previous).astimezone(UTC)
+
+
+@functools.lru_cache(maxsize=BATCH)
+def fire_moments(expression: str, timezone: str, due: datetime, now: datetime) -> tuple[datetime, datetime]:
+    """The tick to fire at `now` for a row due at `due` (the catch-up rule: only the latest tick at or
+    before now, never earlier than the due one), and the tick after it. Cached: the rows of a batch on
+    the same cron share one computation."""
+    return max(as_utc(due), latest_tick(expression, timezone, now)), next_tick(expression, timezone, now)
 
 
 def cron_principal(row: ScheduleRow) -> Principal:
@@ -133,9 +142,7 @@ class Scheduler:
                 return fired
 
     async def _fire(self, row: ScheduleRow, now: datetime) -> Fired:
-        # The catch-up rule: only the latest tick at or before now (never earlier than the due one).
-        tick = max(as_utc(row.next_fire_at), latest_tick(row.cron, row.timezone, now))
-        following = next_tick(row.cron, row.timezone, now)
+        tick, following = fire_moments(row.cron, row.timezone, row.next_fire_at, now)
         ends: dict[str, int | str] = {}
         if row.trigger_request is not None:  # a schedule that carries its own trigger request
             done = bool(row.max_iteration and row.iteration + 1 >= row.max_iteration) or \

@@ -132,12 +132,13 @@ class Scheduler:
         while True:
             now = self.clock.now()
             rows = await self.store.claim_due(now, self.replica_id, now + timedelta(seconds=LEASE_SECS), BATCH)
-            # Concurrently: the whole batch finishes well within its lease even when the runs service is slow.
-            outcomes = await asyncio.gather(*(self._fire(row, now) for row in rows))
-            await self.store.finish_fires(self.replica_id, [o.done for o in outcomes if o.done is not None],
-                                          [o.job_id for o in outcomes if o.done is None],
-                                          now + timedelta(seconds=RETRY_SECS))
-            fired += sum(o.fired for o in outcomes)
+            if rows:
+                # Concurrently: the whole batch finishes well within its lease even when the runs service is slow.
+                outcomes = await asyncio.gather(*(self._fire(row, now) for row in rows))
+                await self.store.finish_fires(self.replica_id, [o.done for o in outcomes if o.done is not None],
+                                              [o.job_id for o in outcomes if o.done is None],
+                                              now + timedelta(seconds=RETRY_SECS))
+                fired += sum(o.fired for o in outcomes)
             if len(rows) < BATCH:
                 return fired
 

@@ -24,15 +24,25 @@ with the key `cron:{schedule_id}:{tick}`; the scheduler sends their stored Trigg
 invocation's is told the next occurrence, if any), counts the iterations, and ends the schedule
 (state "finished") once max_iteration ticks fired or the next tick would be after end_time.
 
-The loop (`run()`) calls `tick()` every TICK_SECS with the injected clock; tests call `tick()`
-themselves with a FakeClock.
+A tick leases every due row with one UPDATE ... RETURNING (a batch of BATCH at a time), fires the
+batch's triggers concurrently, then writes every outcome of the batch in one transaction (one UPDATE
+per distinct next tick, so a hundred jobs on the same cron move on in one statement).
+
+The loop (`run()`) sleeps until the next claimable moment (the earliest next_fire_at, or the end of a
+lease or backoff), then ticks. A schedule added or re-timed in this process wakes it at once
+(`JobStore.on_schedules_added`); one changed through another replica is seen within IDLE_SECS, the
+longest sleep. Tests call `tick()` themselves with a FakeClock, or run the loop and `wake()` it
+after moving the clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -45,15 +55,16 @@ from services.common.errors import DomainError, FailedPrecondition, InvalidArgum
 from services.common.principal import TRIGGER
 
 from .peers import Runs
-from .store import JobStore, ScheduleRow
+from .store import FireDone, JobStore, ScheduleRow
 
 log = logging.getLogger(__name__)
 
-TICK_SECS = 0.25
+IDLE_SECS = 5.0  # the longest sleep: how late a schedule added through another replica can be seen
+MIN_PAUSE_SECS = 0.01  # a due row another replica is claiming right now: look again this soon
+ERROR_PAUSE_SECS = 1.0
 LEASE_SECS = 60.0
 RETRY_SECS = 5.0
-BATCH = 100
-PARALLEL_FIRES = 8  # below the database pool size
+BATCH = 100  # schedules leased, and triggers in flight, at once
 # The runs service's answer that no retry will change: the tick is skipped.
 PERMANENT = (InvalidArgument, NotFound, PermissionDenied, FailedPrecondition)
 
@@ -76,6 +87,14 @@ def latest_tick(expression: str, timezone: str, at: datetime) -> datetime:
     return (following if following <= local else previous).astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=BATCH)
+def fire_moments(expression: str, timezone: str, due: datetime, now: datetime) -> tuple[datetime, datetime]:
+    """The tick to fire at `now` for a row due at `due` (the catch-up rule: only the latest tick at or
+    before now, never earlier than the due one), and the tick after it. Cached: the rows of a batch on
+    the same cron share one computation."""
+    return max(as_utc(due), latest_tick(expression, timezone, now)), next_tick(expression, timezone, now)
+
+
 def cron_principal(row: ScheduleRow) -> Principal:
     return Principal(tenant_id=row.tenant_id, project_id=row.project_id, subject_id="scheduler",
                      subject_type=SUBJECT_TYPE_SERVICE_ACCOUNT, subject_name="cron", scopes=[TRIGGER])
@@ -85,13 +104,27 @@ def idempotency_key(job_id: str, tick: datetime) -> str:
     return f"cron:{job_id}:{tick.astimezone(UTC).isoformat()}"
 
 
+@dataclass(frozen=True)
+class Fired:
+    """What became of one leased schedule's tick: moved on (`done`) or to be retried (`done` None)."""
+
+    job_id: str
+    fired: bool
+    done: FireDone | None
+
+
 class Scheduler:
     def __init__(self, store: JobStore, runs: Runs, clock: Clock, replica_id: str | None = None) -> None:
         self.store = store
         self.runs = runs
         self.clock = clock
         self.replica_id = replica_id or uuid.uuid4().hex
-        self._parallel = asyncio.Semaphore(PARALLEL_FIRES)
+        self._woken = asyncio.Event()
+        store.on_schedules_added(self.wake)
+
+    def wake(self) -> None:
+        """Ends the loop's current sleep: a schedule may be due sooner than it was sleeping for."""
+        self._woken.set()
 
     async def tick(self) -> int:
         """Fires every due schedule this replica can lease; returns how many fired."""
@@ -99,20 +132,19 @@ class Scheduler:
         while True:
             now = self.clock.now()
             rows = await self.store.claim_due(now, self.replica_id, now + timedelta(seconds=LEASE_SECS), BATCH)
-            # Concurrently: the whole batch finishes well within its lease even when the runs service is slow.
-            fired += sum(await asyncio.gather(*(self._fire(row, now) for row in rows)))
+            if rows:
+                # Concurrently: the whole batch finishes well within its lease even when the runs service is slow.
+                outcomes = await asyncio.gather(*(self._fire(row, now) for row in rows))
+                await self.store.finish_fires(self.replica_id, [o.done for o in outcomes if o.done is not None],
+                                              [o.job_id for o in outcomes if o.done is None],
+                                              now + timedelta(seconds=RETRY_SECS))
+                fired += sum(o.fired for o in outcomes)
             if len(rows) < BATCH:
                 return fired
 
-    async def _fire(self, row: ScheduleRow, now: datetime) -> int:
-        async with self._parallel:
-            return await self._fire_one(row, now)
-
-    async def _fire_one(self, row: ScheduleRow, now: datetime) -> int:
-        # The catch-up rule: only the latest tick at or before now (never earlier than the due one).
-        tick = max(as_utc(row.next_fire_at), latest_tick(row.cron, row.timezone, now))
-        following = next_tick(row.cron, row.timezone, now)
-        ends = {}
+    async def _fire(self, row: ScheduleRow, now: datetime) -> Fired:
+        tick, following = fire_moments(row.cron, row.timezone, row.next_fire_at, now)
+        ends: dict[str, int | str] = {}
         if row.trigger_request is not None:  # a schedule that carries its own trigger request
             done = bool(row.max_iteration and row.iteration + 1 >= row.max_iteration) or \
                 (row.end_time is not None and following > as_utc(row.end_time))
@@ -128,21 +160,32 @@ class Scheduler:
                 await self.runs.trigger(cron_principal(row), row.job_id, idempotency_key(row.job_id, tick))
         except PERMANENT as error:
             log.warning("cron tick %s of job %s skipped: %s", tick.isoformat(), row.job_id, error.message)
-            fired = 0
+            fired = False
         except (DomainError, OSError, asyncio.TimeoutError) as error:
             log.warning("cron tick %s of job %s failed, retrying: %s", tick.isoformat(), row.job_id, error)
-            await self.store.retry_later(row, self.replica_id, now + timedelta(seconds=RETRY_SECS))
-            return 0
+            return Fired(row.job_id, False, None)
         else:
-            fired = 1
-        await self.store.complete_fire(row, self.replica_id, tick, following, **ends)
-        return fired
+            fired = True
+        return Fired(row.job_id, fired, FireDone(row.job_id, row.next_fire_at, tick, following,
+                                                 tuple(sorted(ends.items()))))
+
+    async def seconds_until_due(self) -> float:
+        """How long the loop may sleep: until the next claimable moment, at most IDLE_SECS."""
+        due = await self.store.next_due()
+        if due is None:
+            return IDLE_SECS
+        seconds = (as_utc(due) - self.clock.now()).total_seconds()
+        return min(IDLE_SECS, seconds if seconds > 0 else MIN_PAUSE_SECS)
 
     async def run(self) -> None:
-        """Ticks every TICK_SECS until cancelled."""
+        """Ticks, then sleeps until the next tick is due (or it is woken), until cancelled."""
         while True:
-            await asyncio.sleep(TICK_SECS)
+            self._woken.clear()  # before reading the schedules: a change from now on ends the sleep
             try:
                 await self.tick()
+                pause = await self.seconds_until_due()
             except Exception:
                 log.exception("scheduler tick failed")
+                pause = ERROR_PAUSE_SECS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), pause)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, UniqueConstraint, and_, delete, or_, update
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, UniqueConstraint, and_, case, delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession as _SqlAlchemySession
 from sqlmodel import Field, SQLModel, select
@@ -116,9 +118,30 @@ JOB_NUMBER, SCHEDULE_NUMBER = "job_number", "schedule_number"
 TABLES = [JobRow, JobVersionRow, DependencyRow, ScheduleRow, JobCounterRow]
 
 
+@dataclass(frozen=True)
+class FireDone:
+    """A fired (or skipped) tick of a leased schedule: move it from `due_at` to `next_fire_at`, with `values`."""
+
+    job_id: str
+    due_at: datetime  # the next_fire_at it was leased at: the compare-and-set
+    fired_at: datetime
+    next_fire_at: datetime
+    values: tuple[tuple[str, int | str], ...] = ()
+
+
 class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._schedule_listeners: list[Callable[[], None]] = []
+
+    def on_schedules_added(self, listener: Callable[[], None]) -> None:
+        """Calls `listener` after every commit that may have brought a tick closer (a schedule inserted or its
+        cron changed) in this process; other replicas' changes are not told."""
+        self._schedule_listeners.append(listener)
+
+    def _schedules_added(self) -> None:
+        for listener in self._schedule_listeners:
+            listener()
 
     @staticmethod
     async def _sync_schedule(session, job_id: str, schedule: ScheduleRow | None) -> None:
@@ -147,6 +170,8 @@ class JobStore:
                         session.add(schedule)
         except IntegrityError:
             raise AlreadyExists("a job with that slug already exists in the project") from None
+        if any(schedule is not None for _, _, schedule in items):
+            self._schedules_added()
 
     async def insert(self, job: JobRow, version: JobVersionRow, schedule: ScheduleRow | None = None) -> None:
         await self.insert_many([(job, version, schedule)])
@@ -225,6 +250,8 @@ class JobStore:
                     await self._sync_schedule(session, job.id, schedule)
         except IntegrityError:
             raise AlreadyExists("a job with that slug already exists in the project") from None
+        if any(schedule is not None for _, _, schedule in items):
+            self._schedules_added()
 
     async def save_version(self, job: JobRow, version: JobVersionRow, schedule: ScheduleRow | None = None) -> None:
         await self.save_versions([(job, version, schedule)])
@@ -321,45 +348,61 @@ class JobStore:
             return await session.get(ScheduleRow, job_id)
 
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[ScheduleRow]:
-        """Leases up to `limit` due schedules to `owner`. Each claim is a compare-and-set on
-        (next_fire_at, expired lease), and on PostgreSQL the candidates are read FOR UPDATE SKIP
-        LOCKED, so two replicas never hold the same tick."""
+        """Leases up to `limit` due schedules to `owner` in one UPDATE ... RETURNING. The update re-checks
+        that the lease is free, and on PostgreSQL the candidates are read FOR UPDATE SKIP LOCKED, so two
+        replicas never hold the same tick."""
         free = or_(ScheduleRow.lease_until.is_(None), ScheduleRow.lease_until <= now)
-        query = (
-            select(ScheduleRow).where(ScheduleRow.next_fire_at <= now, free, ScheduleRow.state == "active")
+        due = (
+            select(ScheduleRow.job_id).where(ScheduleRow.next_fire_at <= now, free, ScheduleRow.state == "active")
             .order_by(ScheduleRow.next_fire_at).limit(limit)
         )
         if self.db.is_postgres:
-            query = query.with_for_update(skip_locked=True)
-        claimed = []
-        async with self.db.session() as session:
-            for row in (await session.exec(query)).all():
-                result = await session.exec(
-                    update(ScheduleRow)
-                    .where(ScheduleRow.job_id == row.job_id, ScheduleRow.next_fire_at == row.next_fire_at, free)
-                    .values(lease_owner=owner, lease_until=lease_until)
-                )
-                if result.rowcount == 1:
-                    row.lease_owner, row.lease_until = owner, lease_until
-                    claimed.append(row)
-        return claimed
-
-    async def complete_fire(self, row: ScheduleRow, owner: str, fired_at: datetime, next_fire_at: datetime,
-                            **values) -> bool:
-        """Moves a leased schedule on to its next tick (and `values`, e.g. its iteration), unless the job
-        changed it meanwhile."""
+            due = due.with_for_update(skip_locked=True)
         statement = (
-            update(ScheduleRow)
-            .where(ScheduleRow.job_id == row.job_id, ScheduleRow.lease_owner == owner,
-                   ScheduleRow.next_fire_at == row.next_fire_at)
-            .values(next_fire_at=next_fire_at, last_fired_at=fired_at, lease_owner="", lease_until=None, **values)
+            update(ScheduleRow).where(ScheduleRow.job_id.in_(due.scalar_subquery()), free)
+            .values(lease_owner=owner, lease_until=lease_until).returning(ScheduleRow)
+            .execution_options(synchronize_session=False)
         )
         async with self.db.session() as session:
-            return (await session.exec(statement)).rowcount == 1
+            return list((await _execute(session, statement)).scalars().all())
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest active schedule can next be claimed: its next_fire_at, or the end of its lease
+        (a tick being fired, or a failed one backing off) if that is later; None without any."""
+        claimable = case((ScheduleRow.lease_until > ScheduleRow.next_fire_at, ScheduleRow.lease_until),
+                         else_=ScheduleRow.next_fire_at)
+        query = select(func.min(claimable)).where(ScheduleRow.state == "active")
+        async with self.db.session() as session:
+            return (await _execute(session, query)).scalar()
+
+    async def finish_fires(self, owner: str, done: Iterable[FireDone], retry_ids: list[str],
+                           retry_at: datetime) -> None:
+        """In one transaction: moves the fired schedules still leased to `owner` on to their next ticks
+        (unless the job changed them meanwhile: compare-and-set on the tick they were leased at), one UPDATE
+        per distinct outcome; and keeps those of `retry_ids` due but left alone until `retry_at` (a failed
+        fire's backoff)."""
+        outcomes: dict[tuple, list[str]] = {}
+        for item in done:
+            outcomes.setdefault((item.due_at, item.fired_at, item.next_fire_at, item.values), []).append(item.job_id)
+        async with self.db.session() as session:
+            for (due_at, fired_at, next_fire_at, values), job_ids in outcomes.items():
+                await session.exec(
+                    update(ScheduleRow)
+                    .where(ScheduleRow.job_id.in_(job_ids), ScheduleRow.lease_owner == owner,
+                           ScheduleRow.next_fire_at == due_at)
+                    .values(next_fire_at=next_fire_at, last_fired_at=fired_at, lease_owner="", lease_until=None,
+                            **dict(values))
+                )
+            if retry_ids:
+                await session.exec(
+                    update(ScheduleRow).where(ScheduleRow.job_id.in_(retry_ids), ScheduleRow.lease_owner == owner)
+                    .values(lease_owner="", lease_until=retry_at)
+                )
 
     async def insert_schedule(self, row: ScheduleRow) -> None:
         async with self.db.session() as session:
             session.add(row)
+        self._schedules_added()
 
     async def tenant_schedule(self, tenant_id: str, schedule_id: str) -> ScheduleRow | None:
         """A schedule with its own trigger request (not a job's cron row), of this tenant."""
@@ -375,16 +418,6 @@ class JobStore:
         async with self.db.session() as session:
             await session.exec(statement)  # type: ignore[call-overload]
         return await self.tenant_schedule(tenant_id, schedule_id)
-
-    async def retry_later(self, row: ScheduleRow, owner: str, at: datetime) -> None:
-        """Keeps the tick due but leaves it alone until `at` (a failed fire's backoff)."""
-        statement = (
-            update(ScheduleRow)
-            .where(ScheduleRow.job_id == row.job_id, ScheduleRow.lease_owner == owner)
-            .values(lease_owner="", lease_until=at)
-        )
-        async with self.db.session() as session:
-            await session.exec(statement)
 
 
 async def _execute(session, statement):

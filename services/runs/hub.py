@@ -5,7 +5,9 @@ lease (compare-and-set in the database, so replicas never assign a run twice) an
 sends Assign on the device's stream. In-memory state here is only a cache of who is
 connected and what they hold; it is rebuilt from agents' Hello messages. A wake-up names
 the devices to look at; they are claimed for DISPATCH_BATCH devices at a time (a fan-out to
-10,000 devices is ten claims), and a full scan every RESCAN_SECS catches what no wake-up named.
+10,000 devices is ten claims). A periodic scan every RESCAN_SECS catches what no wake-up named,
+RESCAN_BATCH devices in turn (every device at least every 10 s with 10,000 streams), so that it
+costs the same with any number of streams.
 
 Agent messages are handled in batches: every stream's reader hands its messages to one inbox, and
 each drain of it makes one call per kind of change for the whole batch where the store allows it
@@ -51,6 +53,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from jobline.devices.v1 import devices_pb2
 from jobline.devices.v1.devices_pb2 import PresenceChange
 from jobline.jobs.v1.jobs_pb2 import Job
@@ -70,6 +74,7 @@ log = logging.getLogger(__name__)
 LEASE_SECS = 30
 RESCAN_SECS = 1.0
 DISPATCH_BATCH = 1000  # devices claimed for in one round
+RESCAN_BATCH = 1000  # devices looked at by one periodic scan
 PRESENCE_FLUSH_SECS = 0.2
 VALIDATE_SECS = 1.0
 VALIDATE_BATCH = 1000
@@ -218,6 +223,7 @@ class AgentHub:
         self.heartbeats: dict[str, datetime] = {}
         self._pending: set[str] = set()
         self._scan_all = False
+        self._rescan_from = 0
         self._wakeup = asyncio.Event()
         self._snapshots: dict[str, Job] = {}
         self._inbox: list[tuple[AgentSession, agent_pb2.AgentMessage]] = []
@@ -256,19 +262,35 @@ class AgentHub:
             await asyncio.gather(*helpers, return_exceptions=True)
 
     async def _dispatch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        rescanned = loop.time()
         while True:
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=RESCAN_SECS)
-            except TimeoutError:  # a periodic full scan catches what no wake-up named
-                self._scan_all = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.0, rescanned + RESCAN_SECS - loop.time()))
             self._wakeup.clear()
-            keys = list(self.sessions) if self._scan_all else list(self._pending)
+            if self._scan_all:
+                keys = list(self.sessions)
+            else:
+                keys = list(self._pending)
+                if loop.time() - rescanned >= RESCAN_SECS:  # the periodic scan: what no wake-up named
+                    rescanned = loop.time()
+                    keys += self._rescan_slice()
             self._pending.clear()
             self._scan_all = False
             try:
-                await self.dispatch(keys)
+                await self.dispatch(dict.fromkeys(keys))
             except Exception:  # keep dispatching whatever one batch hit
                 log.exception("dispatch failed")
+
+    def _rescan_slice(self) -> list[str]:
+        """The next RESCAN_BATCH devices in turn: each device is looked at least every
+        len(sessions) / RESCAN_BATCH periodic scans, at a cost that does not grow with the fleet."""
+        keys = list(self.sessions)
+        if len(keys) <= RESCAN_BATCH:
+            return keys
+        start = self._rescan_from % len(keys)
+        self._rescan_from = start + RESCAN_BATCH
+        return (keys[start:] + keys[:start])[:RESCAN_BATCH]
 
     async def dispatch(self, keys: Iterable[str]) -> int:
         """Claims queued runs for these devices up to their free capacity and assigns them, for
@@ -592,11 +614,11 @@ class AgentHub:
 
     def _presence(self, session: AgentSession, online: bool, agent_version: str = "",
                   facts: dict[str, str] | None = None, stream_opened: bool = False,
-                  seen_at: datetime | None = None) -> None:
+                  seen_at: Timestamp | None = None) -> None:
         """Queues a presence change; the presence loop sends the queue in one call."""
         key = (session.tenant_id, session.device_id)
         change = PresenceChange(tenant_id=session.tenant_id, device_id=session.device_id, online=online,
-                                agent_version=agent_version, seen_at=timestamp(seen_at or self.clock.now()),
+                                agent_version=agent_version, seen_at=seen_at or timestamp(self.clock.now()),
                                 facts=facts or {}, stream_opened=stream_opened and online)
         earlier = self._presence_queue.get(key)
         if earlier is not None and online and earlier.online:  # keep what a Hello said until it is sent
@@ -609,7 +631,7 @@ class AgentHub:
     def refresh_seen(self) -> int:
         """Queues a refresh of last_seen_at (one moment for all) for every stream that beat since the
         last refresh; answers how many."""
-        now = self.clock.now()
+        now = timestamp(self.clock.now())
         beating = [s for s in self.sessions.values() if s.beating]
         for session in beating:
             session.beating = False

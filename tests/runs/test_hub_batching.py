@@ -156,3 +156,16 @@ async def test_credentials_are_sent_only_when_the_revision_moved(platform: Platf
     assert [len(agents) for agents, in sent] == [0]
     for agent in agents:
         agent.close()
+
+
+async def test_the_periodic_scan_looks_at_every_device_in_turn(platform: Platform, monkeypatch) -> None:
+    monkeypatch.setattr(hub_module, "RESCAN_BATCH", 2)
+    credentials = await devices(platform, 5)
+    hub = platform.service.hub
+    agents = [Agent(platform, agent_pb2.Hello(device_id=d, credential=c)) for d, c in credentials.items()]
+    await asyncio.gather(*(agent.receive("welcome") for agent in agents))
+    slices = [hub._rescan_slice() for _ in range(3)]
+    assert all(len(keys) == 2 for keys in slices)
+    assert {key for keys in slices for key in keys} == set(hub.sessions)  # all 5 within 3 scans
+    for agent in agents:
+        agent.close()

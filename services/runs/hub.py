@@ -40,6 +40,12 @@ while the revision is the one they were verified at, so a reconnect storm costs 
 a connect with a credential revoked in the last VALIDATE_SECS may be let in from the cache, and
 is then closed within the same bound. Other connects with a revoked credential are refused at once.
 
+Reconnects: a device whose stream here ended holding no run, back within IDLE_RECONNECT_SECS holding
+none, is not reconciled with the database (a reconnect storm of idle agents costs no query per agent).
+Only a replica holding its stream assigns a device runs; one that another replica assigned it in
+between (the device connected there meanwhile) and that it never got is recovered by its lease
+(LEASE_SECS) or its heartbeat timeout, like the run of a vanished device.
+
 Enrolment: a Hello with an enrollment_token (and no credential) registers the device through
 DeviceService.EnrollDevice; its Welcome carries the new credential, once."""
 
@@ -81,6 +87,7 @@ VALIDATE_BATCH = 1000
 AUTH_CACHE_SECS = 60.0  # the longest an AuthenticateAgent answer is reused
 AUTH_CACHE_SIZE = 100_000
 SEEN_REFRESH_SECS = 30.0  # how often a connected device's last_seen_at moves forward
+IDLE_RECONNECT_SECS = 60.0  # a device that left holding no run and is back by then holding none is not reconciled
 INBOX_LIMIT = 20_000  # agent messages waiting to be handled before the streams stop being read
 PRESENCE_LEASE_SECS = 10  # default; JOBLINE_PRESENCE_LEASE_SECS
 RunKey = tuple[str, int]  # (run_id, attempt)
@@ -237,6 +244,7 @@ class AgentHub:
         self.credential_revision = 0  # the devices service's, as of the last check
         # (device_id, credential hash) -> (tenant_id, revision verified at, loop time it expires)
         self._verified: dict[tuple[str, str], tuple[str, int, float]] = {}
+        self._left_idle: dict[str, float] = {}  # device key -> until when its idle leaving spares a reconcile
         self.dispatch_latency = LatencyHistogram()
         engine.dispatchers.append(self)
 
@@ -376,7 +384,9 @@ class AgentHub:
                        stream_opened=True)
         session.send(agent_pb2.ServerMessage(welcome=welcome))
         # Reconcile before the session is dispatchable, so nothing is assigned to it mid-way.
-        await self._reconcile(session, {(r.run_id, r.attempt) for r in hello.held_runs})
+        left_idle = self._left_idle.pop(session.key, 0.0) > asyncio.get_running_loop().time()
+        if hello.held_runs or not left_idle:
+            await self._reconcile(session, {(r.run_id, r.attempt) for r in hello.held_runs})
         self.sessions[session.key] = session
         self.wake([session.key])
         reader = asyncio.create_task(self._read(session, requests))
@@ -389,6 +399,8 @@ class AgentHub:
             if self.sessions.get(session.key) is session:
                 del self.sessions[session.key]
                 self._presence(session, online=False)
+                if not session.held:
+                    self._left_idle_at(session.key)
             if not session.revoked:  # it held until now: its reconnect needs no AuthenticateAgent
                 self._remember((session.device_id, session.credential_sha256), session.tenant_id,
                                session.checked_revision)
@@ -407,6 +419,11 @@ class AgentHub:
         device = await self.peers.authenticate_agent(device_id, credential)
         self._remember(key, device.tenant_id, revision)
         return device.tenant_id, device.id
+
+    def _left_idle_at(self, key: str) -> None:
+        if len(self._left_idle) >= AUTH_CACHE_SIZE:
+            self._left_idle.clear()
+        self._left_idle[key] = asyncio.get_running_loop().time() + IDLE_RECONNECT_SECS
 
     def _remember(self, key: tuple[str, str], tenant_id: str, revision: int) -> None:
         if len(self._verified) >= AUTH_CACHE_SIZE:
@@ -517,19 +534,21 @@ class AgentHub:
     async def _rejected(self, items: list[tuple[AgentSession, agent_pb2.Reject]]) -> None:
         for session, reject in self._held(items):
             ref = reject.run
-            session.forget((ref.run_id, ref.attempt))
+            # The agent counts more runs than the hub does when "at capacity" (it still finishes one the
+            # hub forgot): not the run's fault. Back to the queue; the next Finished wakes dispatch again.
+            retry = reject.reason.startswith("at capacity")
             try:
-                if reject.reason.startswith("at capacity"):
-                    # The agent counts more runs than the hub does (it still finishes one the hub forgot):
-                    # not the run's fault. Back to the queue; the next Finished wakes dispatch again.
+                if retry:
                     await self.engine.requeue(ref.run_id, ref.attempt)
-                    continue
-                await self.engine.end_attempt(ref.run_id, ref.attempt, domain.Outcome(
-                    "failed", f"rejected by the agent: {reject.reason}", retryable=False))
+                else:
+                    await self.engine.end_attempt(ref.run_id, ref.attempt, domain.Outcome(
+                        "failed", f"rejected by the agent: {reject.reason}", retryable=False))
             except Exception as error:
                 self._failed(session, "a reject", error)
                 continue
-            self.wake([session.key])
+            session.forget((ref.run_id, ref.attempt))
+            if not retry:
+                self.wake([session.key])
 
     async def _output(self, items: list[tuple[AgentSession, agent_pb2.OutputChunk]]) -> None:
         """Stores every chunk in one insert, then acks each run's highest contiguous stored sequence."""

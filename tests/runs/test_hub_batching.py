@@ -169,3 +169,28 @@ async def test_the_periodic_scan_looks_at_every_device_in_turn(platform: Platfor
     assert {key for keys in slices for key in keys} == set(hub.sessions)  # all 5 within 3 scans
     for agent in agents:
         agent.close()
+
+
+async def test_an_idle_device_back_holding_nothing_is_not_reconciled(platform: Platform) -> None:
+    job_id, credential = await platform.device_job()
+    store = platform.service.store
+    looked_up: list = []
+    store.on_device = counted(looked_up, store.on_device)
+    hello = agent_pb2.Hello(device_id="phone-1", credential=credential)
+    first = Agent(platform, hello)
+    await first.receive("welcome")
+    assert len(looked_up) == 1  # the first connect: what the database says is on the device
+    first.close()
+    await asyncio.sleep(0.2)
+    idle = Agent(platform, hello)
+    await idle.receive("welcome")
+    assert len(looked_up) == 1  # it left holding nothing and is back holding nothing
+    run = await trigger(platform, job_id)
+    assert (await idle.receive("assign")).assign.run.run_id == run.id
+    idle.close()  # leaves holding the run (its Assign maybe lost): the next connect reconciles
+    await asyncio.sleep(0.2)
+    busy = Agent(platform, hello)
+    await busy.receive("welcome")
+    assert len(looked_up) == 2
+    assert (await busy.receive("assign")).assign.run.run_id == run.id  # requeued by the reconcile, assigned again
+    busy.close()

@@ -19,7 +19,7 @@ the database from here: the runs they name are collected in memory for the ticke
 touch (RunsService.tick), and the devices' last_seen_at is refreshed at most every SEEN_REFRESH_SECS.
 
 Presence is batched: connects, disconnects and refreshes queue a PresenceChange per device
-(the latest wins) and one ReportPresence call carries them all every PRESENCE_FLUSH_SECS,
+(the latest wins) and one ReportPresence call per PRESENCE_BATCH carries them every PRESENCE_FLUSH_SECS,
 so a reconnect storm of thousands of agents costs a few calls, and REST shows a change within
 about half a second. A connected device's last_seen_at lags its last heartbeat by at most
 SEEN_REFRESH_SECS plus a flush.
@@ -82,6 +82,7 @@ RESCAN_SECS = 1.0
 DISPATCH_BATCH = 1000  # devices claimed for in one round
 RESCAN_BATCH = 1000  # devices looked at by one periodic scan
 PRESENCE_FLUSH_SECS = 0.2
+PRESENCE_BATCH = 2000  # changes per ReportPresence call: each renews the lease, none runs long
 VALIDATE_SECS = 1.0
 VALIDATE_BATCH = 1000
 AUTH_CACHE_SECS = 60.0  # the longest an AuthenticateAgent answer is reused
@@ -366,7 +367,29 @@ class AgentHub:
         first = await anext(aiter(requests), None)
         if first is None or not first.HasField("hello"):
             raise InvalidArgument("the first message must be Hello")
-        hello = first.hello
+        session = await self._open(first.hello)
+        del first  # the stream's frame keeps no Hello for its lifetime
+        reader = asyncio.create_task(self._read(session, requests))
+        try:
+            async for message in session.messages():
+                yield message
+        finally:
+            reader.cancel()
+            session.close()
+            if self.sessions.get(session.key) is session:
+                del self.sessions[session.key]
+                self._presence(session, online=False)
+                if not session.held:
+                    self._left_idle_at(session.key)
+            if not session.revoked:  # it held until now: its reconnect needs no AuthenticateAgent
+                self._remember((session.device_id, session.credential_sha256), session.tenant_id,
+                               session.checked_revision)
+        if session.revoked:
+            raise Unauthenticated("the device's credential was revoked")
+
+    async def _open(self, hello: agent_pb2.Hello) -> AgentSession:
+        """Authenticates (or enrols) the agent, welcomes it and reconciles what it holds; answers its
+        session, registered and dispatchable."""
         welcome = agent_pb2.Welcome(heartbeat_interval_ms=self.heartbeat_interval_ms)
         revision = self.credential_revision  # before the credential is checked: a later change moves it
         if hello.enrollment_token and not hello.credential:
@@ -389,23 +412,7 @@ class AgentHub:
             await self._reconcile(session, {(r.run_id, r.attempt) for r in hello.held_runs})
         self.sessions[session.key] = session
         self.wake([session.key])
-        reader = asyncio.create_task(self._read(session, requests))
-        try:
-            async for message in session.messages():
-                yield message
-        finally:
-            reader.cancel()
-            session.close()
-            if self.sessions.get(session.key) is session:
-                del self.sessions[session.key]
-                self._presence(session, online=False)
-                if not session.held:
-                    self._left_idle_at(session.key)
-            if not session.revoked:  # it held until now: its reconnect needs no AuthenticateAgent
-                self._remember((session.device_id, session.credential_sha256), session.tenant_id,
-                               session.checked_revision)
-        if session.revoked:
-            raise Unauthenticated("the device's credential was revoked")
+        return session
 
     async def _authenticate(self, device_id: str, credential: str) -> tuple[str, str]:
         """(tenant_id, device_id) of the device this credential belongs to: from the cache while no
@@ -638,7 +645,9 @@ class AgentHub:
         key = (session.tenant_id, session.device_id)
         change = PresenceChange(tenant_id=session.tenant_id, device_id=session.device_id, online=online,
                                 agent_version=agent_version, seen_at=seen_at or timestamp(self.clock.now()),
-                                facts=facts or {}, stream_opened=stream_opened and online)
+                                stream_opened=stream_opened and online)
+        if facts:
+            change.facts.update(facts)
         earlier = self._presence_queue.get(key)
         if earlier is not None and online and earlier.online:  # keep what a Hello said until it is sent
             change.agent_version = change.agent_version or earlier.agent_version
@@ -658,27 +667,32 @@ class AgentHub:
         return len(beating)
 
     async def flush_presence(self, release: bool = False) -> None:
-        """Sends the queued presence changes in one ReportPresence call (kept for the next try on failure),
-        and with them renews this replica's presence lease: with nothing queued, once a third of the
+        """Sends the queued presence changes in ReportPresence calls of PRESENCE_BATCH (those not sent are
+        kept for the next try on failure), and with them renews this replica's presence lease: with nothing queued, once a third of the
         lease has passed. `release`: this replica stops; its devices go offline at once."""
         loop_time = asyncio.get_running_loop().time()
         due = self._presence_renewed is None or loop_time - self._presence_renewed >= self.presence_lease_secs / 3
         if not self._presence_queue and not due and not release:
             return
         batch, self._presence_queue = self._presence_queue, {}
-        try:
-            resync = await self.peers.report_presence(list(batch.values()), replica_id=self.replica_id,
-                                                      lease_secs=self.presence_lease_secs, release=release)
-        except Exception:  # retried with the next flush
-            log.warning("could not report the presence of %d devices", len(batch))
-            for key, change in batch.items():
-                self._presence_queue.setdefault(key, change)
-            return
-        self._presence_renewed = loop_time
-        if resync and not release and self.sessions:
-            log.warning("this replica's presence lease had run out: reporting its %d streams again", len(self.sessions))
-            for session in self.sessions.values():
-                self._presence(session, online=True, stream_opened=True)
+        changes = list(batch.items())
+        for start in range(0, max(1, len(changes)), PRESENCE_BATCH):  # at least one call: the renewal
+            sent = asyncio.get_running_loop().time()
+            try:
+                resync = await self.peers.report_presence([c for _, c in changes[start:start + PRESENCE_BATCH]],
+                                                          replica_id=self.replica_id,
+                                                          lease_secs=self.presence_lease_secs, release=release)
+            except Exception:  # retried with the next flush
+                log.warning("could not report the presence of %d devices", len(changes) - start)
+                for key, change in changes[start:]:
+                    self._presence_queue.setdefault(key, change)
+                return
+            self._presence_renewed = sent
+            if resync and not release and self.sessions:
+                log.warning("this replica's presence lease had run out: reporting its %d streams again",
+                            len(self.sessions))
+                for session in self.sessions.values():
+                    self._presence(session, online=True, stream_opened=True)
 
     async def _presence_loop(self) -> None:
         try:

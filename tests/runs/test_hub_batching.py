@@ -194,3 +194,24 @@ async def test_an_idle_device_back_holding_nothing_is_not_reconciled(platform: P
     assert len(looked_up) == 2
     assert (await busy.receive("assign")).assign.run.run_id == run.id  # requeued by the reconcile, assigned again
     busy.close()
+
+
+async def test_presence_goes_in_calls_of_presence_batch_each_renewing_the_lease(platform: Platform,
+                                                                                 monkeypatch) -> None:
+    monkeypatch.setattr(hub_module, "PRESENCE_BATCH", 4)
+    credentials = await devices(platform, 10)
+    hub = platform.service.hub
+    await hub.flush_presence()
+    reports: list = []
+    hub.peers.report_presence = counted(reports, hub.peers.report_presence)
+    agents = [Agent(platform, agent_pb2.Hello(device_id=d, credential=c)) for d, c in credentials.items()]
+    await asyncio.gather(*(agent.receive("welcome") for agent in agents))
+    await hub.flush_presence()
+    await asyncio.sleep(0.3)
+    assert all(len(changes) <= 4 for changes, in reports)
+    assert sum(len(changes) for changes, in reports) >= 10
+    listed = await platform.devices.ListDevices(devices_pb2.ListDevicesRequest(page_size=100, online=True),
+                                                metadata=ADMIN_CALL)
+    assert len(listed.devices) == 10
+    for agent in agents:
+        agent.close()

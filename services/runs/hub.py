@@ -40,8 +40,8 @@ while the revision is the one they were verified at, so a reconnect storm costs 
 a connect with a credential revoked in the last VALIDATE_SECS may be let in from the cache, and
 is then closed within the same bound. Other connects with a revoked credential are refused at once.
 
-Reconnects: a device whose stream here ended holding no run, back within IDLE_RECONNECT_SECS holding
-none, is not reconciled with the database (a reconnect storm of idle agents costs no query per agent).
+Reconnects: a device whose stream here ended (or is replaced) holding no run, back within
+IDLE_RECONNECT_SECS holding none, is not reconciled with the database (a reconnect storm of idle agents costs no query per agent).
 Only a replica holding its stream assigns a device runs; one that another replica assigned it in
 between (the device connected there meanwhile) and that it never got is recovered by its lease
 (LEASE_SECS) or its heartbeat timeout, like the run of a vanished device.
@@ -401,8 +401,10 @@ class AgentHub:
             tenant_id, device_id = await self._authenticate(hello.device_id, credential)
         session = AgentSession(tenant_id, device_id, hello.capacity or 1, secret_hash(credential), revision)
         previous = self.sessions.pop(session.key, None)
-        if previous is not None:
+        if previous is not None:  # a stream this one replaces (its end not noticed yet): it left now
             previous.close()
+            if not previous.held:
+                self._left_idle_at(session.key)
         self._presence(session, online=True, agent_version=hello.agent_version, facts=dict(hello.facts),
                        stream_opened=True)
         session.send(agent_pb2.ServerMessage(welcome=welcome))

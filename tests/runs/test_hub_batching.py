@@ -185,9 +185,13 @@ async def test_an_idle_device_back_holding_nothing_is_not_reconciled(platform: P
     idle = Agent(platform, hello)
     await idle.receive("welcome")
     assert len(looked_up) == 1  # it left holding nothing and is back holding nothing
+    replacing = Agent(platform, hello)  # a new stream while the hub still holds the old one
+    await replacing.receive("welcome")
+    assert len(looked_up) == 1
     run = await trigger(platform, job_id)
-    assert (await idle.receive("assign")).assign.run.run_id == run.id
-    idle.close()  # leaves holding the run (its Assign maybe lost): the next connect reconciles
+    assert (await replacing.receive("assign")).assign.run.run_id == run.id
+    replacing.close()  # leaves holding the run (its Assign maybe lost): the next connect reconciles
+    idle.close()
     await asyncio.sleep(0.2)
     busy = Agent(platform, hello)
     await busy.receive("welcome")

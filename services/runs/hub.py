@@ -81,6 +81,7 @@ LEASE_SECS = 30
 RESCAN_SECS = 1.0
 DISPATCH_BATCH = 1000  # devices claimed for in one round
 RESCAN_BATCH = 1000  # devices looked at by one periodic scan
+CONNECT_WAKE_SECS = 0.05  # devices that connect are woken for dispatch together, this long after the first
 PRESENCE_FLUSH_SECS = 0.2
 PRESENCE_BATCH = 2000  # changes per ReportPresence call: each renews the lease, none runs long
 VALIDATE_SECS = 1.0
@@ -230,6 +231,8 @@ class AgentHub:
         self.sessions: dict[str, AgentSession] = {}
         self.heartbeats: dict[str, datetime] = {}
         self._pending: set[str] = set()
+        self._connected: set[str] = set()  # devices connected since the last wake-up for them
+        self._connected_wake: asyncio.TimerHandle | None = None
         self._scan_all = False
         self._rescan_from = 0
         self._wakeup = asyncio.Event()
@@ -395,11 +398,12 @@ class AgentHub:
         if hello.enrollment_token and not hello.credential:
             device = await self._enroll(hello)
             tenant_id, device_id = device.tenant_id, device.id
-            credential = welcome.credential = device.credential
+            welcome.credential = device.credential
+            credential_sha256 = secret_hash(device.credential)
         else:
-            credential = hello.credential
-            tenant_id, device_id = await self._authenticate(hello.device_id, credential)
-        session = AgentSession(tenant_id, device_id, hello.capacity or 1, secret_hash(credential), revision)
+            credential_sha256 = secret_hash(hello.credential)
+            tenant_id, device_id = await self._authenticate(hello.device_id, hello.credential, credential_sha256)
+        session = AgentSession(tenant_id, device_id, hello.capacity or 1, credential_sha256, revision)
         previous = self.sessions.pop(session.key, None)
         if previous is not None:  # a stream this one replaces (its end not noticed yet): it left now
             previous.close()
@@ -413,13 +417,24 @@ class AgentHub:
         if hello.held_runs or not left_idle:
             await self._reconcile(session, {(r.run_id, r.attempt) for r in hello.held_runs})
         self.sessions[session.key] = session
-        self.wake([session.key])
+        self._wake_connected(session.key)
         return session
 
-    async def _authenticate(self, device_id: str, credential: str) -> tuple[str, str]:
+    def _wake_connected(self, key: str) -> None:
+        """Wakes dispatch for a device that connected, CONNECT_WAKE_SECS later with every device that
+        connected meanwhile: a reconnect storm is a few claims of many devices, not one per device."""
+        self._connected.add(key)
+        if self._connected_wake is None:
+            self._connected_wake = asyncio.get_running_loop().call_later(CONNECT_WAKE_SECS, self._wake_all_connected)
+
+    def _wake_all_connected(self) -> None:
+        keys, self._connected, self._connected_wake = self._connected, set(), None
+        self.wake(keys)
+
+    async def _authenticate(self, device_id: str, credential: str, credential_sha256: str) -> tuple[str, str]:
         """(tenant_id, device_id) of the device this credential belongs to: from the cache while no
         credential changed since it was verified (and for AUTH_CACHE_SECS at most), else asked."""
-        key = (device_id, secret_hash(credential))
+        key = (device_id, credential_sha256)
         now = asyncio.get_running_loop().time()
         cached = self._verified.get(key)
         if cached is not None and cached[1] == self.credential_revision and cached[2] > now:

@@ -337,7 +337,7 @@ class Devices:
         # Not the hash of any credential: nothing authenticates against it, and it stays unique.
         revoked = "revoked:" + secrets.token_hex(24)
         row = await self.store.save(principal.tenant_id, device_id, {
-            "credential_hash": revoked, "credential_revoked_at": now, "updated_at": now})
+            "credential_hash": revoked, "credential_revoked_at": now, "updated_at": now}, credential=True)
         if row is None:
             raise NotFound(f"device {device_id} not found")
         return to_device(row)
@@ -347,15 +347,16 @@ class Devices:
         credential = new_credential()
         row = await self.store.save(principal.tenant_id, device_id, {
             "credential_hash": secret_hash(credential), "credential_revoked_at": None,
-            "updated_at": self.clock.now()})
+            "updated_at": self.clock.now()}, credential=True)
         if row is None:
             raise NotFound(f"device {device_id} not found")
         return to_device(row, credential=credential)
 
-    async def validate_agents(self, agents: list[AgentCredential]) -> list[AgentCredential]:
-        """The agents whose credential is no longer their device's (revoked, rotated, device deleted)."""
-        current = await self.store.credential_hashes([(a.tenant_id, a.device_id) for a in agents])
-        return [a for a in agents if current.get((a.tenant_id, a.device_id)) != a.credential_sha256]
+    async def validate_agents(self, agents: list[AgentCredential]) -> tuple[list[AgentCredential], int]:
+        """The agents whose credential is no longer their device's (revoked, rotated, device deleted), and
+        the credential revision they were checked at (read before them)."""
+        revision, current = await self.store.credential_hashes([(a.tenant_id, a.device_id) for a in agents])
+        return [a for a in agents if current.get((a.tenant_id, a.device_id)) != a.credential_sha256], revision
 
     # -- groups ----------------------------------------------------------------------------
 

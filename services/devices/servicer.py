@@ -110,5 +110,5 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
 
     async def ValidateAgents(self, request, context):
         # No principal: internal, from the runs service, about the streams it holds.
-        invalid = await self.devices.validate_agents(list(request.agents))
-        return devices_pb2.ValidateAgentsResponse(invalid=invalid)
+        invalid, revision = await self.devices.validate_agents(list(request.agents))
+        return devices_pb2.ValidateAgentsResponse(invalid=invalid, revision=revision)

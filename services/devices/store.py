@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ColumnElement, Index, delete, exists, false, func, or_
+from sqlalchemy import JSON, BigInteger, Column, ColumnElement, Index, bindparam, delete, exists, false, func, or_
 from sqlalchemy import select as sa_select, tuple_, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
@@ -118,6 +118,8 @@ class DeviceCounterRow(SQLModel, table=True):
 
 
 DEVICE_NUMBER = "device_number"
+# Moved forward by every change of a credential (revocation, rotation, deletion), in its transaction.
+CREDENTIAL_REVISION = "credential_revision"
 
 TABLES = [DeviceRow, DeviceGroupRow, EnrollmentTokenRow, DeviceCounterRow, PresenceLeaseRow,
           DeviceSearchRow]
@@ -253,18 +255,21 @@ class DeviceStore:
                 session.add(row)
             return rows
 
-    async def credential_hashes(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """(tenant, device) -> its current credential hash, for those of these devices that exist."""
+    async def credential_hashes(self, keys: Sequence[tuple[str, str]]) -> tuple[int, dict[tuple[str, str], str]]:
+        """The credential revision, then (tenant, device) -> its current credential hash for those of these
+        devices that exist. The revision is read first: a credential changed after it moves it again."""
         found: dict[tuple[str, str], str] = {}
         keys = list(dict.fromkeys(keys))
         async with self.db.session() as session:
+            revision = (await _execute(session, sa_select(DeviceCounterRow.value).where(
+                DeviceCounterRow.name == CREDENTIAL_REVISION))).scalar() or 0
             for start in range(0, len(keys), 500):
                 batch = keys[start:start + 500]
                 query = sa_select(DeviceRow.tenant_id, DeviceRow.id, DeviceRow.credential_hash).where(
                     tuple_(DeviceRow.tenant_id, DeviceRow.id).in_(batch))
                 for tenant_id, device_id, credential_hash in (await session.exec(query)).all():  # type: ignore[call-overload]
                     found[(tenant_id, device_id)] = credential_hash
-        return found
+        return int(revision), found
 
     # -- groups ------------------------------------------------------------------------------
 
@@ -375,25 +380,34 @@ class DeviceStore:
         except (_Exists, IntegrityError):
             return "exists", None
 
-    async def save(self, tenant_id: str, device_id: str, values: dict[str, Any]) -> DeviceRow | None:
-        """Applies values to the tenant's device; None when it is gone."""
-        return await self._save(DeviceRow, (tenant_id, device_id), values)
+    async def save(self, tenant_id: str, device_id: str, values: dict[str, Any],
+                   credential: bool = False) -> DeviceRow | None:
+        """Applies values to the tenant's device; None when it is gone. `credential`: the values change its
+        credential, which moves the credential revision forward in the same transaction."""
+        return await self._save(DeviceRow, (tenant_id, device_id), values, revise=credential)
 
-    async def _save(self, model: type[SQLModel], key: tuple[str, str], values: dict[str, Any]) -> Any:
+    async def _save(self, model: type[SQLModel], key: tuple[str, str], values: dict[str, Any],
+                    revise: bool = False) -> Any:
         """Read-modify-write of one row by primary key, in one transaction; None when it is gone."""
         async with self.db.session() as session:
             stored = await session.get(model, key)
             if stored is None:
                 return None
+            if revise:
+                await session.run_sync(reserve, DeviceCounterRow, CREDENTIAL_REVISION, 1)
             for name, value in values.items():
                 setattr(stored, name, value)
             session.add(stored)
             return stored
 
     async def delete(self, tenant_id: str, device_id: str) -> bool:
+        """Deletes the device (its credential with it: the credential revision moves forward)."""
         statement = delete(DeviceRow).where(DeviceRow.tenant_id == tenant_id, DeviceRow.id == device_id)
         async with self.db.session() as session:
-            return (await session.exec(statement)).rowcount == 1  # type: ignore[call-overload]
+            if (await session.exec(statement)).rowcount != 1:  # type: ignore[call-overload]
+                return False
+            await session.run_sync(reserve, DeviceCounterRow, CREDENTIAL_REVISION, 1)
+            return True
 
     async def by_credential(self, device_id: str, credential_hash: str) -> DeviceRow | None:
         """The device (of any tenant) holding this credential, if its id is device_id."""
@@ -429,25 +443,8 @@ class DeviceStore:
                     lease.lease_until, lease.renewed_at = lease_until, now
                     session.add(lease)
                 await session.flush()
-            for change in changes:
-                values: dict[str, Any] = {"online": change.online, "last_seen_at": change.seen_at}
-                if change.agent_version:
-                    values["agent_version"] = change.agent_version
-                if change.facts:
-                    values["facts"] = change.facts
-                where = [DeviceRow.tenant_id == change.tenant_id, DeviceRow.id == change.device_id,
-                         or_(DeviceRow.last_seen_at.is_(None),  # type: ignore[union-attr]
-                             DeviceRow.last_seen_at <= change.seen_at)]  # type: ignore[operator]
-                if replica_id:
-                    if change.online and change.stream_opened:
-                        values["presence_owner"] = replica_id
-                    else:
-                        where.append(DeviceRow.presence_owner == replica_id)
-                        if not change.online:
-                            values["presence_owner"] = ""
-                elif not change.online:
-                    values["presence_owner"] = ""
-                await session.exec(update(DeviceRow).where(*where).values(**values))  # type: ignore[call-overload]
+            for statement, params in _presence_updates(changes, replica_id).items():
+                await _SqlAlchemySession.execute(session, statement, params)
             if replica_id and release:
                 await session.exec(update(DeviceRow).where(  # type: ignore[call-overload]
                     DeviceRow.presence_owner == replica_id).values(online=False, presence_owner=""))
@@ -478,6 +475,45 @@ class DeviceStore:
                 ).values(online=False).execution_options(synchronize_session=False))
                 swept += result.rowcount or 0
             return swept
+
+
+def _presence_updates(changes: Sequence[Presence], replica_id: str) -> dict[Any, list[dict[str, Any]]]:
+    """The UPDATE statements applying these presence changes, each with its rows' parameters (one
+    executemany per shape of change, so a report of thousands of devices costs a few statements)."""
+    statements: dict[tuple[bool, ...], Any] = {}
+    updates: dict[Any, list[dict[str, Any]]] = {}
+    for change in changes:
+        claims = bool(replica_id) and change.online and change.stream_opened
+        shape = (change.online, claims, bool(replica_id) and not claims, bool(change.agent_version),
+                 bool(change.facts))
+        if shape not in statements:
+            statements[shape] = _presence_statement(*shape, replica_id=replica_id)
+        params = {"p_tenant": change.tenant_id, "p_device": change.device_id, "p_seen": change.seen_at,
+                  "p_version": change.agent_version, "p_facts": change.facts}
+        updates.setdefault(statements[shape], []).append(params)
+    return updates
+
+
+def _presence_statement(online: bool, claims: bool, owned_only: bool, version: bool, facts: bool, *,
+                        replica_id: str) -> Any:
+    """An older report never overwrites a newer one; a replica's changes other than its stream opening
+    apply only to the devices it owns; a device going offline is nobody's."""
+    table: Any = DeviceRow.__table__  # type: ignore[attr-defined]
+    seen = bindparam("p_seen", type_=table.c.last_seen_at.type)
+    where = [table.c.tenant_id == bindparam("p_tenant"), table.c.id == bindparam("p_device"),
+             or_(table.c.last_seen_at.is_(None), table.c.last_seen_at <= seen)]
+    values: dict[str, Any] = {"online": online, "last_seen_at": seen}
+    if version:
+        values["agent_version"] = bindparam("p_version")
+    if facts:
+        values["facts"] = bindparam("p_facts", type_=table.c.facts.type)
+    if claims:
+        values["presence_owner"] = replica_id
+    elif owned_only:
+        where.append(table.c.presence_owner == replica_id)
+    if not online:
+        values["presence_owner"] = ""
+    return update(table).where(*where).values(**values)
 
 
 async def _execute(session, statement):

@@ -3,12 +3,26 @@
 Runs are stored before they are assigned: the dispatcher claims queued rows with a
 lease (compare-and-set in the database, so replicas never assign a run twice) and then
 sends Assign on the device's stream. In-memory state here is only a cache of who is
-connected and what they hold; it is rebuilt from agents' Hello messages.
+connected and what they hold; it is rebuilt from agents' Hello messages. A wake-up names
+the devices to look at; they are claimed for DISPATCH_BATCH devices at a time (a fan-out to
+10,000 devices is ten claims). A periodic scan every RESCAN_SECS catches what no wake-up named,
+RESCAN_BATCH devices in turn (every device at least every 10 s with 10,000 streams), so that it
+costs the same with any number of streams.
 
-Presence is batched: connects, disconnects and heartbeats queue a PresenceChange per device
-(the latest wins) and one ReportPresence call carries them all every PRESENCE_FLUSH_SECS,
+Agent messages are handled in batches: every stream's reader hands its messages to one inbox, and
+each drain of it makes one call per kind of change for the whole batch where the store allows it
+(every output chunk of the batch in one insert; accepts and finishes concurrently, so the store's
+group commit writes them together), then sends the acks, once the store has answered. Which output
+is stored is tracked per stream in memory (the database is asked only about runs a stream took over
+from an earlier one, and before a Finished is refused for missing output). Heartbeats never reach
+the database from here: the runs they name are collected in memory for the ticker's one batched
+touch (RunsService.tick), and the devices' last_seen_at is refreshed at most every SEEN_REFRESH_SECS.
+
+Presence is batched: connects, disconnects and refreshes queue a PresenceChange per device
+(the latest wins) and one ReportPresence call per PRESENCE_BATCH carries them every PRESENCE_FLUSH_SECS,
 so a reconnect storm of thousands of agents costs a few calls, and REST shows a change within
-about half a second.
+about half a second. A connected device's last_seen_at lags its last heartbeat by at most
+SEEN_REFRESH_SECS plus a flush.
 
 Presence heals itself: every report names this replica and renews its presence lease (at least
 every third of `presence_lease_secs`, even with nothing to report). A replica that dies (kill -9,
@@ -16,11 +30,21 @@ a lost machine) stops renewing; the devices service then marks its devices offli
 `presence_lease_secs` plus about a second. A replica whose lease ran out anyway (a long pause) is
 told to resync and reports every stream it holds again; a stopping replica releases its devices.
 
-Credential revocation: every VALIDATE_SECS the hub asks the devices service, in one
-ValidateAgents call per 1000 streams, which of the credentials its streams connected with no
-longer hold (revoked, rotated, device deleted). Those streams end with UNAUTHENTICATED. A revoked
-device is therefore disconnected within VALIDATE_SECS + one RPC (about 1-1.5 s); new connects are
-refused at once by AuthenticateAgent.
+Credential revocation: the devices service keeps a credential revision, moved forward by every
+revocation, rotation and deletion. Every VALIDATE_SECS the hub asks for it (one small
+ValidateAgents call); only when it moved does the hub send the credentials of its streams (one
+call per VALIDATE_BATCH streams) to learn which no longer hold. Those streams end with
+UNAUTHENTICATED. A revoked device is therefore disconnected within VALIDATE_SECS + two RPCs
+(about 1-1.5 s). AuthenticateAgent answers are cached (AUTH_CACHE_SECS at most) and used only
+while the revision is the one they were verified at, so a reconnect storm costs no call per agent;
+a connect with a credential revoked in the last VALIDATE_SECS may be let in from the cache, and
+is then closed within the same bound. Other connects with a revoked credential are refused at once.
+
+Reconnects: a device whose stream here ended (or is replaced) holding no run, back within
+IDLE_RECONNECT_SECS holding none, is not reconciled with the database (a reconnect storm of idle agents costs no query per agent).
+Only a replica holding its stream assigns a device runs; one that another replica assigned it in
+between (the device connected there meanwhile) and that it never got is recovered by its lease
+(LEASE_SECS) or its heartbeat timeout, like the run of a vanished device.
 
 Enrolment: a Hello with an enrollment_token (and no credential) registers the device through
 DeviceService.EnrollDevice; its Welcome carries the new credential, once."""
@@ -31,9 +55,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
 
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from jobline.devices.v1 import devices_pb2
 from jobline.devices.v1.devices_pb2 import PresenceChange
@@ -53,10 +79,18 @@ log = logging.getLogger(__name__)
 
 LEASE_SECS = 30
 RESCAN_SECS = 1.0
+DISPATCH_BATCH = 1000  # devices claimed for in one round
+RESCAN_BATCH = 1000  # devices looked at by one periodic scan
+CONNECT_WAKE_SECS = 0.05  # devices that connect are woken for dispatch together, this long after the first
 PRESENCE_FLUSH_SECS = 0.2
+PRESENCE_BATCH = 2000  # changes per ReportPresence call: each renews the lease, none runs long
 VALIDATE_SECS = 1.0
 VALIDATE_BATCH = 1000
-SEEN_REFRESH_SECS = 5.0  # how often a connected device's last_seen_at moves forward
+AUTH_CACHE_SECS = 60.0  # the longest an AuthenticateAgent answer is reused
+AUTH_CACHE_SIZE = 100_000
+SEEN_REFRESH_SECS = 30.0  # how often a connected device's last_seen_at moves forward
+IDLE_RECONNECT_SECS = 60.0  # a device that left holding no run and is back by then holding none is not reconciled
+INBOX_LIMIT = 20_000  # agent messages waiting to be handled before the streams stop being read
 PRESENCE_LEASE_SECS = 10  # default; JOBLINE_PRESENCE_LEASE_SECS
 RunKey = tuple[str, int]  # (run_id, attempt)
 # Upper bounds (seconds) of the dispatch latency histogram's buckets; +Inf is the total count.
@@ -95,30 +129,90 @@ def queued_since(row: RunRow) -> datetime:
     return max(moments)
 
 
-class AgentSession:
-    """One connected agent: its outbound queue, its capacity and the runs it holds."""
+class StoredOutput:
+    """The output chunks of one (run, attempt) known to be stored: 1..upto, and some beyond."""
 
-    def __init__(self, tenant_id: str, device_id: str, capacity: int, credential_sha256: str = "") -> None:
+    __slots__ = ("upto", "beyond")
+
+    def __init__(self, upto: int = 0) -> None:
+        self.upto = upto
+        self.beyond: set[int] | None = None
+
+    def add(self, sequence: int) -> None:
+        if sequence <= self.upto:
+            return
+        if sequence != self.upto + 1:
+            self.beyond = self.beyond or set()
+            self.beyond.add(sequence)
+            return
+        self.upto = sequence
+        while self.beyond and self.upto + 1 in self.beyond:
+            self.upto += 1
+            self.beyond.discard(self.upto)
+
+
+class Outbox:
+    """A stream's outbound messages: a deque and at most one waiting reader (lighter than a Queue)."""
+
+    __slots__ = ("_messages", "_waiter")
+
+    def __init__(self) -> None:
+        self._messages: deque[agent_pb2.ServerMessage | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, message: agent_pb2.ServerMessage | None) -> None:
+        self._messages.append(message)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> agent_pb2.ServerMessage | None:
+        while not self._messages:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._messages.popleft()
+
+
+class AgentSession:
+    """One connected agent: its outbound messages, its capacity and the runs it holds."""
+
+    __slots__ = ("tenant_id", "device_id", "key", "capacity", "held", "timeouts", "output", "credential_sha256",
+                 "checked_revision", "revoked", "closed", "beating", "_outbox")
+
+    def __init__(self, tenant_id: str, device_id: str, capacity: int, credential_sha256: str = "",
+                 checked_revision: int = 0) -> None:
         self.tenant_id = tenant_id
         self.device_id = device_id
         self.key = target_key(tenant_id, device_id)
         self.capacity = max(1, capacity)
         self.held: set[RunKey] = set()
         self.timeouts: dict[RunKey, int] = {}  # timeout_secs of the runs assigned and not yet accepted
+        self.output: dict[RunKey, StoredOutput] = {}  # held runs whose stored output this stream knows
         self.credential_sha256 = credential_sha256
+        self.checked_revision = checked_revision  # the credential revision this stream's credential held at
         self.revoked = False
-        self.seen_reported_at = 0.0  # loop time of the last presence queued for this stream
-        self._outbox: asyncio.Queue[agent_pb2.ServerMessage | None] = asyncio.Queue()
+        self.closed = False
+        self.beating = False  # a heartbeat arrived since the last refresh of last_seen_at
+        self._outbox = Outbox()
 
     @property
     def free(self) -> int:
         return self.capacity - len(self.held)
 
     def send(self, message: agent_pb2.ServerMessage) -> None:
-        self._outbox.put_nowait(message)
+        self._outbox.put(message)
 
     def close(self) -> None:
-        self._outbox.put_nowait(None)
+        if not self.closed:
+            self.closed = True
+            self._outbox.put(None)
+
+    def forget(self, key: RunKey) -> None:
+        self.held.discard(key)
+        self.timeouts.pop(key, None)
+        self.output.pop(key, None)
 
     async def messages(self) -> AsyncIterator[agent_pb2.ServerMessage]:
         while (message := await self._outbox.get()) is not None:
@@ -137,13 +231,24 @@ class AgentHub:
         self.sessions: dict[str, AgentSession] = {}
         self.heartbeats: dict[str, datetime] = {}
         self._pending: set[str] = set()
+        self._connected: set[str] = set()  # devices connected since the last wake-up for them
+        self._connected_wake: asyncio.TimerHandle | None = None
         self._scan_all = False
+        self._rescan_from = 0
         self._wakeup = asyncio.Event()
         self._snapshots: dict[str, Job] = {}
+        self._inbox: list[tuple[AgentSession, agent_pb2.AgentMessage]] = []
+        self._inbox_ready = asyncio.Event()
+        self._inbox_room = asyncio.Event()
+        self._inbox_room.set()
         self._presence_queue: dict[tuple[str, str], PresenceChange] = {}
-        self._presence_flushed = asyncio.Event()
         self.presence_lease_secs = max(1, presence_lease_secs)
         self._presence_renewed: float | None = None  # loop time of the last report that reached the devices service
+        self._seen_refreshed = 0.0  # loop time of the last refresh of last_seen_at
+        self.credential_revision = 0  # the devices service's, as of the last check
+        # (device_id, credential hash) -> (tenant_id, revision verified at, loop time it expires)
+        self._verified: dict[tuple[str, str], tuple[str, int, float]] = {}
+        self._left_idle: dict[str, float] = {}  # device key -> until when its idle leaving spares a reconcile
         self.dispatch_latency = LatencyHistogram()
         engine.dispatchers.append(self)
 
@@ -158,8 +263,9 @@ class AgentHub:
 
     async def run_dispatcher(self) -> None:
         """Forever: dispatch to the devices named by wake-ups (all of them on a full scan); also runs
-        the presence and credential loops, which end with it."""
-        helpers = [asyncio.create_task(self._presence_loop()), asyncio.create_task(self._validate_loop())]
+        the inbox, presence and credential loops, which end with it."""
+        helpers = [asyncio.create_task(loop()) for loop in (self._inbox_loop, self._presence_loop,
+                                                             self._validate_loop)]
         try:
             await self._dispatch_loop()
         finally:
@@ -168,22 +274,46 @@ class AgentHub:
             await asyncio.gather(*helpers, return_exceptions=True)
 
     async def _dispatch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        rescanned = loop.time()
         while True:
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=RESCAN_SECS)
-            except TimeoutError:  # a periodic full scan catches what no wake-up named
-                self._scan_all = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.0, rescanned + RESCAN_SECS - loop.time()))
             self._wakeup.clear()
-            keys = list(self.sessions) if self._scan_all else list(self._pending)
+            if self._scan_all:
+                keys = list(self.sessions)
+            else:
+                keys = list(self._pending)
+                if loop.time() - rescanned >= RESCAN_SECS:  # the periodic scan: what no wake-up named
+                    rescanned = loop.time()
+                    keys += self._rescan_slice()
             self._pending.clear()
             self._scan_all = False
             try:
-                await self.dispatch(keys)
+                await self.dispatch(dict.fromkeys(keys))
             except Exception:  # keep dispatching whatever one batch hit
                 log.exception("dispatch failed")
 
+    def _rescan_slice(self) -> list[str]:
+        """The next RESCAN_BATCH devices in turn: each device is looked at least every
+        len(sessions) / RESCAN_BATCH periodic scans, at a cost that does not grow with the fleet."""
+        keys = list(self.sessions)
+        if len(keys) <= RESCAN_BATCH:
+            return keys
+        start = self._rescan_from % len(keys)
+        self._rescan_from = start + RESCAN_BATCH
+        return (keys[start:] + keys[:start])[:RESCAN_BATCH]
+
     async def dispatch(self, keys: Iterable[str]) -> int:
-        """Claims queued runs for these devices up to their free capacity and assigns them."""
+        """Claims queued runs for these devices up to their free capacity and assigns them, for
+        DISPATCH_BATCH devices at a time (the first Assigns leave before the last devices are claimed for)."""
+        ready = [k for k in keys if (s := self.sessions.get(k)) is not None and s.free > 0]
+        assigned = 0
+        for start in range(0, len(ready), DISPATCH_BATCH):
+            assigned += await self._dispatch_batch(ready[start:start + DISPATCH_BATCH])
+        return assigned
+
+    async def _dispatch_batch(self, keys: Sequence[str]) -> int:
         assigned = 0
         while True:
             sessions = {k: s for k in keys if (s := self.sessions.get(k)) is not None and s.free > 0}
@@ -208,8 +338,10 @@ class AgentHub:
                 if session is None:  # the agent left while we claimed: back to the queue
                     await self.engine.requeue(row.id, row.attempt)
                     continue
-                session.held.add((row.id, row.attempt))
-                session.timeouts[(row.id, row.attempt)] = row.timeout_secs
+                key = (row.id, row.attempt)
+                session.held.add(key)
+                session.timeouts[key] = row.timeout_secs
+                session.output[key] = StoredOutput()
                 session.send(agent_pb2.ServerMessage(assign=self._assign(row, now)))
                 self.dispatch_latency.observe((self.clock.now() - queued_since(row)).total_seconds())
                 assigned += 1
@@ -238,36 +370,89 @@ class AgentHub:
         first = await anext(aiter(requests), None)
         if first is None or not first.HasField("hello"):
             raise InvalidArgument("the first message must be Hello")
-        hello = first.hello
-        welcome = agent_pb2.Welcome(heartbeat_interval_ms=self.heartbeat_interval_ms)
-        if hello.enrollment_token and not hello.credential:
-            device = await self._enroll(hello)
-            credential = welcome.credential = device.credential
-        else:
-            device = await self.peers.authenticate_agent(hello.device_id, hello.credential)
-            credential = hello.credential
-        session = AgentSession(device.tenant_id, device.id, hello.capacity or 1, secret_hash(credential))
-        previous = self.sessions.pop(session.key, None)
-        if previous is not None:
-            previous.close()
-        self._presence(session, online=True, agent_version=hello.agent_version, facts=dict(hello.facts),
-                       stream_opened=True)
-        session.send(agent_pb2.ServerMessage(welcome=welcome))
-        # Reconcile before the session is dispatchable, so nothing is assigned to it mid-way.
-        await self._reconcile(session, {(r.run_id, r.attempt) for r in hello.held_runs})
-        self.sessions[session.key] = session
-        self.wake([session.key])
+        session = await self._open(first.hello)
+        del first  # the stream's frame keeps no Hello for its lifetime
         reader = asyncio.create_task(self._read(session, requests))
         try:
             async for message in session.messages():
                 yield message
         finally:
             reader.cancel()
+            session.close()
             if self.sessions.get(session.key) is session:
                 del self.sessions[session.key]
                 self._presence(session, online=False)
+                if not session.held:
+                    self._left_idle_at(session.key)
+            if not session.revoked:  # it held until now: its reconnect needs no AuthenticateAgent
+                self._remember((session.device_id, session.credential_sha256), session.tenant_id,
+                               session.checked_revision)
         if session.revoked:
             raise Unauthenticated("the device's credential was revoked")
+
+    async def _open(self, hello: agent_pb2.Hello) -> AgentSession:
+        """Authenticates (or enrols) the agent, welcomes it and reconciles what it holds; answers its
+        session, registered and dispatchable."""
+        welcome = agent_pb2.Welcome(heartbeat_interval_ms=self.heartbeat_interval_ms)
+        revision = self.credential_revision  # before the credential is checked: a later change moves it
+        if hello.enrollment_token and not hello.credential:
+            device = await self._enroll(hello)
+            tenant_id, device_id = device.tenant_id, device.id
+            welcome.credential = device.credential
+            credential_sha256 = secret_hash(device.credential)
+        else:
+            credential_sha256 = secret_hash(hello.credential)
+            tenant_id, device_id = await self._authenticate(hello.device_id, hello.credential, credential_sha256)
+        session = AgentSession(tenant_id, device_id, hello.capacity or 1, credential_sha256, revision)
+        previous = self.sessions.pop(session.key, None)
+        if previous is not None:  # a stream this one replaces (its end not noticed yet): it left now
+            previous.close()
+            if not previous.held:
+                self._left_idle_at(session.key)
+        self._presence(session, online=True, agent_version=hello.agent_version, facts=dict(hello.facts),
+                       stream_opened=True)
+        session.send(agent_pb2.ServerMessage(welcome=welcome))
+        # Reconcile before the session is dispatchable, so nothing is assigned to it mid-way.
+        left_idle = self._left_idle.pop(session.key, 0.0) > asyncio.get_running_loop().time()
+        if hello.held_runs or not left_idle:
+            await self._reconcile(session, {(r.run_id, r.attempt) for r in hello.held_runs})
+        self.sessions[session.key] = session
+        self._wake_connected(session.key)
+        return session
+
+    def _wake_connected(self, key: str) -> None:
+        """Wakes dispatch for a device that connected, CONNECT_WAKE_SECS later with every device that
+        connected meanwhile: a reconnect storm is a few claims of many devices, not one per device."""
+        self._connected.add(key)
+        if self._connected_wake is None:
+            self._connected_wake = asyncio.get_running_loop().call_later(CONNECT_WAKE_SECS, self._wake_all_connected)
+
+    def _wake_all_connected(self) -> None:
+        keys, self._connected, self._connected_wake = self._connected, set(), None
+        self.wake(keys)
+
+    async def _authenticate(self, device_id: str, credential: str, credential_sha256: str) -> tuple[str, str]:
+        """(tenant_id, device_id) of the device this credential belongs to: from the cache while no
+        credential changed since it was verified (and for AUTH_CACHE_SECS at most), else asked."""
+        key = (device_id, credential_sha256)
+        now = asyncio.get_running_loop().time()
+        cached = self._verified.get(key)
+        if cached is not None and cached[1] == self.credential_revision and cached[2] > now:
+            return cached[0], device_id
+        revision = self.credential_revision
+        device = await self.peers.authenticate_agent(device_id, credential)
+        self._remember(key, device.tenant_id, revision)
+        return device.tenant_id, device.id
+
+    def _left_idle_at(self, key: str) -> None:
+        if len(self._left_idle) >= AUTH_CACHE_SIZE:
+            self._left_idle.clear()
+        self._left_idle[key] = asyncio.get_running_loop().time() + IDLE_RECONNECT_SECS
+
+    def _remember(self, key: tuple[str, str], tenant_id: str, revision: int) -> None:
+        if len(self._verified) >= AUTH_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[key] = (tenant_id, revision, asyncio.get_running_loop().time() + AUTH_CACHE_SECS)
 
     async def _enroll(self, hello: agent_pb2.Hello) -> devices_pb2.Device:
         return await self.peers.enroll_device(devices_pb2.EnrollDeviceRequest(
@@ -295,9 +480,17 @@ class AgentHub:
                     run=agent_pb2.RunRef(run_id=run_id, attempt=attempt), force=True)))
 
     async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage]) -> None:
+        """Heartbeats are taken here, in memory; every other message goes to the inbox."""
         try:
             async for message in requests:
-                await self._handle(session, message)
+                if message.HasField("heartbeat"):
+                    self._heartbeat(session, message.heartbeat)
+                    continue
+                self._inbox.append((session, message))
+                self._inbox_ready.set()
+                if len(self._inbox) >= INBOX_LIMIT:
+                    self._inbox_room.clear()
+                    await self._inbox_room.wait()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -305,70 +498,173 @@ class AgentHub:
         finally:
             session.close()
 
-    async def _handle(self, session: AgentSession, message: agent_pb2.AgentMessage) -> None:
-        kind = message.WhichOneof("body")
-        if kind == "heartbeat":
+    def _heartbeat(self, session: AgentSession, heartbeat: agent_pb2.Heartbeat) -> None:
+        session.beating = True
+        if heartbeat.runs:
             now = self.clock.now()
-            for ref in message.heartbeat.runs:
+            for ref in heartbeat.runs:
                 if (ref.run_id, ref.attempt) in session.held:
                     self.heartbeats[ref.run_id] = now
-            if asyncio.get_running_loop().time() - session.seen_reported_at >= SEEN_REFRESH_SECS:
-                self._presence(session, online=True)
+
+    # -- agent messages, in batches ------------------------------------------------------------
+
+    async def _inbox_loop(self) -> None:
+        while True:
+            await self._inbox_ready.wait()
+            self._inbox_ready.clear()
+            batch, self._inbox = self._inbox, []
+            self._inbox_room.set()
+            try:
+                await self.handle_batch(batch)
+            except Exception:  # keep handling the next batches whatever this one hit
+                log.exception("agent messages failed")
+
+    async def handle_batch(self, batch: Sequence[tuple[AgentSession, agent_pb2.AgentMessage]]) -> None:
+        """Handles agent messages in the order of a run's life: accepts, rejects, output, finishes (a
+        stream's messages of one run arrive in that order). Messages of streams that ended, or of runs
+        the stream does not hold, are dropped; a stream whose message could not be handled is closed
+        (its agent reconnects and resends what is unacked)."""
+        by_kind: dict[str, list[tuple[AgentSession, agent_pb2.AgentMessage]]] = {
+            "accept": [], "reject": [], "output": [], "finished": []}
+        for session, message in batch:
+            kind = message.WhichOneof("body")
+            if kind in by_kind and not session.closed and self.sessions.get(session.key) is session:
+                by_kind[kind].append((session, getattr(message, kind)))
+        await self._accepted(by_kind["accept"])
+        await self._rejected(by_kind["reject"])
+        await self._output(by_kind["output"])
+        await self._finished(by_kind["finished"])
+
+    @staticmethod
+    def _held(items: list[tuple[AgentSession, agent_pb2.AgentMessage]]) -> list[tuple[AgentSession, agent_pb2.AgentMessage]]:
+        return [(s, body) for s, body in items if (body.run.run_id, body.run.attempt) in s.held]
+
+    @staticmethod
+    def _failed(session: AgentSession, what: str, error: BaseException) -> None:
+        log.error("agent stream of %s: %s failed", session.key, what, exc_info=error)
+        session.close()
+
+    async def _accepted(self, items: list[tuple[AgentSession, agent_pb2.Accept]]) -> None:
+        items = self._held(items)
+        results = await asyncio.gather(*(
+            self.engine.accept(a.run.run_id, a.run.attempt, s.timeouts.pop((a.run.run_id, a.run.attempt), 0))
+            for s, a in items), return_exceptions=True)
+        for (session, accept), result in zip(items, results):
+            if isinstance(result, BaseException):
+                self._failed(session, "an accept", result)
+            elif not result:
+                session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(run=accept.run, force=True)))
+
+    async def _rejected(self, items: list[tuple[AgentSession, agent_pb2.Reject]]) -> None:
+        for session, reject in self._held(items):
+            ref = reject.run
+            # The agent counts more runs than the hub does when "at capacity" (it still finishes one the
+            # hub forgot): not the run's fault. Back to the queue; the next Finished wakes dispatch again.
+            retry = reject.reason.startswith("at capacity")
+            try:
+                if retry:
+                    await self.engine.requeue(ref.run_id, ref.attempt)
+                else:
+                    await self.engine.end_attempt(ref.run_id, ref.attempt, domain.Outcome(
+                        "failed", f"rejected by the agent: {reject.reason}", retryable=False))
+            except Exception as error:
+                self._failed(session, "a reject", error)
+                continue
+            session.forget((ref.run_id, ref.attempt))
+            if not retry:
+                self.wake([session.key])
+
+    async def _output(self, items: list[tuple[AgentSession, agent_pb2.OutputChunk]]) -> None:
+        """Stores every chunk in one insert, then acks each run's highest contiguous stored sequence."""
+        items = self._held(items)
+        if not items:
             return
-        ref = getattr(message, kind).run
-        key = (ref.run_id, ref.attempt)
-        if key not in session.held:
-            return  # not this device's run, or long forgotten: ignore
-        if kind == "accept":
-            if not await self.engine.accept(ref.run_id, ref.attempt, session.timeouts.pop(key, 0)):
-                session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(run=ref, force=True)))
-        elif kind == "reject":
-            session.held.discard(key)
-            session.timeouts.pop(key, None)
-            reason = message.reject.reason
-            if reason.startswith("at capacity"):
-                # The agent counts more runs than the hub does (it still finishes one the hub forgot):
-                # not the run's fault. Back to the queue; the next Finished wakes dispatch again.
-                await self.engine.requeue(ref.run_id, ref.attempt)
-                return
-            await self.engine.end_attempt(ref.run_id, ref.attempt, domain.Outcome(
-                "failed", f"rejected by the agent: {reason}", retryable=False))
-            self.wake([session.key])
-        elif kind == "output":
-            chunk = message.output
-            await self.store.add_chunks([dict(run_id=ref.run_id, attempt=ref.attempt, sequence=chunk.sequence,
-                                              stream=chunk.stream, data=chunk.data, created_at=self.clock.now())])
-            stored = await self.store.highest_contiguous(ref.run_id, ref.attempt)
-            session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=stored)))
-        elif kind == "finished":
-            done = message.finished
-            if done.last_sequence > 0:
-                stored = await self.store.highest_contiguous(ref.run_id, ref.attempt)
-                if stored < done.last_sequence:
-                    # Output is missing: not final yet. Ack what is stored and end the stream; the agent
-                    # reconnects and resends every unacked chunk before its Finished.
-                    log.warning("run %s attempt %d finished with chunks %d..%d missing; asking for them again",
-                                ref.run_id, ref.attempt, stored + 1, done.last_sequence)
-                    session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=stored)))
-                    session.close()
-                    return
-            await self.engine.end_attempt(ref.run_id, ref.attempt, domain.agent_outcome(
-                done.exit_code, done.error, done.timed_out, done.canceled))
-            session.held.discard(key)
+        now = self.clock.now()
+        try:
+            await self.store.add_chunks([dict(run_id=c.run.run_id, attempt=c.run.attempt, sequence=c.sequence,
+                                              stream=c.stream, data=c.data, created_at=now) for _, c in items])
+        except Exception as error:
+            for session in {id(s): s for s, _ in items}.values():
+                self._failed(session, "storing output", error)
+            return
+        acks: dict[tuple[int, RunKey], tuple[AgentSession, agent_pb2.RunRef]] = {}
+        taken_over: list[tuple[AgentSession, RunKey]] = []
+        for session, chunk in items:
+            key = (chunk.run.run_id, chunk.run.attempt)
+            stored = session.output.get(key)
+            if stored is None:
+                taken_over.append((session, key))
+            else:
+                stored.add(chunk.sequence)
+            acks[(id(session), key)] = (session, chunk.run)
+        await self._learn_stored_output(dict.fromkeys(taken_over))
+        for session, ref in acks.values():
+            stored = session.output.get((ref.run_id, ref.attempt))
+            if stored is not None:
+                session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=stored.upto)))
+
+    async def _learn_stored_output(self, runs: Iterable[tuple[AgentSession, RunKey]]) -> None:
+        """Asks the database what output is stored of runs this stream took over from an earlier one."""
+        runs = list(runs)
+        answers = await asyncio.gather(*(self.store.highest_contiguous(*key) for _, key in runs),
+                                       return_exceptions=True)
+        for (session, key), answer in zip(runs, answers):
+            if isinstance(answer, BaseException):
+                self._failed(session, "reading stored output", answer)
+            elif key in session.held:
+                session.output[key] = StoredOutput(answer)
+
+    async def _finished(self, items: list[tuple[AgentSession, agent_pb2.Finished]]) -> None:
+        items = list({(id(s), f.run.run_id, f.run.attempt): (s, f) for s, f in self._held(items)}.values())
+        short = [(s, f) for s, f in items if f.last_sequence > self._stored(s, f.run)]
+        if short:  # what this stream knows is short: the database has the last word
+            await self._learn_stored_output((s, (f.run.run_id, f.run.attempt)) for s, f in short)
+        complete = []
+        for session, done in items:
+            ref = done.run
+            stored = self._stored(session, ref)
+            if stored >= done.last_sequence:
+                complete.append((session, done))
+            elif not session.closed:
+                # Output is missing: not final yet. Ack what is stored and end the stream; the agent
+                # reconnects and resends every unacked chunk before its Finished.
+                log.warning("run %s attempt %d finished with chunks %d..%d missing; asking for them again",
+                            ref.run_id, ref.attempt, stored + 1, done.last_sequence)
+                session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=stored)))
+                session.close()
+        results = await asyncio.gather(*(self.engine.end_attempt(d.run.run_id, d.run.attempt, domain.agent_outcome(
+            d.exit_code, d.error, d.timed_out, d.canceled)) for _, d in complete), return_exceptions=True)
+        woken = set()
+        for (session, done), result in zip(complete, results):
+            if isinstance(result, BaseException):
+                self._failed(session, "a finish", result)
+                continue
+            ref = done.run
+            session.forget((ref.run_id, ref.attempt))
             self.heartbeats.pop(ref.run_id, None)
-            session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=done.last_sequence, finished=True)))
-            self.wake([session.key])
+            session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=done.last_sequence,
+                                                                   finished=True)))
+            woken.add(session.key)
+        if woken:
+            self.wake(woken)
+
+    @staticmethod
+    def _stored(session: AgentSession, ref: agent_pb2.RunRef) -> int:
+        stored = session.output.get((ref.run_id, ref.attempt))
+        return stored.upto if stored is not None else 0
 
     # -- presence and credentials ---------------------------------------------------------------
 
     def _presence(self, session: AgentSession, online: bool, agent_version: str = "",
-                  facts: dict[str, str] | None = None, stream_opened: bool = False) -> None:
+                  facts: dict[str, str] | None = None, stream_opened: bool = False,
+                  seen_at: Timestamp | None = None) -> None:
         """Queues a presence change; the presence loop sends the queue in one call."""
-        session.seen_reported_at = asyncio.get_running_loop().time()
         key = (session.tenant_id, session.device_id)
         change = PresenceChange(tenant_id=session.tenant_id, device_id=session.device_id, online=online,
-                                agent_version=agent_version, seen_at=timestamp(self.clock.now()), facts=facts or {},
+                                agent_version=agent_version, seen_at=seen_at or timestamp(self.clock.now()),
                                 stream_opened=stream_opened and online)
+        if facts:
+            change.facts.update(facts)
         earlier = self._presence_queue.get(key)
         if earlier is not None and online and earlier.online:  # keep what a Hello said until it is sent
             change.agent_version = change.agent_version or earlier.agent_version
@@ -377,61 +673,100 @@ class AgentHub:
                 change.facts.update(earlier.facts)
         self._presence_queue[key] = change
 
+    def refresh_seen(self) -> int:
+        """Queues a refresh of last_seen_at (one moment for all) for every stream that beat since the
+        last refresh; answers how many."""
+        now = timestamp(self.clock.now())
+        beating = [s for s in self.sessions.values() if s.beating]
+        for session in beating:
+            session.beating = False
+            self._presence(session, online=True, seen_at=now)
+        return len(beating)
+
     async def flush_presence(self, release: bool = False) -> None:
-        """Sends the queued presence changes in one ReportPresence call (kept for the next try on failure),
-        and with them renews this replica's presence lease: with nothing queued, once a third of the
+        """Sends the queued presence changes in ReportPresence calls of PRESENCE_BATCH (those not sent are
+        kept for the next try on failure), and with them renews this replica's presence lease: with nothing queued, once a third of the
         lease has passed. `release`: this replica stops; its devices go offline at once."""
         loop_time = asyncio.get_running_loop().time()
         due = self._presence_renewed is None or loop_time - self._presence_renewed >= self.presence_lease_secs / 3
         if not self._presence_queue and not due and not release:
             return
         batch, self._presence_queue = self._presence_queue, {}
-        try:
-            resync = await self.peers.report_presence(list(batch.values()), replica_id=self.replica_id,
-                                                      lease_secs=self.presence_lease_secs, release=release)
-        except Exception:  # retried with the next flush
-            log.warning("could not report the presence of %d devices", len(batch))
-            for key, change in batch.items():
-                self._presence_queue.setdefault(key, change)
-            return
-        self._presence_renewed = loop_time
-        if resync and not release and self.sessions:
-            log.warning("this replica's presence lease had run out: reporting its %d streams again", len(self.sessions))
-            for session in self.sessions.values():
-                self._presence(session, online=True, stream_opened=True)
+        changes = list(batch.items())
+        for start in range(0, max(1, len(changes)), PRESENCE_BATCH):  # at least one call: the renewal
+            sent = asyncio.get_running_loop().time()
+            try:
+                resync = await self.peers.report_presence([c for _, c in changes[start:start + PRESENCE_BATCH]],
+                                                          replica_id=self.replica_id,
+                                                          lease_secs=self.presence_lease_secs, release=release)
+            except Exception:  # retried with the next flush
+                log.warning("could not report the presence of %d devices", len(changes) - start)
+                for key, change in changes[start:]:
+                    self._presence_queue.setdefault(key, change)
+                return
+            self._presence_renewed = sent
+            if resync and not release and self.sessions:
+                log.warning("this replica's presence lease had run out: reporting its %d streams again",
+                            len(self.sessions))
+                for session in self.sessions.values():
+                    self._presence(session, online=True, stream_opened=True)
 
     async def _presence_loop(self) -> None:
         try:
             while True:
                 await asyncio.sleep(PRESENCE_FLUSH_SECS)
+                loop_time = asyncio.get_running_loop().time()
+                if loop_time - self._seen_refreshed >= SEEN_REFRESH_SECS:
+                    self._seen_refreshed = loop_time
+                    self.refresh_seen()
                 await self.flush_presence()
         finally:  # stopping: one last try, briefly, which releases this replica's devices
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self.flush_presence(release=True)), 1.0)
 
     async def validate_credentials(self) -> int:
-        """Ends the streams whose credential no longer holds; answers how many."""
-        sessions = list(self.sessions.values())
+        """Learns the credential revision; when it moved, checks the credential of every stream not yet
+        checked at it and ends the streams whose credential no longer holds. Answers how many ended."""
         ended = 0
-        for start in range(0, len(sessions), VALIDATE_BATCH):
-            batch = sessions[start:start + VALIDATE_BATCH]
-            answer = await self.peers.invalid_agents([
+        revision = self.credential_revision
+        stale = self._unchecked(revision)  # streams that connected while the revision last moved
+        while True:
+            batch, stale = stale[:VALIDATE_BATCH], stale[VALIDATE_BATCH:]
+            invalid, current = await self.peers.invalid_agents([
                 devices_pb2.AgentCredential(tenant_id=s.tenant_id, device_id=s.device_id,
                                             credential_sha256=s.credential_sha256) for s in batch])
-            invalid = {(a.tenant_id, a.device_id, a.credential_sha256) for a in answer}
-            for session in batch:
-                if (session.tenant_id, session.device_id, session.credential_sha256) in invalid:
-                    log.info("closing the stream of %s: its credential was revoked", session.key)
-                    session.revoked = True
-                    session.close()
-                    ended += 1
+            ended += self._close_invalid(batch, invalid, current)
+            if current > revision:  # credentials changed: every stream checked before then is checked again
+                revision = current
+                stale = self._unchecked(revision)
+            if not stale:
+                break
+        self.credential_revision = revision
+        return ended
+
+    def _unchecked(self, revision: int) -> list[AgentSession]:
+        return [s for s in self.sessions.values() if s.checked_revision < revision and not s.closed]
+
+    def _close_invalid(self, batch: list[AgentSession], invalid: Iterable[devices_pb2.AgentCredential],
+                       revision: int) -> int:
+        gone = {(a.tenant_id, a.device_id, a.credential_sha256) for a in invalid}
+        ended = 0
+        for session in batch:
+            key = (session.device_id, session.credential_sha256)
+            if (session.tenant_id, session.device_id, session.credential_sha256) in gone:
+                log.info("closing the stream of %s: its credential was revoked", session.key)
+                self._verified.pop(key, None)
+                session.revoked = True
+                session.close()
+                ended += 1
+            else:
+                session.checked_revision = revision
+                self._remember(key, session.tenant_id, revision)
         return ended
 
     async def _validate_loop(self) -> None:
         while True:
             await asyncio.sleep(VALIDATE_SECS)
-            if not self.sessions:
-                continue
             try:
                 await self.validate_credentials()
             except Exception:
@@ -440,4 +775,3 @@ class AgentHub:
     def take_heartbeats(self) -> dict[str, datetime]:
         beats, self.heartbeats = self.heartbeats, {}
         return beats
-

@@ -128,10 +128,12 @@ class Peers:
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None
 
-    async def invalid_agents(self, agents: list[devices_pb2.AgentCredential]) -> list[devices_pb2.AgentCredential]:
-        """Those of the agents whose credential no longer holds (revoked, rotated, device deleted)."""
+    async def invalid_agents(self, agents: list[devices_pb2.AgentCredential]
+                             ) -> tuple[list[devices_pb2.AgentCredential], int]:
+        """Those of the agents whose credential no longer holds (revoked, rotated, device deleted), and the
+        credential revision they were checked at (with no agents: just the revision)."""
         answer = await self._devices.ValidateAgents(devices_pb2.ValidateAgentsRequest(agents=agents))
-        return list(answer.invalid)
+        return list(answer.invalid), answer.revision
 
     async def report_presence(self, changes: list[devices_pb2.PresenceChange], *, replica_id: str = "",
                               lease_secs: int = 0, release: bool = False) -> bool:

@@ -283,10 +283,12 @@ class ValidateAgentsRequest(_message.Message):
     def __init__(self, agents: _Optional[_Iterable[_Union[AgentCredential, _Mapping]]] = ...) -> None: ...
 
 class ValidateAgentsResponse(_message.Message):
-    __slots__ = ("invalid",)
+    __slots__ = ("invalid", "revision")
     INVALID_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     invalid: _containers.RepeatedCompositeFieldContainer[AgentCredential]
-    def __init__(self, invalid: _Optional[_Iterable[_Union[AgentCredential, _Mapping]]] = ...) -> None: ...
+    revision: int
+    def __init__(self, invalid: _Optional[_Iterable[_Union[AgentCredential, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class CreateDeviceRequest(_message.Message):
     __slots__ = ("device",)

@@ -329,7 +329,8 @@ class DeviceServiceServicer:
 
     def ValidateAgents(self, request, context):
         """Internal, batched: which of these connected agents' credentials are no longer valid
-        (revoked, rotated, device deleted). The runs service asks every second about its streams.
+        (revoked, rotated, device deleted), and the credential revision they were checked at. The runs
+        service asks every second, and about its streams only when the revision moved past theirs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

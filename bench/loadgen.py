@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import queue
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -214,6 +215,7 @@ class Generator:
         self.load = load
         self.counter = CTX.Value("q", 0)
         self._results = CTX.Queue()
+        self._answer: dict[str, Any] | None = None
         self.process = CTX.Process(target=_main, args=(load, self.counter, self._results), daemon=True)
 
     def start(self) -> "Generator":
@@ -221,13 +223,20 @@ class Generator:
         return self
 
     def alive(self) -> bool:
-        return self.process.is_alive()
+        """Still running and not yet answered. Its answer is read as soon as it comes: a child whose
+        answer is larger than the pipe's buffer cannot exit before the parent reads it."""
+        return self._receive(block=False) is None and self.process.is_alive()
+
+    def _receive(self, block: bool, timeout: float | None = None) -> dict[str, Any] | None:
+        if self._answer is None:
+            try:
+                self._answer = self._results.get(block, timeout)
+            except queue.Empty:
+                pass
+        return self._answer
 
     def result(self, timeout: float) -> dict[str, Any]:
-        try:
-            answer = self._results.get(timeout=timeout)
-        except Exception:  # noqa: BLE001 - queue.Empty
-            answer = {"fatal": "the load generator did not answer in time"}
+        answer = self._receive(block=True, timeout=timeout) or {"fatal": "the load generator did not answer in time"}
         self.process.join(5)
         if self.process.is_alive():
             self.process.kill()

@@ -277,10 +277,12 @@ class Devices:
         if not device_id or not await self.store.delete(principal.tenant_id, device_id):
             raise NotFound(f"device {device_id} not found")
 
-    async def resolve(self, principal: Principal, targets: DeviceTargets, pick_count: int = 1) -> ResolveTargetsResponse:
+    async def resolve(self, principal: Principal, targets: DeviceTargets, pick_count: int = 1, *,
+                      pool_members: bool = False, max_pool_members: int = 0) -> ResolveTargetsResponse:
         """Explicit ids (in their order, missing ones reported) then the other devices of the group or
         the query, by id; with any_available, one online device of the group / query instead of all
-        (up to `pick_count` distinct ones, least recently picked first)."""
+        (up to `pick_count` distinct ones, least recently picked first), or with `pool_members` every
+        device it picks from, online or not, none picked (up to `max_pool_members`, 0: all)."""
         if not 1 <= pick_count <= MAX_PICK_COUNT:
             raise InvalidArgument(f"pick_count must be between 1 and {MAX_PICK_COUNT}")
         ids = list(dict.fromkeys(targets.device_ids))
@@ -310,10 +312,14 @@ class Devices:
             if not targets.group and condition is None:
                 raise InvalidArgument("any_available needs a group, a query or a saved search to pick from")
             rows = await self.store.matching(principal.tenant_id, ids, "") if ids else []
-            picked = await self.store.pick_available(principal.tenant_id, targets.group, condition, self.clock.now(),
-                                                     pick_count)
-            if not picked:
-                raise FailedPrecondition("no device of the targets is online")
+            if pool_members:
+                picked = await self.store.candidates(principal.tenant_id, targets.group, condition,
+                                                     exclude=[row.id for row in rows], limit=max(0, max_pool_members))
+            else:
+                picked = await self.store.pick_available(principal.tenant_id, targets.group, condition,
+                                                         self.clock.now(), pick_count)
+                if not picked:
+                    raise FailedPrecondition("no device of the targets is online")
             named = {row.id for row in rows}
             rows.extend(row for row in picked if row.id not in named)
         elif ids or targets.group or condition is not None:

@@ -41,7 +41,9 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
         return empty_pb2.Empty()
 
     async def ResolveTargets(self, request, context):
-        return await self.devices.resolve(from_context(context), request.targets, request.pick_count or 1)
+        return await self.devices.resolve(from_context(context), request.targets, request.pick_count or 1,
+                                          pool_members=request.pool_members,
+                                          max_pool_members=request.max_pool_members)
 
     async def AuthenticateAgent(self, request, context):
         # No principal: the runs service asks on behalf of an agent saying Hello.

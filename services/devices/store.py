@@ -235,15 +235,31 @@ class DeviceStore:
         async with self.db.session() as session:
             return list((await session.exec(query.order_by(DeviceRow.id))).all())
 
-    async def pick_available(self, tenant_id: str, group: str, condition: ColumnElement[bool] | None,
-                             now: datetime, count: int = 1) -> list[DeviceRow]:
-        """Up to `count` online devices in the group and matching the condition, the least recently picked
-        first; marks them picked (in that order, so the next pick goes on from where this one ended)."""
-        query = select(DeviceRow).where(DeviceRow.tenant_id == tenant_id, DeviceRow.online == True)  # noqa: E712
+    def _candidates(self, tenant_id: str, group: str, condition: ColumnElement[bool] | None):
+        """The devices any_available picks from: in the group and matching the condition."""
+        query = select(DeviceRow).where(DeviceRow.tenant_id == tenant_id)
         if group:
             query = query.where(self._in_group(group))
         if condition is not None:
             query = query.where(condition)
+        return query
+
+    async def candidates(self, tenant_id: str, group: str, condition: ColumnElement[bool] | None,
+                         exclude: Sequence[str] = (), limit: int = 0) -> list[DeviceRow]:
+        """Every device any_available picks from (online or not), by id, but those excluded; `limit` (0: all)."""
+        query = self._candidates(tenant_id, group, condition).order_by(DeviceRow.id)
+        if exclude:
+            query = query.where(DeviceRow.id.not_in(list(exclude)))  # type: ignore[attr-defined]
+        if limit:
+            query = query.limit(limit)
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
+
+    async def pick_available(self, tenant_id: str, group: str, condition: ColumnElement[bool] | None,
+                             now: datetime, count: int = 1) -> list[DeviceRow]:
+        """Up to `count` online devices in the group and matching the condition, the least recently picked
+        first; marks them picked (in that order, so the next pick goes on from where this one ended)."""
+        query = self._candidates(tenant_id, group, condition).where(DeviceRow.online == True)  # noqa: E712
         query = query.order_by(DeviceRow.picked_at.is_not(None), DeviceRow.picked_at,  # type: ignore[union-attr]
                                DeviceRow.id).limit(max(1, count))
         if self.db.is_postgres:

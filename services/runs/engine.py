@@ -332,10 +332,13 @@ class RunEngine:
         fixed = await self._targets(principal, DeviceTargets(device_ids=named.device_ids,
                                                              device_numbers=named.device_numbers)) \
             if named.device_ids or named.device_numbers else []
+        # The pool must have a device (online or not): its targets are checked now, not left to wait forever.
+        await self._targets(principal, pools.pool_targets(job.targets), pool_members=True)
         return [*fixed, pools.pool_key(principal.tenant_id, job.targets)]
 
-    async def _targets(self, principal: Principal, targets: DeviceTargets) -> list[str]:
-        resolved = await self.peers.resolve(principal, targets)
+    async def _targets(self, principal: Principal, targets: DeviceTargets, pool_members: bool = False) -> list[str]:
+        resolved = await self.peers.resolve(principal, targets, pool_members=pool_members,
+                                            max_pool_members=1 if pool_members else 0)
         if resolved.missing_device_ids:
             raise NotFound(f"device {resolved.missing_device_ids[0]} not found")
         if not resolved.devices:
@@ -738,22 +741,28 @@ class RunEngine:
 
     # -- an attempt's life ---------------------------------------------------------------
 
-    async def accept(self, run_id: str, attempt: int, timeout_secs: int = 0) -> bool:
+    async def accept(self, run_id: str, attempt: int, timeout_secs: int = 0, device_key: str | None = None) -> bool:
         """The executor started the attempt. With a timeout, the run's lease becomes its execution
         deadline: timeout_secs plus EXECUTION_SLACK_SECS, after which tick() ends it timed_out even if
-        the executor never reported (an agent that failed to stop it, a call that trickles forever)."""
+        the executor never reported (an agent that failed to stop it, a call that trickles forever).
+        `device_key`: the device reporting, which must be the run's (a pooled run handed back and taken
+        by another device is no longer the first one's)."""
         now = self.clock.now()
         deadline = now + timedelta(seconds=timeout_secs + EXECUTION_SLACK_SECS) if timeout_secs > 0 else None
         return await self.store.transition(
-            run_id, attempt, ("dequeued",), status="executing", started_at=now, heartbeat_at=now,
+            run_id, attempt, ("dequeued",), device_key, status="executing", started_at=now, heartbeat_at=now,
             lease_expires_at=deadline,
         )
 
     async def end_attempt(self, run_id: str, attempt: int, outcome: domain.Outcome,
-                          result: dict | None = None, timings: dict[str, int] | None = None) -> bool:
-        """Records how an attempt ended: final status, or a retry per the job's policy."""
+                          result: dict | None = None, timings: dict[str, int] | None = None,
+                          device_key: str | None = None) -> bool:
+        """Records how an attempt ended: final status, or a retry per the job's policy. `device_key`: the
+        device reporting, which must be the run's (see accept)."""
         row = await self.store.get_any(run_id)
         if row is None or row.attempt != attempt or row.status not in ON_DEVICE + ("queued",):
+            return False
+        if device_key is not None and row.target_key != device_key:
             return False
         now = self.clock.now()
         trace = {**_trace(row, now), **(timings or {})}
@@ -768,19 +777,21 @@ class RunEngine:
                           next_retry_at=step.retry_at, dequeued_at=None, heartbeat_at=None)
         else:
             values.update(status=step.status, finished_at=now, duration_ms=_duration(row, now))
-        changed = await self.store.transition(run_id, attempt, (row.status,), **values)
+        changed = await self.store.transition(run_id, attempt, (row.status,), row.target_key, **values)
         if changed:
             log.info("run %s attempt %d ended %s -> %s", run_id, attempt, outcome.status, values["status"])
             if row.limited:  # a concurrency slot is free: runs of this job elsewhere may start
                 self._wake(None)
         return changed
 
-    async def requeue(self, run_id: str, attempt: int) -> bool:
+    async def requeue(self, run_id: str, attempt: int, device_key: str | None = None, wake: bool = True) -> bool:
         """Puts a run that was handed out but never accepted back in the queue (a pooled run in its pool),
-        same attempt, and wakes its dispatch."""
-        changed = await self.store.transition_rows(run_id, attempt, ("dequeued",), status="queued", lease_owner="",
-                                                   lease_expires_at=None, dequeued_at=None)
-        self._wake({c.target_key for c in changed})
+        same attempt, and wakes its dispatch (`wake`). `device_key`: the device handing it back, which must
+        be the run's (see accept)."""
+        changed = await self.store.transition_rows(run_id, attempt, ("dequeued",), device_key, status="queued",
+                                                   lease_owner="", lease_expires_at=None, dequeued_at=None)
+        if wake:
+            self._wake({c.target_key for c in changed})
         return bool(changed)
 
     async def tick(self, heartbeats: dict[str, datetime] | None = None) -> None:
@@ -871,6 +882,9 @@ class RunEngine:
             job = current[(row.tenant_id, row.job_id)]
             if job is None or job.version <= row.job_version or domain.is_device_job(job) != bool(row.target_key):
                 continue
+            pool = pools.pool_key(row.tenant_id, job.targets) if pools.is_pooled(job.targets) else ""
+            if bool(pool) != bool(row.pool_key):  # one run cannot become a fan-out, nor the reverse
+                continue
             if Job.FromString(row.snapshot).version_policy == "minor" and not job.backwards_compatible:
                 continue
             command = row.command
@@ -881,7 +895,8 @@ class RunEngine:
                     continue
             updates.append((row, dict(snapshot=job.SerializeToString(), job_version=job.version,
                                       job_version_id=job.version_id, command=command, timeout_secs=job.timeout_secs,
-                                      webhook_url=job.webhook_url)))
+                                      webhook_url=job.webhook_url, **({"target_key": pool, "pool_key": pool}
+                                                                      if pool else {}))))
         if updates:
             changed = await self.store.set_definitions([(row.id, values) for row, values in updates])
             for row, values in updates:

@@ -21,7 +21,7 @@ from services.common.clock import Clock
 from .domain import Outcome
 from .endpoint_client import Answer, EndpointClient, EndpointError
 from .engine import RunEngine
-from .store import RunRow, RunStore
+from .store import Queued, RunRow, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class HttpExecutor:
             if len(rows) < room:
                 return
 
-    async def _execute(self, row: RunRow) -> None:
+    async def _execute(self, row: Queued) -> None:
         if not await self.engine.accept(row.id, row.attempt, row.timeout_secs):
             return
         job = Job.FromString(row.snapshot)
@@ -92,7 +92,7 @@ class HttpExecutor:
             outcome, result, timings = await self._call(job.fallback_endpoint_url, job, row)
         await self.engine.end_attempt(row.id, row.attempt, outcome, result=result, timings=timings)
 
-    async def _call(self, url: str, job: Job, row: RunRow) -> tuple[Outcome, dict | None, dict[str, int]]:
+    async def _call(self, url: str, job: Job, row: Queued) -> tuple[Outcome, dict | None, dict[str, int]]:
         headers = {"X-Run-ID": row.id, "X-Job-ID": row.job_id, "X-Attempt": str(row.attempt)}
         body = json.dumps(row.payload or {}, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         start = time.perf_counter()

@@ -79,13 +79,14 @@ from . import domain, pools
 from .engine import RunEngine, target_key
 from .mapping import timestamp
 from .peers import Peers
-from .store import RunRow, RunStore
+from .store import Queued, RunRow, RunStore
 
 log = logging.getLogger(__name__)
 
 LEASE_SECS = 30
 RESCAN_SECS = 1.0
 DISPATCH_BATCH = 1000  # devices claimed for in one round
+DISPATCH_CONCURRENCY = 3  # rounds in flight at once
 RESCAN_BATCH = 1000  # devices looked at by one periodic scan
 CONNECT_WAKE_SECS = 0.05  # devices that connect are woken for dispatch together, this long after the first
 PRESENCE_FLUSH_SECS = 0.2
@@ -129,7 +130,7 @@ class LatencyHistogram:
         return out
 
 
-def queued_since(row: RunRow) -> datetime:
+def queued_since(row: Queued) -> datetime:
     """When the run became dispatchable: the latest of its creation, its scheduled time and its retry time."""
     moments = [as_utc(m) for m in (row.created_at, row.scheduled_at, row.next_retry_at) if m is not None]
     return max(moments)
@@ -304,9 +305,12 @@ class AgentHub:
                     keys += self._rescan_slice()
             self._pending.clear()
             self._scan_all = False
-            try:
-                if scan and self.sessions:
+            if scan and self.sessions:
+                try:
                     self._pools.update(await self.store.queued_pools())
+                except Exception:
+                    log.exception("looking up the pools with queued runs failed")
+            try:
                 await self.dispatch(dict.fromkeys(keys))
             except Exception:  # keep dispatching whatever one batch hit
                 log.exception("dispatch failed")
@@ -323,11 +327,18 @@ class AgentHub:
 
     async def dispatch(self, keys: Iterable[str]) -> int:
         """Claims queued runs for these devices up to their free capacity and assigns them, for
-        DISPATCH_BATCH devices at a time (the first Assigns leave before the last devices are claimed for)."""
+        DISPATCH_BATCH devices at a time, DISPATCH_CONCURRENCY batches at once (one batch's read overlaps
+        another's claim; the first Assigns leave before the last devices are claimed for)."""
         ready = [k for k in keys if (s := self.sessions.get(k)) is not None and s.free > 0]
-        assigned = 0
-        for start in range(0, len(ready), DISPATCH_BATCH):
-            assigned += await self._dispatch_batch(ready[start:start + DISPATCH_BATCH])
+        batches = iter([ready[start:start + DISPATCH_BATCH] for start in range(0, len(ready), DISPATCH_BATCH)])
+
+        async def worker() -> int:
+            done = 0
+            for batch in batches:
+                done += await self._dispatch_batch(batch)
+            return done
+
+        assigned = sum(await asyncio.gather(*(worker() for _ in range(DISPATCH_CONCURRENCY))))
         if self._pools:
             assigned += await self._dispatch_pools()
         return assigned
@@ -335,11 +346,11 @@ class AgentHub:
     async def _dispatch_batch(self, keys: Sequence[str]) -> int:
         assigned = 0
         while True:
-            sessions = {k: s for k in keys if (s := self.sessions.get(k)) is not None and s.free > 0}
+            sessions = {k: s for k in keys if (s := self.sessions.get(k)) is not None and s.free > 0 and not s.closed}
             if not sessions:
                 return assigned
             rows = await self.store.queued_for(list(sessions), sum(s.free for s in sessions.values()))
-            picked: list[RunRow] = []
+            picked: list[Queued] = []
             room = {k: s.free for k, s in sessions.items()}
             for row in rows:
                 if room[row.target_key] > 0:
@@ -355,7 +366,7 @@ class AgentHub:
                     assigned += await self._hand_out(row, self.sessions.get(row.target_key), now)
             keys = [k for k in sessions if room[k] == 0 and self.sessions.get(k) and self.sessions[k].free > 0]
 
-    async def _hand_out(self, row: RunRow, session: AgentSession | None, now: datetime) -> int:
+    async def _hand_out(self, row: Queued, session: AgentSession | None, now: datetime) -> int:
         """Assigns a claimed run to its device's stream (answers 1); back to the queue if the agent left
         meanwhile (answers 0)."""
         if session is None or self.sessions.get(session.key) is not session or session.closed:
@@ -379,8 +390,7 @@ class AgentHub:
                 return assigned
             free = {s.key: s.free for members in room.values() for s in members}
             rows = await self.store.queued_for(list(room), sum(free.values()))
-            self._pools.difference_update(set(room) - {row.target_key for row in rows})  # nothing left there
-            placed: dict[str, tuple[RunRow, AgentSession]] = {}
+            placed: dict[str, tuple[Queued, AgentSession]] = {}
             for row in rows:
                 candidates = [s for s in room[row.target_key] if free[s.key] > 0]
                 if candidates:
@@ -396,35 +406,44 @@ class AgentHub:
                                              {run_id: (s.key, s.device_id) for run_id, (_, s) in placed.items()})
             for run_id in claimed:
                 row, session = placed[run_id]
-                row.target_key, row.device_id = session.key, session.device_id
                 assigned += await self._hand_out(row, session, now)
-            if len(claimed) < len(placed) or len(rows) < sum(s.free for members in room.values() for s in members):
-                return assigned  # all there was (or others raced us): the next wake-up or scan goes on
+            if not claimed:  # another replica took them: it serves them
+                return assigned
 
     async def _pool_room(self) -> dict[str, list[AgentSession]]:
         """Each pool with queued runs, and its devices streaming here with room."""
+        if not self.sessions:
+            return {}
+        pools = list(self._pools)
         room: dict[str, list[AgentSession]] = {}
-        for pool in list(self._pools):
-            members = self._members.cached(pool)
+        for pool, members in zip(pools, await asyncio.gather(*(self._pool_members(p) for p in pools))):
             if members is None:
-                snapshot = await self.store.pool_snapshot(pool)
-                if snapshot is None:  # nothing queued there any more
-                    self._pools.discard(pool)
-                    continue
-                members = await self._members.of(pool, Job.FromString(snapshot).targets)
+                continue
             if len(members) > len(self.sessions):
-                ready = [s for key, s in self.sessions.items() if key in members and s.free > 0]
+                ready = [s for key, s in self.sessions.items() if key in members and s.free > 0 and not s.closed]
             else:
-                ready = [s for key in members if (s := self.sessions.get(key)) is not None and s.free > 0]
+                ready = [s for key in members if (s := self.sessions.get(key)) is not None and s.free > 0
+                         and not s.closed]
             if ready:
                 room[pool] = ready
         return room
 
+    async def _pool_members(self, pool: str) -> frozenset[str] | None:
+        """The pool's device keys (None, and the pool forgotten, when nothing is queued there any more)."""
+        members = self._members.cached(pool)
+        if members is not None:
+            return members
+        snapshot = await self.store.pool_snapshot(pool)
+        if snapshot is None:
+            self._pools.discard(pool)
+            return None
+        return await self._members.of(pool, Job.FromString(snapshot).targets)
+
     async def _pool_devices(self, principal: Principal, targets: devices_pb2.DeviceTargets) -> list[str]:
-        resolved = await self.peers.resolve(principal, targets)
+        resolved = await self.peers.resolve(principal, targets, pool_members=True)
         return [target_key(principal.tenant_id, device.id) for device in resolved.devices]
 
-    def _assign(self, row: RunRow, now: datetime) -> agent_pb2.Assign:
+    def _assign(self, row: Queued, now: datetime) -> agent_pb2.Assign:
         job = self._snapshots.get(row.job_version_id)
         if job is None:
             job = self._snapshots[row.job_version_id] = Job.FromString(row.snapshot)
@@ -458,6 +477,7 @@ class AgentHub:
             session.close()
             if self.sessions.get(session.key) is session:
                 del self.sessions[session.key]
+                self._pool_turn.pop(session.key, None)
                 self._presence(session, online=False)
                 if not session.held:
                     self._left_idle_at(session.key)
@@ -543,15 +563,18 @@ class AgentHub:
             if key in held:
                 session.held.add(key)
                 if row.status == "dequeued":  # its Accept was lost with the previous stream
-                    await self.engine.accept(row.id, row.attempt, row.timeout_secs)
+                    await self.engine.accept(row.id, row.attempt, row.timeout_secs, session.key)
             elif row.status == "dequeued":
-                await self.engine.requeue(row.id, row.attempt)
+                await self.engine.requeue(row.id, row.attempt, session.key)
             else:
-                await self.engine.end_attempt(row.id, row.attempt, domain.Outcome("crashed", "the agent lost the run"))
+                await self.engine.end_attempt(row.id, row.attempt, domain.Outcome("crashed", "the agent lost the run"),
+                                              device_key=session.key)
         for run_id, attempt in held - set(on_device):
-            # Held runs that ended here (canceled, crashed): tell the agent to stop; it will report and be acked.
+            # Held runs that ended here (canceled, crashed) or, pooled, went back to the pool and maybe on to
+            # another device: tell the agent to stop; it will report and be acked.
             row = await self.store.get_any(run_id)
-            if row is not None and row.target_key == session.key:
+            if row is not None and (row.target_key == session.key
+                                    or (row.pool_key and row.tenant_id == session.tenant_id)):
                 session.held.add((run_id, attempt))
                 session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(
                     run=agent_pb2.RunRef(run_id=run_id, attempt=attempt), force=True)))
@@ -624,7 +647,7 @@ class AgentHub:
     async def _accepted(self, items: list[tuple[AgentSession, agent_pb2.Accept]]) -> None:
         items = self._held(items)
         results = await asyncio.gather(*(
-            self.engine.accept(a.run.run_id, a.run.attempt, s.timeouts.pop((a.run.run_id, a.run.attempt), 0))
+            self.engine.accept(a.run.run_id, a.run.attempt, s.timeouts.pop((a.run.run_id, a.run.attempt), 0), s.key)
             for s, a in items), return_exceptions=True)
         for (session, accept), result in zip(items, results):
             if isinstance(result, BaseException):
@@ -639,11 +662,11 @@ class AgentHub:
             # hub forgot): not the run's fault. Back to the queue; the next Finished wakes dispatch again.
             retry = reject.reason.startswith("at capacity")
             try:
-                if retry:
-                    await self.engine.requeue(ref.run_id, ref.attempt)
+                if retry:  # not woken: dispatched again at the next Finished or scan, not straight back
+                    await self.engine.requeue(ref.run_id, ref.attempt, session.key, wake=False)
                 else:
                     await self.engine.end_attempt(ref.run_id, ref.attempt, domain.Outcome(
-                        "failed", f"rejected by the agent: {reject.reason}", retryable=False))
+                        "failed", f"rejected by the agent: {reject.reason}", retryable=False), device_key=session.key)
             except Exception as error:
                 self._failed(session, "a reject", error)
                 continue
@@ -710,7 +733,8 @@ class AgentHub:
                 session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=stored)))
                 session.close()
         results = await asyncio.gather(*(self.engine.end_attempt(d.run.run_id, d.run.attempt, domain.agent_outcome(
-            d.exit_code, d.error, d.timed_out, d.canceled)) for _, d in complete), return_exceptions=True)
+            d.exit_code, d.error, d.timed_out, d.canceled), device_key=s.key) for s, d in complete),
+            return_exceptions=True)
         woken = set()
         for (session, done), result in zip(complete, results):
             if isinstance(result, BaseException):

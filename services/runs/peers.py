@@ -104,11 +104,12 @@ class Peers:
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None
 
-    async def resolve(self, principal: Principal, targets: devices_pb2.DeviceTargets,
-                      pick_count: int = 1) -> devices_pb2.ResolveTargetsResponse:
+    async def resolve(self, principal: Principal, targets: devices_pb2.DeviceTargets, pick_count: int = 1, *,
+                      pool_members: bool = False, max_pool_members: int = 0) -> devices_pb2.ResolveTargetsResponse:
         try:
             return await self._devices.ResolveTargets(
-                devices_pb2.ResolveTargetsRequest(targets=targets, pick_count=pick_count if pick_count > 1 else 0),
+                devices_pb2.ResolveTargetsRequest(targets=targets, pick_count=pick_count if pick_count > 1 else 0,
+                                                  pool_members=pool_members, max_pool_members=max_pool_members),
                 metadata=to_metadata(principal)
             )
         except grpc.aio.AioRpcError as error:

@@ -9,8 +9,8 @@ runs replica holds that device's stream. The run's `target_key` is the pool's ke
 it, and every way back to the queue (a requeue, a retry, a replay) returns it to the pool, so a
 device that goes offline or stays busy never holds it back.
 
-Which devices are in a pool is asked of the devices service (ResolveTargets of the targets, as they
-read now) and kept for MEMBERS_SECS: a device that joins or leaves a group is seen within that
+Which devices are in a pool is asked of the devices service (ResolveTargets with pool_members: every
+device of the group matching the query, online or not) and kept for MEMBERS_SECS: a device that joins or leaves a group is seen within that
 bound."""
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ def is_pooled(targets: DeviceTargets) -> bool:
 
 
 def pool_targets(targets: DeviceTargets) -> DeviceTargets:
-    """Every device of the pool: the targets' group, query and saved search, without the named devices."""
+    """The pool's part of the targets: any available device of the group that matches the query (or the
+    saved search), without the named devices (ResolveTargets with pool_members answers its devices)."""
     return DeviceTargets(group=targets.group, query=targets.query, query_dialect=targets.query_dialect,
-                         saved_search_id=targets.saved_search_id)
+                         saved_search_id=targets.saved_search_id, any_available=True)
 
 
 def tenant_of(key: str) -> str:

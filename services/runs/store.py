@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Column, Connection, Index, LargeBinary, and_, case, delete, func, insert,
                         not_, or_, text, update)
+from sqlalchemy import Row
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -35,7 +36,6 @@ from services.common.counters import reserve
 from services.common.db import Database
 from services.common.secrets import scrub_log
 
-from .pools import PREFIX as POOL_PREFIX
 
 ACTIVE = ("delayed", "queued", "dequeued", "executing", "waiting")
 NOT_STARTED = ("delayed", "queued", "waiting")
@@ -56,6 +56,9 @@ class RunRow(SQLModel, table=True):
         Index("ix_runs_tenant_created", "tenant_id", "created_at"),
         Index("ix_runs_invocation", "invocation_id"),
         Index("ix_runs_due", "status", "scheduled_at"),
+        # Only pooled runs (few): which pools have queued runs.
+        Index("ix_runs_pools", "status", "pool_key", sqlite_where=text("pool_key != ''"),
+              postgresql_where=text("pool_key != ''")),
         Index("ix_runs_job_created", "job_id", "created_at"),
         Index("ix_runs_parent", "parent_run_id"),
         Index("ix_runs_lineage", "root_run_id"),
@@ -223,6 +226,12 @@ TABLES = [RunRow, LogChunkRow, RunEventRow, WebhookDeliveryRow, CounterRow]
 # What a status change returns, enough to write its event and webhook delivery.
 _CHANGED = (RunRow.id, RunRow.tenant_id, RunRow.job_id, RunRow.project_id, RunRow.status, RunRow.attempt,
             RunRow.result, RunRow.error, RunRow.webhook_url, RunRow.target_key, RunRow.limited)
+# What dispatch reads of a queued run (RunStore.queued_for answers Queued rows of these columns): where it
+# goes, what it runs, since when it waits.
+QUEUED = (RunRow.id, RunRow.attempt, RunRow.target_key, RunRow.job_id, RunRow.job_version_id, RunRow.command,
+          RunRow.payload, RunRow.timeout_secs, RunRow.snapshot, RunRow.created_at, RunRow.scheduled_at,
+          RunRow.next_retry_at)
+Queued = Row  # a row of the QUEUED columns
 # What a claim weighs: a run's flow-control limits.
 _CLAIMED = (RunRow.id, RunRow.job_id, RunRow.concurrency_key, RunRow.limited, RunRow.max_concurrency,
             RunRow.max_concurrency_per_key, RunRow.rate_limit_max, RunRow.rate_limit_window_secs,
@@ -339,17 +348,21 @@ class RunStore:
             self._record(conn, [_changed(run) for run in runs], event_type="run.created")
         return [None] * len(inserts)
 
-    async def transition(self, run_id: str, attempt: int, from_statuses: Iterable[str], /, **values: Any) -> bool:
-        """Compare-and-set: applies values only if the run is still at that attempt in one of those states."""
-        return bool(await self.transition_rows(run_id, attempt, from_statuses, **values))
+    async def transition(self, run_id: str, attempt: int, from_statuses: Iterable[str], /,
+                         on_target: str | None = None, **values: Any) -> bool:
+        """Compare-and-set: applies values only if the run is still at that attempt in one of those states
+        (and, given `on_target`, still has that target: a device reports only on what it was given)."""
+        return bool(await self.transition_rows(run_id, attempt, from_statuses, on_target, **values))
 
     async def transition_rows(self, run_id: str, attempt: int, from_statuses: Iterable[str], /,
-                              **values: Any) -> list[Changed]:
+                              on_target: str | None = None, **values: Any) -> list[Changed]:
         statement = (
             update(RunRow)
             .where(RunRow.id == run_id, RunRow.attempt == attempt, RunRow.status.in_(list(from_statuses)))
             .values(**back_to_pool(values))
         )
+        if on_target is not None:
+            statement = statement.where(RunRow.target_key == on_target)
         return await self._update(statement)
 
     async def set_many(self, run_ids: Sequence[str], from_statuses: Iterable[str], **values: Any) -> list[Changed]:
@@ -548,19 +561,20 @@ class RunStore:
                 usage.started_by_key[pair] = usage.started_by_key.get(pair, 0) + 1
         return usage
 
-    async def queued_for(self, target_keys: Sequence[str], limit: int) -> list[RunRow]:
+    async def queued_for(self, target_keys: Sequence[str], limit: int) -> list[Queued]:
         """Queued runs for these targets ("" for endpoint runs) that flow control lets start now, most
-        urgent first. Runs of a job at its concurrency or rate limit stay in the queue."""
+        urgent first, as rows of the QUEUED columns. Runs of a job at its concurrency or rate limit stay
+        in the queue."""
         if not target_keys:
             return []
         now = self.clock.now()
-        base = select(RunRow).where(RunRow.status == "queued", RunRow.target_key.in_(list(target_keys)))
+        base = core_select(*QUEUED).where(RunRow.status == "queued", RunRow.target_key.in_(list(target_keys)))
         async with self.db.session() as session:
             limited_jobs = list((await _execute(session, 
                 select(RunRow.job_id).where(RunRow.status == "queued", RunRow.limited,
                                             RunRow.target_key.in_(list(target_keys))).distinct()
             )).scalars().all())
-            rows: list[RunRow] = []
+            rows: list[Queued] = []
             if limited_jobs:
                 usage = await session.run_sync(self.usage, limited_jobs, now)
                 # Blocked jobs and keys are left out of the query, so they never starve the others.
@@ -576,7 +590,7 @@ class RunStore:
                 query = base.order_by(RunRow.priority.desc(), RunRow.created_at).limit(limit)
             if self.db.is_postgres:
                 query = query.with_for_update(skip_locked=True)
-            rows = list((await session.exec(query)).all())
+            rows = list((await _execute(session, query)).all())
         return rows
 
     async def _limits(self, session, job_ids: Sequence[str]) -> list[Any]:
@@ -646,10 +660,10 @@ class RunStore:
         self._record(conn, changed)
         return {c.id for c in changed}
 
-    async def queued_pools(self, limit: int = 1000) -> list[str]:
-        """The pools with queued runs (among the queued runs of the queue index)."""
-        query = (select(RunRow.target_key).where(RunRow.status == "queued", RunRow.target_key.startswith(POOL_PREFIX))
-                 .distinct().limit(limit))
+    async def queued_pools(self) -> list[str]:
+        """The pools with queued runs (from the small index of pooled runs)."""
+        query = select(RunRow.target_key).where(RunRow.pool_key != "", RunRow.status == "queued",
+                                                RunRow.target_key == RunRow.pool_key).distinct()
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
 

@@ -5,6 +5,12 @@ agents on real streams, time on the fake clock."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from jobline.devices.v1 import devices_pb2
 from jobline.jobs.v1 import jobs_pb2
@@ -145,3 +151,84 @@ async def test_bulk_items_spread_over_the_free_devices_of_the_pool(platform: Pla
     assert sorted(a.run.run_id for a in got) == sorted(r.id for r in reply.results)
     for drone in drones:
         drone.close()
+
+
+async def test_a_pool_is_the_group_and_the_query_together_and_must_have_a_device(platform: Platform) -> None:
+    creds = {d: await device(platform, d, g) for d, g in (("drone-1", "dock"), ("drone-2", "dock"),
+                                                          ("rover-1", "garage"))}
+    job = await platform.jobs.CreateJob(jobs_pb2.CreateJobRequest(job=jobs_pb2.Job(
+        project_id="default", name="ones", slug="ones", command="echo fly", targets=devices_pb2.DeviceTargets(
+            group="dock", query='name ~ "%-1"', any_available=True))), metadata=ADMIN_CALL)
+    others = [await connect(platform, d, creds[d]) for d in ("drone-2", "rover-1")]  # one in the group, one named so
+    run = await trigger(platform, job.id)
+    await asyncio.sleep(1.5)
+    assert (await platform.run(run.id)).status == QUEUED  # neither is of the dock AND named *-1
+    drone = await connect(platform, "drone-1", creds["drone-1"])
+    assert (await assigned(drone)).run.run_id == run.id
+    for agent in (drone, *others):
+        agent.close()
+    # Targets whose pool has no device at all, or that do not parse, are refused at the trigger.
+    for i, targets in enumerate((devices_pb2.DeviceTargets(group="empty-hangar", any_available=True),
+                                 devices_pb2.DeviceTargets(group="dock", query="name = (((", any_available=True))):
+        bad = await platform.jobs.CreateJob(jobs_pb2.CreateJobRequest(job=jobs_pb2.Job(
+            project_id="default", name="bad", slug=f"bad-{i}", command="echo fly", targets=targets)),
+            metadata=ADMIN_CALL)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await trigger(platform, bad.id)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_device_back_with_a_run_that_went_on_without_it_is_told_to_stop(platform: Platform) -> None:
+    x_credential = await device(platform, "drone-x", "dock")
+    x = await connect(platform, "drone-x", x_credential)
+    job = await group_job(platform, max_attempts=2, retry_strategy="fixed", retry_delays_secs=[1])
+    run = await trigger(platform, job.id)
+    ref = (await assigned(x)).run
+    x.send(accept=agent_pb2.Accept(run=ref))
+    await until(platform, run.id, runs_pb2.RUN_STATUS_EXECUTING)
+    x.close()  # the stream drops while it flies; the attempt is lost (heartbeat) and retried in the pool
+    platform.clock.advance(31)
+    await platform.service.tick()
+    assert (await until(platform, run.id, DELAYED)).attempt == 2
+    back = ScriptedAgent(platform, x_credential, held=[ref], device_id="drone-x")
+    await back.receive("welcome")
+    cancel = (await back.receive("cancel")).cancel
+    assert (cancel.run.run_id, cancel.run.attempt, cancel.force) == (run.id, 1, True)
+    back.close()
+
+
+async def test_an_accept_after_the_run_went_to_another_device_is_refused(platform: Platform) -> None:
+    x = await connect(platform, "drone-x", await device(platform, "drone-x", "dock"))
+    job = await group_job(platform)
+    run = await trigger(platform, job.id)
+    ref = (await assigned(x)).run
+    y = await connect(platform, "drone-y", await device(platform, "drone-y", "dock"))
+    platform.clock.advance(31)  # drone-x never accepted within the lease: back to the pool, drone-y takes it
+    await platform.service.tick()
+    assert (await assigned(y)).run == ref
+    x.send(accept=agent_pb2.Accept(run=ref))  # too late: drone-x is told to drop it
+    assert (await x.receive("cancel")).cancel.run == ref
+    y.send(accept=agent_pb2.Accept(run=ref))
+    taken = await until(platform, run.id, runs_pb2.RUN_STATUS_EXECUTING)
+    assert taken.device_id == "drone-y"
+    x.close()
+    y.close()
+
+
+async def test_a_waiting_run_that_follows_its_job_goes_to_the_new_targets_pool(platform: Platform) -> None:
+    dock = await connect(platform, "drone-d", await device(platform, "drone-d", "dock"))
+    hangar = await connect(platform, "drone-h", await device(platform, "drone-h", "hangar"))
+    job = await group_job(platform, version_policy="latest")
+    later = Timestamp()
+    later.FromDatetime(platform.clock.now() + timedelta(minutes=5))
+    run = await platform.runs.TriggerJob(runs_pb2.TriggerJobRequest(job_id=job.id, scheduled_at=later),
+                                         metadata=ADMIN_CALL)
+    await platform.jobs.UpdateJob(jobs_pb2.UpdateJobRequest(
+        job_id=job.id, job=jobs_pb2.Job(targets=devices_pb2.DeviceTargets(group="hangar", any_available=True)),
+        update_mask=field_mask_pb2.FieldMask(paths=["targets"])), metadata=ADMIN_CALL)
+    platform.clock.advance(5 * 60 + 1)
+    await platform.service.tick()
+    assert (await assigned(hangar)).run.run_id == run.id
+    assert (await platform.run(run.id)).device_id == "drone-h"
+    dock.close()
+    hangar.close()

@@ -375,12 +375,16 @@ class DeviceTargets(_message.Message):
     def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., query: _Optional[str] = ..., any_available: _Optional[bool] = ..., query_dialect: _Optional[str] = ..., device_numbers: _Optional[_Iterable[int]] = ..., device_ids_within_group: _Optional[bool] = ..., saved_search_id: _Optional[str] = ...) -> None: ...
 
 class ResolveTargetsRequest(_message.Message):
-    __slots__ = ("targets", "pick_count")
+    __slots__ = ("targets", "pick_count", "pool_members", "max_pool_members")
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     PICK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    POOL_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_POOL_MEMBERS_FIELD_NUMBER: _ClassVar[int]
     targets: DeviceTargets
     pick_count: int
-    def __init__(self, targets: _Optional[_Union[DeviceTargets, _Mapping]] = ..., pick_count: _Optional[int] = ...) -> None: ...
+    pool_members: bool
+    max_pool_members: int
+    def __init__(self, targets: _Optional[_Union[DeviceTargets, _Mapping]] = ..., pick_count: _Optional[int] = ..., pool_members: _Optional[bool] = ..., max_pool_members: _Optional[int] = ...) -> None: ...
 
 class ResolveTargetsResponse(_message.Message):
     __slots__ = ("devices", "missing_device_ids", "missing_device_numbers")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Match, Mount, Route, Router
+from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import telemetry
@@ -42,12 +45,6 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
             await channels.close()
 
     app = Starlette(
-        routes=[*health.routes(settings, channels), openapi.route(),
-                *native.routes(settings, channels, authenticator, rate_limiter),
-                *surface_a.routes(settings, channels, authenticator),
-                *surface_b.routes(settings, channels, authenticator),
-                *surface_d.routes(settings, channels, authenticator),
-                *surface_e.routes(settings, channels, authenticator)],
         middleware=[
             Middleware(QueryCredentialMiddleware),  # first: before anything records the URL
             # The request's trace context (when recording, its server span: parent of the gRPC client spans).
@@ -57,6 +54,14 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
             Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.router = IndexedRouter(
+        [*health.routes(settings, channels), openapi.route(),
+         *native.routes(settings, channels, authenticator, rate_limiter),
+         *surface_a.routes(settings, channels, authenticator),
+         *surface_b.routes(settings, channels, authenticator),
+         *surface_d.routes(settings, channels, authenticator),
+         *surface_e.routes(settings, channels, authenticator)],
         lifespan=lifespan,
     )
     app.state.authenticator = authenticator
@@ -64,6 +69,77 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
     app.state.channels = channels
     metrics.install(app, settings, channels)
     return app
+
+
+class IndexedRouter(Router):
+    """Starlette's router, trying for each request only the routes whose leading literal path segments agree
+    with the request's, in their order, instead of every route in turn (the others cannot match: the first
+    full match, else the first partial one, is the same route). A request none matches goes to Starlette's
+    own loop (slash redirects, 404)."""
+
+    DEPTH = 2  # candidates are kept per this many leading segments of the path
+    MAX_KEYS = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._prefixes: list[tuple[BaseRoute, tuple[str, ...]]] = []
+        self._candidates: dict[tuple[str, ...], list[BaseRoute]] = {}
+        self._indexed: tuple[int, int] = (0, -1)  # (id, length) of the routes list indexed
+
+    def _routes_for(self, route_path: str) -> list[BaseRoute]:
+        if self._indexed != (id(self.routes), len(self.routes)):  # routes added since
+            self._prefixes = [(route, _literal_prefix(route)) for route in self.routes]
+            self._candidates.clear()
+            self._indexed = (id(self.routes), len(self.routes))
+        key = tuple(route_path.split("/", self.DEPTH + 1)[1:self.DEPTH + 1])
+        found = self._candidates.get(key)
+        if found is None:
+            found = [route for route, prefix in self._prefixes if _agrees(prefix, key)]
+            if len(self._candidates) < self.MAX_KEYS:
+                self._candidates[key] = found
+        return found
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().app(scope, receive, send)
+            return
+        if "router" not in scope:
+            scope["router"] = self
+        partial = partial_scope = None
+        for route in self._routes_for(get_route_path(scope)):
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                scope["route"] = route
+                scope.update(child_scope)
+                await route.handle(scope, receive, send)
+                return
+            if match is Match.PARTIAL and partial is None:
+                partial, partial_scope = route, child_scope
+        if partial is not None:  # e.g. 405 Method Not Allowed
+            scope["route"] = partial
+            scope.update(partial_scope)
+            await partial.handle(scope, receive, send)
+            return
+        await super().app(scope, receive, send)
+
+
+def _literal_prefix(route: BaseRoute) -> tuple[str, ...]:
+    """The segments a request path must start with for `route` to match it (none known: every path may)."""
+    path = getattr(route, "path", None) if isinstance(route, (Route, Mount)) else None
+    if not path:
+        return ()
+    literal = []
+    for segment in path.split("/")[1:]:
+        if "{" in segment:
+            break
+        literal.append(segment)
+    return tuple(literal)
+
+
+def _agrees(prefix: tuple[str, ...], key: tuple[str, ...]) -> bool:
+    """Whether a path whose leading segments are `key` (at most DEPTH of them) may start with `prefix`."""
+    shared = min(len(prefix), len(key))
+    return prefix[:shared] == key[:shared]
 
 
 class BodyLimitMiddleware:

@@ -111,6 +111,8 @@ class PeerChannel:
                               _registered_method)
 
     def __getattr__(self, name: str) -> Any:  # get_state, channel_ready, wait_for_state_change, ...
+        if name == "channel":  # not opened (its __init__ failed)
+            raise AttributeError(name)
         return getattr(self.channel, name)
 
     async def close(self, grace: float | None = None) -> None:

@@ -72,29 +72,29 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
 
 
 class IndexedRouter(Router):
-    """Starlette's router, trying for each request only the routes whose leading literal path segments agree
-    with the request's, in their order, instead of every route in turn (the others cannot match: the first
-    full match, else the first partial one, is the same route). A request none matches goes to Starlette's
-    own loop (slash redirects, 404)."""
+    """Starlette's router, trying for each request only the routes that may match its path — leading literal
+    segments that agree, as many segments — in their order, instead of every route in turn (the others cannot
+    match: the first full match, else the first partial one, is the same route). A request none matches goes
+    to Starlette's own loop (slash redirects, 404)."""
 
-    DEPTH = 2  # candidates are kept per this many leading segments of the path
+    DEPTH = 2  # candidates are kept per this many leading segments of the path (and its number of segments)
     MAX_KEYS = 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._prefixes: list[tuple[BaseRoute, tuple[str, ...]]] = []
-        self._candidates: dict[tuple[str, ...], list[BaseRoute]] = {}
+        self._shapes: list[tuple[BaseRoute, _Shape]] = []
+        self._candidates: dict[tuple[tuple[str, ...], int], list[BaseRoute]] = {}
         self._indexed: tuple[int, int] = (0, -1)  # (id, length) of the routes list indexed
 
     def _routes_for(self, route_path: str) -> list[BaseRoute]:
         if self._indexed != (id(self.routes), len(self.routes)):  # routes added since
-            self._prefixes = [(route, _literal_prefix(route)) for route in self.routes]
+            self._shapes = [(route, _shape(route)) for route in self.routes]
             self._candidates.clear()
             self._indexed = (id(self.routes), len(self.routes))
-        key = tuple(route_path.split("/", self.DEPTH + 1)[1:self.DEPTH + 1])
+        key = (tuple(route_path.split("/", self.DEPTH + 1)[1:self.DEPTH + 1]), route_path.count("/"))
         found = self._candidates.get(key)
         if found is None:
-            found = [route for route, prefix in self._prefixes if _agrees(prefix, key)]
+            found = [route for route, shape in self._shapes if _may_match(shape, *key)]
             if len(self._candidates) < self.MAX_KEYS:
                 self._candidates[key] = found
         return found
@@ -123,23 +123,28 @@ class IndexedRouter(Router):
         await super().app(scope, receive, send)
 
 
-def _literal_prefix(route: BaseRoute) -> tuple[str, ...]:
-    """The segments a request path must start with for `route` to match it (none known: every path may)."""
+# What a route may match: its leading literal segments, its number of segments, and whether a path may have
+# more (a `{...:path}` parameter, a Mount, or a route of unknown shape).
+_Shape = tuple[tuple[str, ...], int, bool]
+
+
+def _shape(route: BaseRoute) -> _Shape:
     path = getattr(route, "path", None) if isinstance(route, (Route, Mount)) else None
     if not path:
-        return ()
-    literal = []
+        return (), 0, True
+    literal: list[str] = []
     for segment in path.split("/")[1:]:
         if "{" in segment:
             break
         literal.append(segment)
-    return tuple(literal)
+    return tuple(literal), path.count("/"), isinstance(route, Mount) or ":path}" in path
 
 
-def _agrees(prefix: tuple[str, ...], key: tuple[str, ...]) -> bool:
-    """Whether a path whose leading segments are `key` (at most DEPTH of them) may start with `prefix`."""
-    shared = min(len(prefix), len(key))
-    return prefix[:shared] == key[:shared]
+def _may_match(shape: _Shape, leading: tuple[str, ...], segments: int) -> bool:
+    """Whether a path of `segments` segments whose first ones are `leading` (at most DEPTH) may match."""
+    prefix, count, longer = shape
+    shared = min(len(prefix), len(leading))
+    return prefix[:shared] == leading[:shared] and (segments == count or longer and segments >= count)
 
 
 class BodyLimitMiddleware:

@@ -3,13 +3,16 @@ that cannot match)."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
-from starlette.routing import Mount, Route, Router
+from starlette.routing import Match, Mount, Route, Router
 
-from gateway.app import IndexedRouter
+from gateway.app import IndexedRouter, create_app
+from services.common.config import Settings
 
 
 def _named(name: str):
@@ -53,3 +56,32 @@ async def test_every_request_is_routed_as_starlette_routes_it(method: str) -> No
             expected, got = await a.request(method, path), await b.request(method, path)
             assert (got.status_code, got.text, got.headers.get("location")) == \
                 (expected.status_code, expected.text, expected.headers.get("location")), (method, path)
+
+
+def _first_match(routes, scope: dict):
+    partial = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route
+        if match is Match.PARTIAL and partial is None:
+            partial = route
+    return partial
+
+
+def test_the_gateways_own_routes_are_found_as_starlette_finds_them() -> None:
+    peers = {name: "127.0.0.1:1" for name in ("auth", "jobs", "runs", "devices")}
+    app = create_app(Settings(service="gateway", listen_addr="", database_url="", peers=peers))
+    router = app.router
+    assert isinstance(router, IndexedRouter)
+    paths = set()
+    for route in router.routes:
+        template = getattr(route, "path", "")
+        filled = re.sub(r"\{[^}]*\}", "x1", template)
+        paths.update({filled, filled + "/", filled + "/extra", filled.rsplit("/", 1)[0] or "/"})
+    assert len(paths) > 100
+    for path in sorted(paths):
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            scope = {"type": "http", "path": path, "root_path": "", "method": method, "headers": []}
+            assert _first_match(router._routes_for(path), dict(scope)) is _first_match(router.routes, dict(scope)), \
+                (method, path)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Match, Mount, Route, Router
+from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import telemetry
@@ -42,12 +45,6 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
             await channels.close()
 
     app = Starlette(
-        routes=[*health.routes(settings, channels), openapi.route(),
-                *native.routes(settings, channels, authenticator, rate_limiter),
-                *surface_a.routes(settings, channels, authenticator),
-                *surface_b.routes(settings, channels, authenticator),
-                *surface_d.routes(settings, channels, authenticator),
-                *surface_e.routes(settings, channels, authenticator)],
         middleware=[
             Middleware(QueryCredentialMiddleware),  # first: before anything records the URL
             # The request's trace context (when recording, its server span: parent of the gRPC client spans).
@@ -57,6 +54,14 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
             Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.router = IndexedRouter(
+        [*health.routes(settings, channels), openapi.route(),
+         *native.routes(settings, channels, authenticator, rate_limiter),
+         *surface_a.routes(settings, channels, authenticator),
+         *surface_b.routes(settings, channels, authenticator),
+         *surface_d.routes(settings, channels, authenticator),
+         *surface_e.routes(settings, channels, authenticator)],
         lifespan=lifespan,
     )
     app.state.authenticator = authenticator
@@ -64,6 +69,82 @@ def create_app(settings: Settings, channels: Channels | None = None) -> Starlett
     app.state.channels = channels
     metrics.install(app, settings, channels)
     return app
+
+
+class IndexedRouter(Router):
+    """Starlette's router, trying for each request only the routes that may match its path — leading literal
+    segments that agree, as many segments — in their order, instead of every route in turn (the others cannot
+    match: the first full match, else the first partial one, is the same route). A request none matches goes
+    to Starlette's own loop (slash redirects, 404)."""
+
+    DEPTH = 2  # candidates are kept per this many leading segments of the path (and its number of segments)
+    MAX_KEYS = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shapes: list[tuple[BaseRoute, _Shape]] = []
+        self._candidates: dict[tuple[tuple[str, ...], int], list[BaseRoute]] = {}
+        self._indexed: tuple[int, int] = (0, -1)  # (id, length) of the routes list indexed
+
+    def _routes_for(self, route_path: str) -> list[BaseRoute]:
+        if self._indexed != (id(self.routes), len(self.routes)):  # routes added since
+            self._shapes = [(route, _shape(route)) for route in self.routes]
+            self._candidates.clear()
+            self._indexed = (id(self.routes), len(self.routes))
+        key = (tuple(route_path.split("/", self.DEPTH + 1)[1:self.DEPTH + 1]), route_path.count("/"))
+        found = self._candidates.get(key)
+        if found is None:
+            found = [route for route, shape in self._shapes if _may_match(shape, *key)]
+            if len(self._candidates) < self.MAX_KEYS:
+                self._candidates[key] = found
+        return found
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().app(scope, receive, send)
+            return
+        if "router" not in scope:
+            scope["router"] = self
+        partial = partial_scope = None
+        for route in self._routes_for(get_route_path(scope)):
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                scope["route"] = route
+                scope.update(child_scope)
+                await route.handle(scope, receive, send)
+                return
+            if match is Match.PARTIAL and partial is None:
+                partial, partial_scope = route, child_scope
+        if partial is not None:  # e.g. 405 Method Not Allowed
+            scope["route"] = partial
+            scope.update(partial_scope)
+            await partial.handle(scope, receive, send)
+            return
+        await super().app(scope, receive, send)
+
+
+# What a route may match: its leading literal segments, its number of segments, and whether a path may have
+# more (a `{...:path}` parameter, a Mount, or a route of unknown shape).
+_Shape = tuple[tuple[str, ...], int, bool]
+
+
+def _shape(route: BaseRoute) -> _Shape:
+    path = getattr(route, "path", None) if isinstance(route, (Route, Mount)) else None
+    if not path:
+        return (), 0, True
+    literal: list[str] = []
+    for segment in path.split("/")[1:]:
+        if "{" in segment:
+            break
+        literal.append(segment)
+    return tuple(literal), path.count("/"), isinstance(route, Mount) or ":path}" in path
+
+
+def _may_match(shape: _Shape, leading: tuple[str, ...], segments: int) -> bool:
+    """Whether a path of `segments` segments whose first ones are `leading` (at most DEPTH) may match."""
+    prefix, count, longer = shape
+    shared = min(len(prefix), len(leading))
+    return prefix[:shared] == leading[:shared] and (segments == count or longer and segments >= count)
 
 
 class BodyLimitMiddleware:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 from starlette.exceptions import HTTPException
@@ -53,24 +54,33 @@ class Surface:
         self.channels = channels
         self.peers = settings.peers
         self.authenticator = authenticator
+        self._stubs: dict[str, tuple[Any, Any]] = {}  # peer -> (channel, stub)
 
     # -- the peers (one channel each, kept by Channels) -----------------------------------------
 
+    def _stub(self, peer: str, stub_class: type) -> Any:
+        """One stub per peer and surface (a stub makes a multi-callable for each of its service's methods)."""
+        channel = self.channels.get(self.peers[peer])
+        cached = self._stubs.get(peer)
+        if cached is None or cached[0] is not channel:  # (a closed Channels opens new channels)
+            cached = self._stubs[peer] = (channel, stub_class(channel))
+        return cached[1]
+
     @property
     def jobs(self) -> jobs_pb2_grpc.JobServiceStub:
-        return jobs_pb2_grpc.JobServiceStub(self.channels.get(self.peers["jobs"]))
+        return self._stub("jobs", jobs_pb2_grpc.JobServiceStub)
 
     @property
     def runs(self) -> runs_pb2_grpc.RunServiceStub:
-        return runs_pb2_grpc.RunServiceStub(self.channels.get(self.peers["runs"]))
+        return self._stub("runs", runs_pb2_grpc.RunServiceStub)
 
     @property
     def devices(self) -> devices_pb2_grpc.DeviceServiceStub:
-        return devices_pb2_grpc.DeviceServiceStub(self.channels.get(self.peers["devices"]))
+        return self._stub("devices", devices_pb2_grpc.DeviceServiceStub)
 
     @property
     def auth(self) -> auth_pb2_grpc.AuthServiceStub:
-        return auth_pb2_grpc.AuthServiceStub(self.channels.get(self.peers["auth"]))
+        return self._stub("auth", auth_pb2_grpc.AuthServiceStub)
 
     # -- failures -----------------------------------------------------------------------------
 

@@ -9,8 +9,9 @@ Where the secret comes from, first match wins:
 `server.run()` always enforces it. Exempt: the agent-facing `jobline.runs.v1.AgentService` (agents
 hold device credentials, not this one), gRPC health checking and reflection.
 
-Clients (`Channels`) attach it as the `x-jobline-service-token` metadata; the value never appears in
-logs, span attributes or error messages. Behind Envoy with mTLS the same interceptor keeps working:
+Clients (`Channels`) attach it as the `x-jobline-service-token` metadata of every call (services/common/
+channels.py); servers check it where a call's method is found (`Guard`, services/common/server.py). The value
+never appears in logs, span attributes or error messages. Behind Envoy with mTLS the same check keeps working:
 Envoy's sidecars carry the token inside the mutual-TLS tunnel (see the deploy notes).
 """
 
@@ -95,23 +96,38 @@ def _presented(metadata) -> str | None:
     return None
 
 
-class ServiceAuthInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses (UNAUTHENTICATED) every call that does not carry the service credential."""
+class Guard:
+    """The server's side: which calls carry the service credential (services/common/server.py asks it for
+    every call, where the call's method is found)."""
 
     def __init__(self, token: str) -> None:
         if len(token) < MIN_TOKEN_LEN:
             raise ValueError(f"a service token needs at least {MIN_TOKEN_LEN} characters")
         self._token = token
 
-    async def intercept_service(self, continuation, handler_call_details):
-        method = handler_call_details.method or ""
-        if is_exempt(method) or matches(_presented(handler_call_details.invocation_metadata), self._token):
-            return await continuation(handler_call_details)
+    def admits(self, method: str, metadata) -> bool:
+        """Whether a call of `method` with this invocation metadata is served (logs a refusal)."""
+        if is_exempt(method) or matches(_presented(metadata), self._token):
+            return True
         log.warning("refused %s: no valid service credential", method)
-        return _refusal(await continuation(handler_call_details))
+        return False
 
 
-def _refusal(handler):
+class ServiceAuthInterceptor(grpc.aio.ServerInterceptor):
+    """The Guard as a grpc.aio server interceptor, for a server not started by services.common.server:
+    refuses (UNAUTHENTICATED) every call that does not carry the service credential."""
+
+    def __init__(self, token: str) -> None:
+        self._guard = Guard(token)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if self._guard.admits(handler_call_details.method or "", handler_call_details.invocation_metadata):
+            return handler
+        return refusal(handler)
+
+
+def refusal(handler):
     """A handler of the same shape as `handler` that aborts with UNAUTHENTICATED."""
     if handler is None:
         return None
@@ -132,50 +148,3 @@ def _refusal(handler):
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
     return grpc.stream_stream_rpc_method_handler(streaming, handler.request_deserializer, handler.response_serializer)
-
-
-class _Credential:
-    """Adds the service credential to outgoing calls (resolved on first use, so a credential
-    file created by a sibling process after this one started is still found)."""
-
-    def __init__(self, token: str | None) -> None:
-        self._token = token
-
-    def _details(self, details):
-        token = self._token
-        if token is None:
-            token = self._token = resolve(create=False)
-        if not token:
-            return details
-        metadata = grpc.aio.Metadata(*[(k, v) for k, v in (details.metadata or ()) if k != METADATA_KEY],
-                                     (METADATA_KEY, token))
-        return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata, details.credentials,
-                                          details.wait_for_ready)
-
-
-# grpc.aio files each interceptor object under ONE call type (the first it matches), so every
-# call type gets its own object.
-class _UnaryUnary(_Credential, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
-        return await continuation(self._details(client_call_details), request)
-
-
-class _UnaryStream(_Credential, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, client_call_details, request):
-        return await continuation(self._details(client_call_details), request)
-
-
-class _StreamUnary(_Credential, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        return await continuation(self._details(client_call_details), request_iterator)
-
-
-class _StreamStream(_Credential, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
-        return await continuation(self._details(client_call_details), request_iterator)
-
-
-def client_interceptors(token: str | None = None) -> list[_Credential]:
-    """Interceptors attaching `token` (default: this process's credential, when there is one) to
-    calls of every type."""
-    return [kind(token) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]

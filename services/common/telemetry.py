@@ -9,8 +9,9 @@ Two modes, chosen per request by `recording()`:
   starts a new trace at the gateway (sampled, as the SDK's default sampler would), so one REST call is still
   one trace id across the processes, and a downstream process that does record joins it.
 
-Hooks: `TraceContextMiddleware` (the gateway's ASGI app), `server_interceptors()` (every gRPC server),
-`client_interceptors()` (every channel, services/common/channels.py).
+Hooks: `TraceContextMiddleware` (the gateway's ASGI app); `enter_call()` / `recording_handler()` (every gRPC
+server, services/common/server.py); `outgoing_trace_context()` / `recording_client_interceptors()` (every
+channel, services/common/channels.py). No grpc.aio interceptor runs in context-only mode.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import random
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from opentelemetry import trace
@@ -121,24 +122,45 @@ class TraceContextMiddleware:
 
 
 # -- gRPC servers ------------------------------------------------------------------------------------
+# services/common/server.py calls these for every call, from the generic handler that finds the call's method
+# (no server interceptor): grpc.aio serves each call in a task of its own, that lookup included, so what is
+# set here is the call's alone (tests/common/test_telemetry.py holds that).
 
 
-class _ServerTracing(grpc.aio.ServerInterceptor):
-    """Recording: OpenTelemetry's server span. Context-only: makes the caller's traceparent current for the call.
+def enter_call(metadata: Sequence[tuple[str, Any]] | None) -> None:
+    """Context-only: makes the caller's trace context current for the call being served."""
+    carried = _carried_in(metadata)
+    if carried is not None:
+        _carried.set(carried)
 
-    grpc.aio serves each call in a task of its own, interceptors included, so what is set here is the call's
-    alone (tests/common/test_telemetry.py holds that)."""
 
-    def __init__(self) -> None:
-        self.otel = aio_server_interceptor()
+class _Details(NamedTuple):
+    method: str
+    invocation_metadata: Sequence[tuple[str, Any]]
 
-    async def intercept_service(self, continuation, handler_call_details):
-        if recording():
-            return await self.otel.intercept_service(continuation, handler_call_details)
-        carried = _carried_in(handler_call_details.invocation_metadata)
-        if carried is not None:
-            _carried.set(carried)
-        return await continuation(handler_call_details)
+
+_otel_server: Any = None
+
+
+def recording_handler(details: Any, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """Recording: `handler` inside OpenTelemetry's server span (what its server interceptor would serve).
+
+    The interceptor's `intercept_service` is a coroutine that awaits only its continuation, which here answers
+    at once: it completes on its first step, so it is run to completion in place."""
+    global _otel_server
+    if _otel_server is None:
+        _otel_server = aio_server_interceptor()
+
+    async def continuation(_details: Any) -> grpc.RpcMethodHandler:
+        return handler
+
+    step = _otel_server.intercept_service(continuation, _Details(details.method, details.invocation_metadata))
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return done.value
+    step.close()
+    raise RuntimeError("OpenTelemetry's server interceptor suspended while finding a handler")
 
 
 def _carried_in(metadata: Sequence[tuple[str, Any]] | None) -> Carried | None:
@@ -151,71 +173,25 @@ def _carried_in(metadata: Sequence[tuple[str, Any]] | None) -> Carried | None:
     return _carried_from(traceparent, tracestate) if isinstance(traceparent, str) else None
 
 
-def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    return [_ServerTracing()]
-
-
 # -- gRPC clients ------------------------------------------------------------------------------------
+# services/common/channels.py adds the trace context to each call's metadata itself (no client interceptor).
+
+TRACE_KEYS = (TRACEPARENT, TRACESTATE)
 
 
-def _with_trace_context(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-    """The call's details with the current trace context added to its metadata (unchanged when there is none)."""
+def outgoing_trace_context() -> tuple[tuple[str, str], ...]:
+    """Context-only: the metadata that carries the current trace context on (none when there is none); it
+    replaces any trace context the caller's own metadata holds."""
     carried = _carried.get()
     if carried is None:
-        return details
+        return ()
     traceparent, tracestate = carried
-    kept = [(k, v) for k, v in (details.metadata or ()) if k not in (TRACEPARENT, TRACESTATE)]
-    kept.append((TRACEPARENT, traceparent))
-    if tracestate:
-        kept.append((TRACESTATE, tracestate))
-    return grpc.aio.ClientCallDetails(details.method, details.timeout, grpc.aio.Metadata(*kept),
-                                      details.credentials, details.wait_for_ready)
+    return ((TRACEPARENT, traceparent), (TRACESTATE, tracestate)) if tracestate else ((TRACEPARENT, traceparent),)
 
 
-class _ClientTracing:
-    def __init__(self, otel: Any) -> None:
-        self.otel = otel
-
-
-# grpc.aio files each interceptor object under ONE call type (the first it matches): one class per type, each
-# delegating to OpenTelemetry's interceptor of that type when recording.
-class _UnaryUnary(_ClientTracing, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
-        if recording():
-            return await self.otel.intercept_unary_unary(continuation, client_call_details, request)
-        return await continuation(_with_trace_context(client_call_details), request)
-
-
-class _UnaryStream(_ClientTracing, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, client_call_details, request):
-        if recording():
-            return await self.otel.intercept_unary_stream(continuation, client_call_details, request)
-        return await continuation(_with_trace_context(client_call_details), request)
-
-
-class _StreamUnary(_ClientTracing, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        if recording():
-            return await self.otel.intercept_stream_unary(continuation, client_call_details, request_iterator)
-        return await continuation(_with_trace_context(client_call_details), request_iterator)
-
-
-class _StreamStream(_ClientTracing, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
-        if recording():
-            return await self.otel.intercept_stream_stream(continuation, client_call_details, request_iterator)
-        return await continuation(_with_trace_context(client_call_details), request_iterator)
-
-
-_CALL_TYPES = ((_UnaryUnary, grpc.aio.UnaryUnaryClientInterceptor),
-               (_UnaryStream, grpc.aio.UnaryStreamClientInterceptor),
-               (_StreamUnary, grpc.aio.StreamUnaryClientInterceptor),
-               (_StreamStream, grpc.aio.StreamStreamClientInterceptor))
-
-
-def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
-    otel = aio_client_interceptors()
-    return [kind(next(one for one in otel if isinstance(one, call_type))) for kind, call_type in _CALL_TYPES]
+def recording_client_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    """Recording: OpenTelemetry's client interceptors (client spans, the context injected into the metadata)."""
+    return list(aio_client_interceptors())
 
 
 # -- logs ----------------------------------------------------------------------------------------------

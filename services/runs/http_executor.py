@@ -1,7 +1,8 @@
 """Executes endpoint jobs: POST the payload to the job's endpoint_url, measure each phase.
 
-The same engine as device runs: claimed from the queue with a lease, accepted, ended
-with an Outcome that the retry policy reads. Any 2xx is success and its JSON body the
+The same engine as device runs: claimed from the queue straight into executing (the claim
+is the start: its lease is the execution deadline), ended with an Outcome that the retry
+policy reads. Any 2xx is success and its JSON body the
 result; a 4xx is final; timeouts, connection errors and 5xx are transient (they use
 fallback_endpoint_url when the job has one, then the retry policy)."""
 
@@ -20,7 +21,7 @@ from services.common.clock import Clock
 
 from .domain import Outcome
 from .endpoint_client import Answer, EndpointClient, EndpointError
-from .engine import RunEngine
+from .engine import EXECUTION_SLACK_SECS, RunEngine
 from .store import Queued, RunRow, RunStore
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,9 @@ class HttpExecutor:
             rows = await self.store.queued_for([""], room)
             if not rows:
                 return
-            now = self.clock.now()
+            now = self.clock.now()  # claimed straight into executing: nothing stands between claim and call
             claimed = await self.store.claim([r.id for r in rows], self.replica_id, now,
-                                             now + timedelta(seconds=LEASE_SECS))
+                                             now + timedelta(seconds=LEASE_SECS), start_slack=EXECUTION_SLACK_SECS)
             for row in rows:
                 if row.id in claimed:
                     task = asyncio.create_task(self._execute(row))
@@ -84,8 +85,6 @@ class HttpExecutor:
                 return
 
     async def _execute(self, row: Queued) -> None:
-        if not await self.engine.accept(row.id, row.attempt, row.timeout_secs):
-            return
         job = Job.FromString(row.snapshot)
         outcome, result, timings = await self._call(job.endpoint_url, job, row)
         if outcome.retryable and outcome.status != "completed" and job.fallback_endpoint_url:

@@ -233,7 +233,7 @@ QUEUED = (RunRow.id, RunRow.attempt, RunRow.target_key, RunRow.job_id, RunRow.jo
           RunRow.next_retry_at)
 Queued = Row  # a row of the QUEUED columns
 # What a claim weighs: a run's flow-control limits.
-_CLAIMED = (RunRow.id, RunRow.job_id, RunRow.concurrency_key, RunRow.limited, RunRow.max_concurrency,
+_CLAIMED = (RunRow.id, RunRow.timeout_secs, RunRow.job_id, RunRow.concurrency_key, RunRow.limited, RunRow.max_concurrency,
             RunRow.max_concurrency_per_key, RunRow.rate_limit_max, RunRow.rate_limit_window_secs,
             RunRow.key_rate_max, RunRow.key_rate_window_secs)
 _RUN_FIELDS = tuple(RunRow.model_fields)
@@ -614,17 +614,20 @@ class RunStore:
         return sorted(blocked_jobs), blocked_keys
 
     async def claim(self, run_ids: Sequence[str], owner: str, now: datetime, lease_until: datetime,
-                    placed: Mapping[str, tuple[str, str]] | None = None) -> set[str]:
+                    placed: Mapping[str, tuple[str, str]] | None = None, start_slack: int | None = None) -> set[str]:
         """Leases queued runs to this replica; answers the ids it got (others were claimed elsewhere, or
         would exceed their job's concurrency or rate limit). `placed`: the device each pooled run goes to
-        (run id -> (target key, device id)), which becomes its target."""
+        (run id -> (target key, device id)), which becomes its target. `start_slack`: for an executor that
+        starts what it claims (the HTTP executor), the runs are executing at once, their lease the
+        execution deadline (timeout_secs plus this slack; none without a timeout; not lease_until), as
+        RunEngine.accept would make it."""
         if not run_ids:
             return set()
         return await self.db.write(lambda conn: self._claim(conn, list(run_ids), owner, now, lease_until,
-                                                            placed or {}))
+                                                            placed or {}, start_slack))
 
     def _claim(self, conn: Connection, run_ids: list[str], owner: str, now: datetime,
-               lease_until: datetime, placed: Mapping[str, tuple[str, str]]) -> set[str]:
+               lease_until: datetime, placed: Mapping[str, tuple[str, str]], start_slack: int | None) -> set[str]:
         candidates = conn.execute(core_select(*_CLAIMED).where(RunRow.id.in_(run_ids),
                                                                 RunRow.status == "queued")).all()
         limited = sorted({row.job_id for row in candidates if row.limited})
@@ -643,11 +646,25 @@ class RunStore:
                         now + timedelta(seconds=row.rate_limit_window_secs) if row.rate_limit_max else None,
                         now + timedelta(seconds=row.key_rate_window_secs)
                         if row.key_rate_max and row.concurrency_key else None)
-        lease = {"status": "dequeued", "lease_owner": owner, "lease_expires_at": lease_until, "dequeued_at": now}
+        if start_slack is None:
+            leases = {"status": "dequeued", "lease_owner": owner, "lease_expires_at": lease_until, "dequeued_at": now}
+
+            def lease(_timeout_secs: int) -> dict[str, Any]:
+                return leases
+        else:
+            def lease(timeout_secs: int) -> dict[str, Any]:
+                return {"status": "executing", "lease_owner": owner, "dequeued_at": now, "started_at": now,
+                        "heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=timeout_secs + start_slack)
+                        if timeout_secs > 0 else None}
+        timeouts = {row.id: row.timeout_secs for row in candidates}
         statements = []
-        if plain_here := [run_id for run_id in plain if run_id not in placed]:
-            statements.append(update(RunRow).where(RunRow.id.in_(plain_here), RunRow.status == "queued")
-                              .values(**lease))
+        alike: dict[int, list[str]] = {}  # the plain runs by timeout: one statement each
+        for run_id in plain:
+            if run_id not in placed:
+                alike.setdefault(timeouts[run_id] if start_slack is not None else 0, []).append(run_id)
+        for timeout_secs, ids in alike.items():
+            statements.append(update(RunRow).where(RunRow.id.in_(ids), RunRow.status == "queued")
+                              .values(**lease(timeout_secs)))
         chosen = {run_id: {} for run_id in plain if run_id in placed}
         for run_id, (rate_until, key_rate_until) in windows.items():
             chosen[run_id] = dict(rate_until=rate_until, key_rate_until=key_rate_until)
@@ -655,7 +672,7 @@ class RunStore:
             if run_id in placed:
                 values.update(target_key=placed[run_id][0], device_id=placed[run_id][1])
             statements.append(update(RunRow).where(RunRow.id == run_id, RunRow.status == "queued")
-                              .values(**lease, **values))
+                              .values(**lease(timeouts[run_id]), **values))
         changed = [Changed(*row) for statement in statements for row in conn.execute(statement.returning(*_CHANGED))]
         self._record(conn, changed)
         return {c.id for c in changed}

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.common.clock import as_utc
 from services.common.db import Database
 from services.runs.store import TABLES, IntegrityError, RunRow, RunStore
 
@@ -39,6 +40,21 @@ async def test_two_replicas_never_claim_the_same_run(store: RunStore) -> None:
     )
     assert not first & second and first | second == set(ids)
     assert await store.claim(ids, "replica-c", NOW, NOW) == set()
+
+
+async def test_a_claim_can_start_what_it_claims_with_each_runs_deadline(store: RunStore) -> None:
+    quick, slow, unbounded = run(timeout_secs=10), run(timeout_secs=300), run(timeout_secs=0)
+    await store.insert_runs([quick, slow, unbounded])
+    ids = [quick.id, slow.id, unbounded.id]
+    assert await store.claim(ids, "replica-a", NOW, NOW + timedelta(seconds=30), start_slack=60) == set(ids)
+    started = {row.id: row for row in await store.get_many("t1", ids)}
+    for row in started.values():
+        assert (row.status, row.lease_owner) == ("executing", "replica-a")
+        assert {as_utc(row.dequeued_at), as_utc(row.started_at), as_utc(row.heartbeat_at)} == {NOW}
+    deadlines = {run_id: row.lease_expires_at and as_utc(row.lease_expires_at) for run_id, row in started.items()}
+    assert deadlines == {quick.id: NOW + timedelta(seconds=70), slow.id: NOW + timedelta(seconds=360),
+                         unbounded.id: None}
+    assert [e.type for e in await store.events("t1", quick.id)] == ["run.created", "run.executing"]
 
 
 async def test_the_queue_is_ordered_by_priority_then_age(store: RunStore) -> None:

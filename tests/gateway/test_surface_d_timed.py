@@ -126,8 +126,9 @@ async def agents(platform: Platform) -> AsyncIterator[Fleet]:
     await platform.device("d3", ["g"])
     fleet = Fleet(f"127.0.0.1:{platform.running['runs'].port}", credentials, capacity=4)
     task = asyncio.create_task(fleet.run())
-    async with asyncio.timeout(10):
-        while fleet.connected < 2:
+    async with asyncio.timeout(10):  # connected, and online in the registry (presence is flushed in batches)
+        while fleet.connected < 2 or len((await platform.native.get(
+                "/v1/devices", params={"online": "true"})).json()["devices"]) < 2:
             await asyncio.sleep(0.02)
     platform.fleet = fleet
     yield fleet

@@ -61,42 +61,6 @@ def bounded(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return f"{message[:keep]}…{message[-keep:]}"
 
 
-class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Aborts an RPC whose handler raised a DomainError with the error's status code (and its message,
-    `bounded`)."""
-
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        if handler.unary_unary:
-            inner = handler.unary_unary
-
-            async def unary_unary(request, context):
-                try:
-                    return await inner(request, context)
-                except DomainError as error:
-                    await context.abort(error.status, bounded(error.message))
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            inner_stream = handler.unary_stream
-
-            async def unary_stream(request, context):
-                try:
-                    async for item in inner_stream(request, context):
-                        yield item
-                except DomainError as error:
-                    await context.abort(error.status, bounded(error.message))
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-        return handler
-
-
 _BY_CODE = {cls.status: cls for cls in (InvalidArgument, NotFound, AlreadyExists, Conflict, FailedPrecondition,
                                         Unauthenticated, PermissionDenied, ResourceExhausted)}
 

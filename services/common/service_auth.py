@@ -113,20 +113,6 @@ class Guard:
         return False
 
 
-class ServiceAuthInterceptor(grpc.aio.ServerInterceptor):
-    """The Guard as a grpc.aio server interceptor, for a server not started by services.common.server:
-    refuses (UNAUTHENTICATED) every call that does not carry the service credential."""
-
-    def __init__(self, token: str) -> None:
-        self._guard = Guard(token)
-
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if self._guard.admits(handler_call_details.method or "", handler_call_details.invocation_metadata):
-            return handler
-        return refusal(handler)
-
-
 def refusal(handler):
     """A handler of the same shape as `handler` that aborts with UNAUTHENTICATED."""
     if handler is None:

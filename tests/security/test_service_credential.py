@@ -90,4 +90,4 @@ def test_the_token_comes_from_env_else_a_0600_file_in_the_data_dir(tmp_path, mon
     finally:
         service_auth.configure(None)
     with pytest.raises(ValueError):
-        service_auth.ServiceAuthInterceptor("short")
+        service_auth.Guard("short")

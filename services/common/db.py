@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, Connection, Engine, MetaData, Table, UniqueConstraint, event, inspect, literal, text
+from sqlalchemy import (Column, Connection, Dialect, Engine, MetaData, Table, UniqueConstraint, event, insert, inspect,
+                        literal, text)
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import CompileError, OperationalError
@@ -183,6 +185,69 @@ def migrate(conn: Connection, tables: Sequence[Table], models: dict[str, type[SQ
     for change in done:
         log.info("schema: %s", change)
     return done
+
+
+class RowInsert:
+    """An INSERT of many whole rows given as plain tuples (values in `columns` order), for hot bulk paths.
+
+    It stores what `conn.execute(insert(table), [dict, ...])` stores: the statement is that Core insert,
+    compiled once per dialect, and each value goes through its column type's bind processor (the same
+    processors, e.g. JSON serialization, UTC datetimes, SQLite's datetime text). What it saves is
+    SQLAlchemy's per-row parameter building (a dict per row, every bind name looked up and processed
+    one by one). A processed value that several rows share (the same object) is processed once per
+    call; a None is left alone by a processor that maps None to None. Then one executemany."""
+
+    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+        self.table = table
+        self.columns = tuple(columns)
+        unknown = [name for name in self.columns if name not in table.c]
+        if unknown:
+            raise ValueError(f"{table.name} has no column {unknown[0]!r}")
+        self._plans: weakref.WeakKeyDictionary[Dialect, tuple[str, tuple]] = weakref.WeakKeyDictionary()
+
+    def _plan(self, dialect: Dialect) -> tuple[str, tuple]:
+        plan = self._plans.get(dialect)
+        if plan is None:
+            compiled = insert(self.table).compile(dialect=dialect, column_keys=list(self.columns))
+            order = compiled.positiontup or []
+            if [compiled.binds[name].key for name in order] != list(self.columns):  # pragma: no cover - a new dialect
+                raise RuntimeError(f"the INSERT into {self.table.name} binds {order}, not {self.columns}")
+            processors = []
+            for index, name in enumerate(self.columns):
+                type_ = self.table.c[name].type
+                process = type_.dialect_impl(dialect).bind_processor(dialect)
+                if process is not None:
+                    processors.append((index, process, process(None) is None))
+            plan = self._plans[dialect] = (compiled.string, tuple(processors))
+        return plan
+
+    def bind(self, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> tuple[str, list[tuple]]:
+        """The statement and the driver's parameters for `rows`."""
+        sql, processors = self._plan(dialect)
+        if not processors:
+            return sql, [tuple(row) for row in rows]
+        # Per column: id(value) -> (value, processed); holding the value keeps its id from being reused.
+        memos: list[dict[int, tuple[Any, Any]]] = [{} for _ in processors]
+        bound = []
+        for row in rows:
+            values = list(row)
+            for (index, process, keeps_none), memo in zip(processors, memos):
+                value = values[index]
+                if value is None and keeps_none:
+                    continue
+                known = memo.get(id(value))
+                if known is None:
+                    known = memo[id(value)] = (value, process(value))
+                values[index] = known[1]
+            bound.append(tuple(values))
+        return sql, bound
+
+    def execute(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """Inserts `rows` in the connection's transaction (nothing for no rows)."""
+        if not rows:
+            return
+        sql, parameters = self.bind(conn.dialect, rows)
+        conn.exec_driver_sql(sql, parameters)
 
 
 @dataclass(frozen=True)

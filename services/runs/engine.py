@@ -23,7 +23,7 @@ from services.common.clock import Clock, as_utc
 from services.common.errors import AlreadyExists, Conflict, DomainError, InvalidArgument, NotFound
 from services.common.ids import uuid4_strings
 from services.common.principal import READ, TRIGGER, WRITE, listed_project, reaches_project, require_scope
-from services.common.secrets import SecretBox, new_secret, secret_box, secret_hash
+from services.common.secrets import SecretBox, new_secrets, secret_box, secret_hash
 
 from . import domain
 from .mapping import (chunk_message, event_message, output_message, run_message, status_enum, status_word,
@@ -245,13 +245,14 @@ class RunEngine:
             count = sum(len(devices) for devices in targets)
             names, run_ids, invocation_ids = (iter(domain.run_names(job.slug, "", count)), iter(uuid4_strings(count)),
                                               iter(uuid4_strings(len(specs))))
+            tokens = iter(new_secrets("jlrt_", len(specs)))
             for index, spec in enumerate(specs):
                 hit = existing.get(spec.idempotency_key) or fresh.get(spec.idempotency_key)
                 if hit is not None:
                     results.append(runs_pb2.BulkTriggerResult(id=hit.id, status=hit.status, idempotency_hit=True,
                                                               invocation_id=hit.invocation_id))
                     continue
-                token = new_secret("jlrt_")
+                token = next(tokens)
                 invocation_id = next(invocation_ids)
                 item_rows = [self._new_run(principal, job, spec, now, len(rows) + i, invocation_id=invocation_id,
                                            deps=deps, batch_id=batch_id, device_id=device_id,

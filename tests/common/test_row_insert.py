@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import JSON, BigInteger, Column, LargeBinary, insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
 from services.common.db import Database, RowInsert
@@ -85,3 +86,25 @@ async def test_it_stores_what_a_core_insert_stores(db: Database) -> None:
 def test_it_refuses_an_unknown_column() -> None:
     with pytest.raises(ValueError):
         RowInsert(TABLE, ["id", "nope"])
+
+
+async def test_a_duplicate_key_is_an_integrity_error_and_fails_only_its_write(db: Database) -> None:
+    inserter = RowInsert(TABLE, COLUMNS)
+    await db.write(lambda conn: inserter.execute(conn, rows("a-")))
+
+    def duplicate(conn) -> None:
+        conn.execute(insert(TABLE).values(id="other"))  # the transaction has begun (PostgreSQL: COPY)
+        inserter.execute(conn, rows("a-")[:1])
+
+    with pytest.raises(IntegrityError):
+        await db.write(duplicate)
+
+    async def fine() -> None:
+        await db.write(lambda conn: inserter.execute(conn, rows("b-")))
+
+    import asyncio
+
+    outcomes = await asyncio.gather(db.write(duplicate), fine(), return_exceptions=True)
+    assert isinstance(outcomes[0], IntegrityError) and outcomes[1] is None
+    count = await db.write(lambda conn: conn.exec_driver_sql("SELECT count(*) FROM test_row_insert_items").scalar())
+    assert count == 10  # a- and b-, nothing of the failed writes

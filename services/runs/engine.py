@@ -310,35 +310,32 @@ class RunEngine:
         common (computed once; their metadata, trace and limits are then shared objects, for runs written
         and let go, like a bulk trigger's)."""
         if shared is None:
-            base = self._run_base(principal, job, now, deps, parent, batch_id)
             status, scheduled = self._initial_status(job, spec.scheduled, now, bool(deps))
-            limits = self._limits(job, spec.concurrency_key)
-            metadata = {**job.default_run_metadata, **spec.metadata}
-            trace: dict[str, int] = {}
+            common = {**self._run_base(principal, job, now, deps, parent, batch_id),
+                      **self._limits(job, spec.concurrency_key), "status": status, "scheduled_at": scheduled,
+                      "trace": {}, "metadata_": {**job.default_run_metadata, **spec.metadata}}
         else:
-            base = shared.get("base")
-            if base is None:
-                base = shared["base"] = self._run_base(principal, job, now, deps, parent, batch_id)
-                shared["metadata"], shared["trace"] = dict(job.default_run_metadata), {}
-            at = shared.get(("at", spec.scheduled))
-            if at is None:
-                at = shared[("at", spec.scheduled)] = self._initial_status(job, spec.scheduled, now, bool(deps))
-            status, scheduled = at
-            limits = shared.get(("limits", spec.concurrency_key))
-            if limits is None:
-                limits = shared[("limits", spec.concurrency_key)] = self._limits(job, spec.concurrency_key)
-            metadata = {**job.default_run_metadata, **spec.metadata} if spec.metadata else shared["metadata"]
-            trace = shared["trace"]
+            common = shared.get((spec.scheduled, spec.concurrency_key))
+            if common is None:
+                base = shared.get("base")
+                if base is None:
+                    base = shared["base"] = {**self._run_base(principal, job, now, deps, parent, batch_id),
+                                             "trace": {}, "metadata_": dict(job.default_run_metadata)}
+                status, scheduled = self._initial_status(job, spec.scheduled, now, bool(deps))
+                common = shared[(spec.scheduled, spec.concurrency_key)] = {
+                    **base, **self._limits(job, spec.concurrency_key), "status": status, "scheduled_at": scheduled}
+            if spec.metadata:
+                common = {**common, "metadata_": {**job.default_run_metadata, **spec.metadata}}
         run_id = run_id or str(uuid.uuid4())
-        created = now + timedelta(microseconds=index)  # distinct, ordered: cursors page through a batch
-        return RunRow.new(
-            **base, **limits, id=run_id, invocation_id=invocation_id,
-            target_key=target_key(principal.tenant_id, device_id) if device_id else "", device_id=device_id,
-            status=status, priority=spec.priority, command=command, payload=spec.payload,
-            payload_hash=spec.payload_hash, metadata_=metadata, tags=spec.tags, trace=trace,
-            idempotency_key=spec.idempotency_key if keyed else "", created_at=created, scheduled_at=scheduled,
-            run_token_hash=run_token_hash, root_run_id=run_id, concurrency_key=spec.concurrency_key, name=name,
-        )
+        return RunRow.from_values({
+            **common, "id": run_id, "invocation_id": invocation_id,
+            "target_key": target_key(principal.tenant_id, device_id) if device_id else "", "device_id": device_id,
+            "priority": spec.priority, "command": command, "payload": spec.payload, "payload_hash": spec.payload_hash,
+            "tags": spec.tags, "idempotency_key": spec.idempotency_key if keyed else "",
+            # distinct, ordered: cursors page through a batch
+            "created_at": now + timedelta(microseconds=index),
+            "run_token_hash": run_token_hash, "root_run_id": run_id, "concurrency_key": spec.concurrency_key,
+            "name": name})
 
     def _run_base(self, principal: Principal, job: Job, now: datetime, deps: list[dict], parent: RunRow | None,
                   batch_id: str) -> dict[str, Any]:

@@ -147,6 +147,11 @@ class RunRow(SQLModel, table=True):
         readers, built at a fraction of the cost: `RunRow(...)` sends each of its 60-odd fields through
         SQLModel's and SQLAlchemy's attribute instrumentation (change events, pydantic bookkeeping), what
         a trigger of many runs spent most of its time on. Setting a field afterwards is instrumented as usual."""
+        return cls.from_values(values)
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> RunRow:
+        """`RunRow.new(**values)`, without unpacking a dict of values into keywords."""
         row = manager_of_class(cls).new_instance()
         state = row.__dict__
         state.update(_RUN_CONSTANT_DEFAULTS)

@@ -238,7 +238,8 @@ class RunEngine:
         for attempt in range(2):
             existing = await self.store.by_idempotency_keys(principal.tenant_id, job.id,
                                                             [s.idempotency_key for s in specs])
-            results: list[runs_pb2.BulkTriggerResult] = []
+            response = runs_pb2.BulkTriggerJobResponse(batch_id=batch_id, total=len(specs))
+            results = response.results
             rows: list[RunRow] = []
             fresh: dict[str, RunRow] = {}
             shared: dict = {}  # what the runs of this call have in common (see _new_run)
@@ -249,8 +250,7 @@ class RunEngine:
             for index, spec in enumerate(specs):
                 hit = existing.get(spec.idempotency_key) or fresh.get(spec.idempotency_key)
                 if hit is not None:
-                    results.append(runs_pb2.BulkTriggerResult(id=hit.id, status=hit.status, idempotency_hit=True,
-                                                              invocation_id=hit.invocation_id))
+                    results.add(id=hit.id, status=hit.status, idempotency_hit=True, invocation_id=hit.invocation_id)
                     continue
                 token = next(tokens)
                 invocation_id = next(invocation_ids)
@@ -263,8 +263,9 @@ class RunEngine:
                 rows.extend(item_rows)
                 if spec.idempotency_key:
                     fresh[spec.idempotency_key] = item_rows[0]
-                results.append(runs_pb2.BulkTriggerResult(id=item_rows[0].id, status=item_rows[0].status,
-                                                          run_token=token, invocation_id=invocation_id))
+                results.add(id=item_rows[0].id, status=item_rows[0].status, run_token=token,
+                            invocation_id=invocation_id)
+                response.created += 1
             try:
                 await self.store.insert_runs(rows)
                 break
@@ -272,9 +273,7 @@ class RunEngine:
                 if attempt:
                     raise Conflict("idempotency keys or run names were used concurrently; try again") from None
         self._wake({row.target_key for row in rows if row.status == "queued"})
-        return runs_pb2.BulkTriggerJobResponse(results=results, total=len(results),
-                                               created=sum(1 for r in results if not r.idempotency_hit),
-                                               batch_id=batch_id)
+        return response
 
     async def _bulk_targets(self, principal: Principal, job: Job, items: int) -> list[list[str]]:
         """The devices of each item of a device job's bulk trigger, from one ResolveTargets call: the job's

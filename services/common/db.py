@@ -197,6 +197,8 @@ class RowInsert:
     one by one). A processed value that several rows share (the same object) is processed once per
     call; a None is left alone by a processor that maps None to None. Then one executemany."""
 
+    COPY_MIN_ROWS = 50  # fewer go in an executemany: COPY takes one more round trip
+
     def __init__(self, table: Table, columns: Sequence[str]) -> None:
         self.table = table
         self.columns = tuple(columns)
@@ -228,12 +230,13 @@ class RowInsert:
 
     def execute(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
         """Inserts `rows` in the connection's transaction (nothing for no rows). On PostgreSQL (asyncpg),
-        inside a transaction that has begun, with COPY (binary): the same values through the same
-        codecs, a unique violation an IntegrityError as from the INSERT."""
+        COPY_MIN_ROWS rows or more, inside a transaction that has begun, with COPY (binary): the same
+        values through the same codecs, a unique violation an IntegrityError as from the INSERT."""
         if not rows:
             return
         sql, parameters = self.bind(conn.dialect, rows)
-        driver = conn.connection.driver_connection if conn.dialect.driver == "asyncpg" else None
+        many = len(parameters) >= self.COPY_MIN_ROWS and conn.dialect.driver == "asyncpg"
+        driver = conn.connection.driver_connection if many else None
         if driver is None or not driver.is_in_transaction():
             conn.exec_driver_sql(sql, parameters)
             return

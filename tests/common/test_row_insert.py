@@ -49,8 +49,25 @@ def rows(prefix: str) -> list[tuple]:
     return [tuple(prefix + v[c] if c == "id" else v[c] for c in COLUMNS) for v in values]
 
 
+@pytest.fixture(params=["copy", "executemany"])
+def copy_min_rows(request, monkeypatch) -> list[str]:
+    """On PostgreSQL, both ways of inserting: COPY (from one row) and executemany; answers the COPYs made."""
+    import asyncpg
+
+    monkeypatch.setattr(RowInsert, "COPY_MIN_ROWS", 1 if request.param == "copy" else 10**9)
+    copies: list[str] = []
+    copy = asyncpg.Connection.copy_records_to_table
+
+    async def counted(self, table_name, **kw):
+        copies.append(table_name)
+        return await copy(self, table_name, **kw)
+
+    monkeypatch.setattr(asyncpg.Connection, "copy_records_to_table", counted)
+    return copies
+
+
 @pytest.fixture
-async def db(database_url: str):
+async def db(database_url: str, copy_min_rows):
     database = Database(database_url, [RowInsertItem])
     await database.drop_tables()
     await database.create_tables()
@@ -59,7 +76,7 @@ async def db(database_url: str):
     await database.close()
 
 
-async def test_it_stores_what_a_core_insert_stores(db: Database) -> None:
+async def test_it_stores_what_a_core_insert_stores(db: Database, copy_min_rows: list[str], request) -> None:
     inserter = RowInsert(TABLE, COLUMNS)
 
     def write(conn) -> None:
@@ -75,6 +92,8 @@ async def test_it_stores_what_a_core_insert_stores(db: Database) -> None:
 
     stored = await db.write(raw)
     assert len(stored) == 10
+    copying = db.is_postgres and request.node.callspec.params["copy_min_rows"] == "copy"
+    assert copy_min_rows == (["test_row_insert_items"] if copying else [])
     for n in "12345":
         assert stored["fast-" + n] == stored["core-" + n], n
     async with db.session() as session:  # and the model reads back what was given

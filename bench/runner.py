@@ -225,17 +225,17 @@ class Bench:
     def active_runs(self, job_id: str) -> int:
         """Runs of the job not yet in a final state (RunService.CountActiveRuns; REST paging if refused)."""
         try:
-            return asyncio.run(self._count_active(job_id))
+            return asyncio.run(self._count_active(job_id, self.principal()))  # principal() runs its own loop
         except Exception:  # noqa: BLE001 - e.g. the internal RPC wants a service credential
             return self._count_active_rest(job_id)
 
-    async def _count_active(self, job_id: str) -> int:
+    async def _count_active(self, job_id: str, principal: bytes) -> int:
         import grpc
 
         from jobline.runs.v1 import runs_pb2, runs_pb2_grpc
         async with grpc.aio.insecure_channel(self.platform.addr("runs")) as channel:
             reply = await runs_pb2_grpc.RunServiceStub(channel).CountActiveRuns(
-                runs_pb2.CountActiveRunsRequest(job_id=job_id), metadata=internal_metadata(self.principal()),
+                runs_pb2.CountActiveRunsRequest(job_id=job_id), metadata=internal_metadata(principal),
                 timeout=30)
             return reply.count
 

@@ -11,7 +11,7 @@
 An E job is a mission job of the jobs service (its `mission` spec; `jobId` is the job's id) together
 with the one run that creating it triggers; the E status is that run's status (STATUSES), the E
 priority that run's priority (10 the most urgent: `run_priority`). The jobs service derives the
-targets (the named drone, which must be in the group, or one online drone of the group) and the
+targets (the named drone, which must be in the group, or any one available drone of the group) and the
 agent handler (`mission`); the runs service dispatches, the agent flies.
 
 Tokens: the OAuth2 client_credentials grant of a service account (the auth service's IssueToken),

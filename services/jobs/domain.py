@@ -146,7 +146,8 @@ def plain_json(value: Any) -> Any:
 
 def derive_mission(job: Job) -> None:
     """A mission job's handler, targets, default inputs and defaults, from its mission spec: the named
-    drone, which must be in the group, or one online drone of the group (picked at trigger time)."""
+    drone, which must be in the group, or any one available drone of the group (the run waits in the
+    group's pool until a drone with room takes it: services/runs/pools.py)."""
     if not job.HasField("mission"):
         return
     mission = job.mission

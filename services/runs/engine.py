@@ -25,7 +25,7 @@ from services.common.ids import uuid4_strings
 from services.common.principal import READ, TRIGGER, WRITE, listed_project, reaches_project, require_scope
 from services.common.secrets import SecretBox, new_secrets, secret_box, secret_hash
 
-from . import domain
+from . import domain, pools
 from .mapping import (chunk_message, event_message, output_message, run_message, status_enum, status_word,
                       subject_word)
 from .peers import Peers
@@ -74,6 +74,13 @@ class Dispatcher(Protocol):
 
 def target_key(tenant_id: str, device_id: str) -> str:
     return f"{tenant_id}/{device_id}"
+
+
+def _target(tenant_id: str, target: str) -> dict[str, str]:
+    """A new run's target columns: for a device id, that device; for a pool key, the pool; "" for none."""
+    if pools.is_pool(target):
+        return dict(target_key=target, device_id="", pool_key=target)
+    return dict(target_key=target_key(tenant_id, target) if target else "", device_id=target)
 
 
 class RunEngine:
@@ -138,7 +145,7 @@ class RunEngine:
         if domain.is_device_job(job):
             template = request.command or job.command  # a handler job's command is the agent's own
             command = domain.render_command(template, domain.inputs_for(job, payload)) if template else ""
-            devices = await self._targets(principal, job, list(request.device_ids))
+            devices = await self._run_targets(principal, job, list(request.device_ids))
         else:
             command, devices = "", [""]
         names = domain.run_names(job.slug, request.name, len(devices))
@@ -187,7 +194,7 @@ class RunEngine:
                            request: runs_pb2.BulkTriggerJobRequest) -> runs_pb2.BulkTriggerJobResponse:
         """Many runs of one job: one read of the keys already used, one insert for every new run. Each item
         of a device job fans out like a single trigger: one run per target device (one invocation per
-        item; with any_available, one picked device per item, spread over the online ones)."""
+        item; with any_available, one run per item in the targets' pool)."""
         require_scope(principal, TRIGGER)
         if not request.items:
             raise InvalidArgument("items must not be empty")
@@ -276,16 +283,9 @@ class RunEngine:
         return response
 
     async def _bulk_targets(self, principal: Principal, job: Job, items: int) -> list[list[str]]:
-        """The devices of each item of a device job's bulk trigger, from one ResolveTargets call: the job's
-        targets for every item; with any_available, the named devices and one picked device per item."""
-        if not job.targets.any_available:
-            devices = await self._targets(principal, job, [])
-            return [devices] * items
-        named = set(job.targets.device_ids)
-        devices = await self._targets(principal, job, [], pick_count=items)
-        fixed = [d for d in devices if d in named]
-        picked = [d for d in devices if d not in named]
-        return [fixed + ([picked[i % len(picked)]] if picked else []) for i in range(items)]
+        """The devices of each item of a device job's bulk trigger (at most one ResolveTargets call): the
+        same for every item (see _run_targets)."""
+        return [await self._run_targets(principal, job, [])] * items
 
     async def _triggerable_job(self, principal: Principal, job_id: str) -> Job:
         job = await self.peers.job(principal, job_id)
@@ -328,7 +328,7 @@ class RunEngine:
         run_id = run_id or str(uuid.uuid4())
         return RunRow.from_values({
             **common, "id": run_id, "invocation_id": invocation_id,
-            "target_key": target_key(principal.tenant_id, device_id) if device_id else "", "device_id": device_id,
+            **_target(principal.tenant_id, device_id),
             "priority": spec.priority, "command": command, "payload": spec.payload, "payload_hash": spec.payload_hash,
             "tags": spec.tags, "idempotency_key": spec.idempotency_key if keyed else "",
             # distinct, ordered: cursors page through a batch
@@ -375,9 +375,20 @@ class RunEngine:
             return "waiting", at
         return ("delayed" if at > now else "queued"), at
 
-    async def _targets(self, principal: Principal, job: Job, device_ids: list[str], pick_count: int = 1) -> list[str]:
-        targets = DeviceTargets(device_ids=device_ids) if device_ids else job.targets
-        resolved = await self.peers.resolve(principal, targets, pick_count)
+    async def _run_targets(self, principal: Principal, job: Job, device_ids: list[str]) -> list[str]:
+        """Where a trigger's runs go: the devices named by the trigger, else the job's targets; with
+        any_available, the devices the job names and the pool of its group / query (one run there,
+        taken by the first device of the pool with room: services/runs/pools.py)."""
+        if device_ids or not pools.is_pooled(job.targets):
+            return await self._targets(principal, DeviceTargets(device_ids=device_ids) if device_ids else job.targets)
+        named = job.targets
+        fixed = await self._targets(principal, DeviceTargets(device_ids=named.device_ids,
+                                                             device_numbers=named.device_numbers)) \
+            if named.device_ids or named.device_numbers else []
+        return [*fixed, pools.pool_key(principal.tenant_id, job.targets)]
+
+    async def _targets(self, principal: Principal, targets: DeviceTargets) -> list[str]:
+        resolved = await self.peers.resolve(principal, targets)
         if resolved.missing_device_ids:
             raise NotFound(f"device {resolved.missing_device_ids[0]} not found")
         if not resolved.devices:
@@ -738,6 +749,7 @@ class RunEngine:
             created_at=now + timedelta(microseconds=index), scheduled_at=now, dequeued_at=None, started_at=None,
             finished_at=None, heartbeat_at=None, next_retry_at=None, lease_owner="", lease_expires_at=None,
             rate_until=None, key_rate_until=None, duration_ms=None, dependencies=[],
+            **({"target_key": row.pool_key, "device_id": ""} if row.pool_key else {}),
             expires_at=now + timedelta(seconds=job.run_ttl_secs) if job.run_ttl_secs > 0 else None,
         )
         return RunRow(**values)
@@ -769,7 +781,7 @@ class RunEngine:
             job = Job.FromString(row.snapshot)
             domain.validate_payload(_schema(job), payload)
             values.update(payload=payload, payload_hash=canonical_hash(payload))
-            if row.device_id:  # the command is rendered from the new inputs (refused if one is missing)
+            if row.target_key:  # a device run: the command is rendered from the new inputs (refused if one is missing)
                 values["command"] = domain.render_command(job.command, domain.inputs_for(job, payload))
         if not await self.store.transition(row.id, row.attempt, ("delayed", "queued"), **values):
             raise Conflict(f"run {row.id} started before it could be rescheduled")
@@ -817,9 +829,12 @@ class RunEngine:
         return changed
 
     async def requeue(self, run_id: str, attempt: int) -> bool:
-        """Puts a run that was handed out but never accepted back in the queue, same attempt."""
-        return await self.store.transition(run_id, attempt, ("dequeued",), status="queued", lease_owner="",
-                                           lease_expires_at=None, dequeued_at=None)
+        """Puts a run that was handed out but never accepted back in the queue (a pooled run in its pool),
+        same attempt, and wakes its dispatch."""
+        changed = await self.store.transition_rows(run_id, attempt, ("dequeued",), status="queued", lease_owner="",
+                                                   lease_expires_at=None, dequeued_at=None)
+        self._wake({c.target_key for c in changed})
+        return bool(changed)
 
     async def tick(self, heartbeats: dict[str, datetime] | None = None) -> None:
         """Advances every timer that is due: heartbeats, delayed runs, leases, silent runs."""
@@ -837,8 +852,7 @@ class RunEngine:
         await self._advance_waiting(now)
         for row in await self.store.stale(now, now - self.heartbeat_timeout):
             if row.status == "dequeued":
-                if await self.requeue(row.id, row.attempt):
-                    self._wake({row.target_key})
+                await self.requeue(row.id, row.attempt)
                 continue
             if row.lease_expires_at is not None and as_utc(row.lease_expires_at) < now:
                 outcome = domain.Outcome("timed_out", f"timed out after {row.timeout_secs} s "
@@ -908,7 +922,7 @@ class RunEngine:
         updates: list[tuple[RunRow, dict[str, Any]]] = []
         for row in following:
             job = current[(row.tenant_id, row.job_id)]
-            if job is None or job.version <= row.job_version or domain.is_device_job(job) != bool(row.device_id):
+            if job is None or job.version <= row.job_version or domain.is_device_job(job) != bool(row.target_key):
                 continue
             if Job.FromString(row.snapshot).version_policy == "minor" and not job.backwards_compatible:
                 continue

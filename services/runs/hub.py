@@ -9,6 +9,11 @@ the devices to look at; they are claimed for DISPATCH_BATCH devices at a time (a
 RESCAN_BATCH devices in turn (every device at least every 10 s with 10,000 streams), so that it
 costs the same with any number of streams.
 
+Pools (services/runs/pools.py): a run for any one available device of a group or query is queued on
+its pool's key. Every dispatch round also serves the pools known to have queued runs (named by
+wake-ups, and looked up at every periodic scan): their runs go, most urgent first, to the pool's
+devices streaming here with room, the claim setting each run's device.
+
 Agent messages are handled in batches: every stream's reader hands its messages to one inbox, and
 each drain of it makes one call per kind of change for the whole batch where the store allows it
 (every output chunk of the batch in one insert; accepts and finishes concurrently, so the store's
@@ -61,6 +66,7 @@ from datetime import datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from jobline.auth.v1.auth_pb2 import Principal
 from jobline.devices.v1 import devices_pb2
 from jobline.devices.v1.devices_pb2 import PresenceChange
 from jobline.jobs.v1.jobs_pb2 import Job
@@ -69,7 +75,7 @@ from services.common.clock import Clock, as_utc
 from services.common.errors import InvalidArgument, Unauthenticated
 from services.common.secrets import secret_hash
 
-from . import domain
+from . import domain, pools
 from .engine import RunEngine, target_key
 from .mapping import timestamp
 from .peers import Peers
@@ -250,6 +256,10 @@ class AgentHub:
         self._verified: dict[tuple[str, str], tuple[str, int, float]] = {}
         self._left_idle: dict[str, float] = {}  # device key -> until when its idle leaving spares a reconcile
         self.dispatch_latency = LatencyHistogram()
+        self._pools: set[str] = set()  # pools with queued runs, as of the last look
+        self._members = pools.PoolMembers(self._pool_devices)
+        self._pool_turn: dict[str, int] = {}  # device key -> when a pooled run last went to it (a counter)
+        self._turns = 0
         engine.dispatchers.append(self)
 
     # -- dispatch ------------------------------------------------------------------------
@@ -258,7 +268,11 @@ class AgentHub:
         if target_keys is None:
             self._scan_all = True
         else:
-            self._pending.update(k for k in target_keys if k in self.sessions)
+            for key in target_keys:
+                if key in self.sessions:
+                    self._pending.add(key)
+                elif pools.is_pool(key):
+                    self._pools.add(key)
         self._wakeup.set()
 
     async def run_dispatcher(self) -> None:
@@ -280,16 +294,19 @@ class AgentHub:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.0, rescanned + RESCAN_SECS - loop.time()))
             self._wakeup.clear()
+            scan = self._scan_all or loop.time() - rescanned >= RESCAN_SECS
             if self._scan_all:
                 keys = list(self.sessions)
             else:
                 keys = list(self._pending)
-                if loop.time() - rescanned >= RESCAN_SECS:  # the periodic scan: what no wake-up named
+                if scan:  # the periodic scan: what no wake-up named
                     rescanned = loop.time()
                     keys += self._rescan_slice()
             self._pending.clear()
             self._scan_all = False
             try:
+                if scan and self.sessions:
+                    self._pools.update(await self.store.queued_pools())
                 await self.dispatch(dict.fromkeys(keys))
             except Exception:  # keep dispatching whatever one batch hit
                 log.exception("dispatch failed")
@@ -311,6 +328,8 @@ class AgentHub:
         assigned = 0
         for start in range(0, len(ready), DISPATCH_BATCH):
             assigned += await self._dispatch_batch(ready[start:start + DISPATCH_BATCH])
+        if self._pools:
+            assigned += await self._dispatch_pools()
         return assigned
 
     async def _dispatch_batch(self, keys: Sequence[str]) -> int:
@@ -332,20 +351,78 @@ class AgentHub:
             claimed = await self.store.claim([r.id for r in picked], self.replica_id, now,
                                              now + timedelta(seconds=LEASE_SECS))
             for row in picked:
-                session = self.sessions.get(row.target_key)
-                if row.id not in claimed:
-                    continue
-                if session is None:  # the agent left while we claimed: back to the queue
-                    await self.engine.requeue(row.id, row.attempt)
-                    continue
-                key = (row.id, row.attempt)
-                session.held.add(key)
-                session.timeouts[key] = row.timeout_secs
-                session.output[key] = StoredOutput()
-                session.send(agent_pb2.ServerMessage(assign=self._assign(row, now)))
-                self.dispatch_latency.observe((self.clock.now() - queued_since(row)).total_seconds())
-                assigned += 1
+                if row.id in claimed:
+                    assigned += await self._hand_out(row, self.sessions.get(row.target_key), now)
             keys = [k for k in sessions if room[k] == 0 and self.sessions.get(k) and self.sessions[k].free > 0]
+
+    async def _hand_out(self, row: RunRow, session: AgentSession | None, now: datetime) -> int:
+        """Assigns a claimed run to its device's stream (answers 1); back to the queue if the agent left
+        meanwhile (answers 0)."""
+        if session is None or self.sessions.get(session.key) is not session or session.closed:
+            await self.engine.requeue(row.id, row.attempt)
+            return 0
+        key = (row.id, row.attempt)
+        session.held.add(key)
+        session.timeouts[key] = row.timeout_secs
+        session.output[key] = StoredOutput()
+        session.send(agent_pb2.ServerMessage(assign=self._assign(row, now)))
+        self.dispatch_latency.observe((self.clock.now() - queued_since(row)).total_seconds())
+        return 1
+
+    async def _dispatch_pools(self) -> int:
+        """Claims queued runs of the pools with a device here that has room, most urgent first, each for
+        the pool's device with the most room (the one longest without a pooled run among equals)."""
+        assigned = 0
+        while True:
+            room = await self._pool_room()
+            if not room:
+                return assigned
+            free = {s.key: s.free for members in room.values() for s in members}
+            rows = await self.store.queued_for(list(room), sum(free.values()))
+            self._pools.difference_update(set(room) - {row.target_key for row in rows})  # nothing left there
+            placed: dict[str, tuple[RunRow, AgentSession]] = {}
+            for row in rows:
+                candidates = [s for s in room[row.target_key] if free[s.key] > 0]
+                if candidates:
+                    session = max(candidates, key=lambda s: (free[s.key], -self._pool_turn.get(s.key, 0)))
+                    free[session.key] -= 1
+                    self._turns += 1
+                    self._pool_turn[session.key] = self._turns
+                    placed[row.id] = (row, session)
+            if not placed:
+                return assigned
+            now = self.clock.now()
+            claimed = await self.store.claim(list(placed), self.replica_id, now, now + timedelta(seconds=LEASE_SECS),
+                                             {run_id: (s.key, s.device_id) for run_id, (_, s) in placed.items()})
+            for run_id in claimed:
+                row, session = placed[run_id]
+                row.target_key, row.device_id = session.key, session.device_id
+                assigned += await self._hand_out(row, session, now)
+            if len(claimed) < len(placed) or len(rows) < sum(s.free for members in room.values() for s in members):
+                return assigned  # all there was (or others raced us): the next wake-up or scan goes on
+
+    async def _pool_room(self) -> dict[str, list[AgentSession]]:
+        """Each pool with queued runs, and its devices streaming here with room."""
+        room: dict[str, list[AgentSession]] = {}
+        for pool in list(self._pools):
+            members = self._members.cached(pool)
+            if members is None:
+                snapshot = await self.store.pool_snapshot(pool)
+                if snapshot is None:  # nothing queued there any more
+                    self._pools.discard(pool)
+                    continue
+                members = await self._members.of(pool, Job.FromString(snapshot).targets)
+            if len(members) > len(self.sessions):
+                ready = [s for key, s in self.sessions.items() if key in members and s.free > 0]
+            else:
+                ready = [s for key in members if (s := self.sessions.get(key)) is not None and s.free > 0]
+            if ready:
+                room[pool] = ready
+        return room
+
+    async def _pool_devices(self, principal: Principal, targets: devices_pb2.DeviceTargets) -> list[str]:
+        resolved = await self.peers.resolve(principal, targets)
+        return [target_key(principal.tenant_id, device.id) for device in resolved.devices]
 
     def _assign(self, row: RunRow, now: datetime) -> agent_pb2.Assign:
         job = self._snapshots.get(row.job_version_id)

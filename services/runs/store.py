@@ -15,7 +15,7 @@ import math
 import operator
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +36,8 @@ from services.common.counters import reserve
 from services.common.db import Database, RowInsert
 from services.common.ids import uuid4_strings
 from services.common.secrets import scrub_log
+
+from .pools import PREFIX as POOL_PREFIX
 
 ACTIVE = ("delayed", "queued", "dequeued", "executing", "waiting")
 NOT_STARTED = ("delayed", "queued", "waiting")
@@ -78,9 +80,13 @@ class RunRow(SQLModel, table=True):
     job_version: int
     job_version_id: str = Field(max_length=64)
     invocation_id: str = Field(max_length=64)
-    # "<tenant>/<device>" for device runs, "" for endpoint runs: what the dispatcher matches on.
+    # "<tenant>/<device>" for device runs, "" for endpoint runs: what the dispatcher matches on; a
+    # pooled run's pool key while it waits (services/runs/pools.py).
     target_key: str = Field(default="", max_length=256)
     device_id: str = Field(default="", max_length=128)
+    # The pool of a run for "any one available device" of its targets ("" for others): where every way
+    # back to the queue returns it (target_key and device_id say which device took it).
+    pool_key: str = Field(default="", max_length=256)
     status: str = Field(max_length=16)
     attempt: int = 1
     max_attempts: int = 3
@@ -362,7 +368,7 @@ class RunStore:
         statement = (
             update(RunRow)
             .where(RunRow.id == run_id, RunRow.attempt == attempt, RunRow.status.in_(list(from_statuses)))
-            .values(**values)
+            .values(**back_to_pool(values))
         )
         return await self._update(statement)
 
@@ -371,7 +377,7 @@ class RunStore:
         if not run_ids:
             return []
         statement = update(RunRow).where(RunRow.id.in_(list(run_ids)), RunRow.status.in_(list(from_statuses)))
-        return await self._update(statement.values(**values))
+        return await self._update(statement.values(**back_to_pool(values)))
 
     async def reset_idempotency_key(self, tenant_id: str, run_id: str) -> bool:
         statement = update(RunRow).where(RunRow.tenant_id == tenant_id, RunRow.id == run_id).values(idempotency_key="")
@@ -613,15 +619,18 @@ class RunStore:
                 blocked_keys.setdefault(row.job_id, []).append(row.concurrency_key)
         return sorted(blocked_jobs), blocked_keys
 
-    async def claim(self, run_ids: Sequence[str], owner: str, now: datetime, lease_until: datetime) -> set[str]:
+    async def claim(self, run_ids: Sequence[str], owner: str, now: datetime, lease_until: datetime,
+                    placed: Mapping[str, tuple[str, str]] | None = None) -> set[str]:
         """Leases queued runs to this replica; answers the ids it got (others were claimed elsewhere, or
-        would exceed their job's concurrency or rate limit)."""
+        would exceed their job's concurrency or rate limit). `placed`: the device each pooled run goes to
+        (run id -> (target key, device id)), which becomes its target."""
         if not run_ids:
             return set()
-        return await self.db.write(lambda conn: self._claim(conn, list(run_ids), owner, now, lease_until))
+        return await self.db.write(lambda conn: self._claim(conn, list(run_ids), owner, now, lease_until,
+                                                            placed or {}))
 
     def _claim(self, conn: Connection, run_ids: list[str], owner: str, now: datetime,
-               lease_until: datetime) -> set[str]:
+               lease_until: datetime, placed: Mapping[str, tuple[str, str]]) -> set[str]:
         candidates = conn.execute(core_select(*_CLAIMED).where(RunRow.id.in_(run_ids),
                                                                 RunRow.status == "queued")).all()
         limited = sorted({row.job_id for row in candidates if row.limited})
@@ -642,14 +651,33 @@ class RunStore:
                         if row.key_rate_max and row.concurrency_key else None)
         lease = {"status": "dequeued", "lease_owner": owner, "lease_expires_at": lease_until, "dequeued_at": now}
         statements = []
-        if plain:
-            statements.append(update(RunRow).where(RunRow.id.in_(plain), RunRow.status == "queued").values(**lease))
+        if plain_here := [run_id for run_id in plain if run_id not in placed]:
+            statements.append(update(RunRow).where(RunRow.id.in_(plain_here), RunRow.status == "queued")
+                              .values(**lease))
+        chosen = {run_id: {} for run_id in plain if run_id in placed}
         for run_id, (rate_until, key_rate_until) in windows.items():
+            chosen[run_id] = dict(rate_until=rate_until, key_rate_until=key_rate_until)
+        for run_id, values in chosen.items():
+            if run_id in placed:
+                values.update(target_key=placed[run_id][0], device_id=placed[run_id][1])
             statements.append(update(RunRow).where(RunRow.id == run_id, RunRow.status == "queued")
-                              .values(**lease, rate_until=rate_until, key_rate_until=key_rate_until))
+                              .values(**lease, **values))
         changed = [Changed(*row) for statement in statements for row in conn.execute(statement.returning(*_CHANGED))]
         self._record(conn, changed)
         return {c.id for c in changed}
+
+    async def queued_pools(self, limit: int = 1000) -> list[str]:
+        """The pools with queued runs (among the queued runs of the queue index)."""
+        query = (select(RunRow.target_key).where(RunRow.status == "queued", RunRow.target_key.startswith(POOL_PREFIX))
+                 .distinct().limit(limit))
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
+
+    async def pool_snapshot(self, pool_key: str) -> bytes | None:
+        """The job snapshot of one run queued in this pool (every run of a pool has its targets)."""
+        query = select(RunRow.snapshot).where(RunRow.status == "queued", RunRow.target_key == pool_key).limit(1)
+        async with self.db.session() as session:
+            return (await session.exec(query)).first()
 
     async def any_limited_queued(self) -> bool:
         query = select(RunRow.id).where(RunRow.status == "queued", RunRow.limited).limit(1)
@@ -917,6 +945,16 @@ def webhook_body(c: Changed, now: datetime) -> str:
         body["error"] = c.error
     body["timestamp"] = now.isoformat().replace("+00:00", "Z")
     return json.dumps(body, separators=(",", ":"))
+
+
+def back_to_pool(values: dict[str, Any]) -> dict[str, Any]:
+    """A status change back to waiting (queued, delayed, waiting) returns a pooled run to its pool:
+    the device that had it is no longer its target."""
+    if values.get("status") not in NOT_STARTED or "target_key" in values:
+        return values
+    pooled = RunRow.pool_key != ""
+    return {**values, "target_key": case((pooled, RunRow.pool_key), else_=RunRow.target_key),
+            "device_id": case((pooled, ""), else_=RunRow.device_id)}
 
 
 def _row(run: RunRow) -> tuple:

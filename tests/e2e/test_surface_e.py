@@ -368,7 +368,7 @@ def test_a_group_mission_flies_on_one_available_drone_of_the_fleet(
         jobs = [create(e, h, name=f"Survey {i}", missionId=f"survey-{i}", deviceGroupId=group) for i in range(3)]
         flown = [wait_status(e, h, job["jobId"], {"COMPLETED", "FAILED"}) for job in jobs]
         assert [job["status"] for job in flown] == ["COMPLETED"] * 3
-        # One drone each, and never the offline one: the least recently picked online drone goes next.
+        # One drone each, and never the offline one: a free drone of the group takes the next mission.
         assert sorted(job["deviceId"] for job in flown) == sorted(drone_id for drone_id, _ in drones)
         assert offline_id not in {job["deviceId"] for job in flown}
         logs = client.http.get(f"/v1/runs/{mission_run(client, jobs[0]['jobId'])['id']}/logs").json()["text"]
@@ -376,6 +376,37 @@ def test_a_group_mission_flies_on_one_available_drone_of_the_fleet(
     finally:
         fleet.terminate()
         fleet.wait(10)
+
+
+def test_a_group_mission_waits_for_a_free_drone_of_the_group_whichever_it_is(
+        client: Client, e: httpx.Client, h: dict) -> None:
+    group = new_group(client)
+    (first, first_credential), (second, second_credential) = new_drone(client, group), new_drone(client, group)
+    # Every drone of the group is offline: the mission is accepted and waits in the group's queue.
+    waiting = create(e, h, name="Waits", missionId="survey-w", deviceGroupId=group)
+    assert waiting["status"] == "QUEUED"
+    time.sleep(1.5)
+    assert get(e, h, waiting["jobId"])["status"] == "QUEUED" and get(e, h, waiting["jobId"])["deviceId"] is None
+    agents = [client.start_agent(first, first_credential, "--capacity", "1", "--handler", f"mission={HANDLER}")]
+    try:
+        flown = wait_status(e, h, waiting["jobId"], {"COMPLETED", "FAILED"})
+        assert (flown["status"], flown["deviceId"]) == ("COMPLETED", first)
+        # The only drone online is busy with a long flight: the next mission waits for whichever drone of
+        # the group is free first, here the second drone once it comes online.
+        long = create(e, h, name="Long", missionId="long-1", deviceGroupId=group)
+        assert wait_status(e, h, long["jobId"], {"IN_PROGRESS"})["deviceId"] == first
+        following = create(e, h, name="Next", missionId="survey-n", deviceGroupId=group)
+        assert get(e, h, following["jobId"])["status"] == "QUEUED"
+        agents.append(client.start_agent(second, second_credential, "--capacity", "1",
+                                         "--handler", f"mission={HANDLER}"))
+        flown = wait_status(e, h, following["jobId"], {"COMPLETED", "FAILED"})
+        assert (flown["status"], flown["deviceId"]) == ("COMPLETED", second)
+        assert get(e, h, long["jobId"])["status"] == "IN_PROGRESS"
+        assert e.delete(f"/v3/jobs/{long['jobId']}", headers=h).status_code == 200
+    finally:
+        for agent in agents:
+            agent.terminate()
+            agent.wait(10)
 
 
 def test_a_drone_without_the_mission_handler_rejects_and_the_mission_fails(
@@ -446,11 +477,6 @@ def test_unknown_groups_devices_and_jobs(client: Client, e: httpx.Client, h: dic
     assert_error(e.post("/v3/jobs/create", headers=h, json={"name": "x", "deviceGroupId": elsewhere,
                                                             "deviceId": drone}), 400, "invalid_request",
                  f"device {drone} is not in device group {elsewhere}")
-    # A group whose drones are all offline: no drone is available.
-    lonely = new_group(client)
-    new_drone(client, lonely)
-    assert_error(e.post("/v3/jobs/create", headers=h, json={"name": "x", "deviceGroupId": lonely}),
-                 400, "invalid_request")
     assert e.get("/v3/jobs", headers=h, params={"limit": 1000}).json()["count"] == count  # nothing half-created
     missing = str(uuid.uuid4())
     for response in (e.get(f"/v3/jobs/{missing}", headers=h), e.patch(f"/v3/jobs/{missing}", headers=h, json={}),

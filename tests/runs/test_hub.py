@@ -162,8 +162,9 @@ async def test_an_agent_enrols_with_a_token_on_its_stream(platform: Platform) ->
         targets=devices_pb2.DeviceTargets(group="lab", any_available=True))), metadata=ADMIN_CALL)
     await asyncio.sleep(0.5)  # presence (online) flushed
     run = await trigger(platform, job.id)
-    assert run.device_id == "new-1"
+    assert run.device_id == ""  # any available device of "lab": it waits in the group's pool
     assert (await agent.receive("assign")).assign.run.run_id == run.id
+    assert (await platform.run(run.id)).device_id == "new-1"
     agent.close()
     used = Agent(platform, agent_pb2.Hello(device_id="new-2", enrollment_token=token.token))
     try:

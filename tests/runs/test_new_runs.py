@@ -40,7 +40,7 @@ def test_shared_and_one_by_one_runs_are_the_same() -> None:
         for deps in ([], [{"id": "d", "depends_on_job_id": "j0", "condition": "on_success", "created_at": ""}]):
             shared: dict = {}
             for index, spec in enumerate(SPECS * 2):
-                kw = dict(invocation_id=f"i{index}", deps=deps, device_id="dev" if index % 2 else "", command="c",
+                kw = dict(invocation_id=f"i{index}", deps=deps, device_id=["", "dev", "@t1/pool"][index % 3], command="c",
                           keyed=index % 3 == 0, batch_id="b", run_token_hash="rt", name=f"n{index}", run_id=f"r{index}")
                 alone = engine._new_run(principal, job, spec, NOW, index, **kw)
                 together = engine._new_run(principal, job, spec, NOW, index, shared=shared, **kw)

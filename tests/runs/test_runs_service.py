@@ -71,10 +71,11 @@ async def platform(tmp_path) -> AsyncIterator[Platform]:
 class ScriptedAgent:
     """One real agent stream, driven step by step by the test."""
 
-    def __init__(self, platform: Platform, credential: str, held: list[agent_pb2.RunRef] = ()) -> None:
+    def __init__(self, platform: Platform, credential: str, held: list[agent_pb2.RunRef] = (),
+                 device_id: str = "phone-1", capacity: int = 1) -> None:
         self.outbox: asyncio.Queue[agent_pb2.AgentMessage | None] = asyncio.Queue()
         self.outbox.put_nowait(agent_pb2.AgentMessage(hello=agent_pb2.Hello(
-            device_id="phone-1", credential=credential, capacity=1, held_runs=held)))
+            device_id=device_id, credential=credential, capacity=capacity, held_runs=held)))
         self.call = platform.agents.Connect(self._requests())
 
     async def _requests(self):

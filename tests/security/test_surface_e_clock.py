@@ -90,13 +90,13 @@ async def test_a_scheduled_mission_is_pending_until_its_time_then_a_drone_flies_
             seen = await view()
             assert seen["status"] == "PENDING" and seen["scheduledAt"] == at.strftime("%Y-%m-%dT%H:%M:%SZ")
             assert seen["metadata"] == {"altitude": 120, "zones": [1, 2]}
-            assert seen["deviceId"] in {"d1", "d2"}  # the drone is picked when the mission is created
+            assert seen["deviceId"] is None  # a drone of the group takes it when it is due
             assert fleet.assigned == 0
 
             stack.clock.advance(30 * 60 + 1)
             await runs.tick()
             done = await eventually(lambda: _status(view, {"COMPLETED", "FAILED"}), "the flight")
-            assert done["status"] == "COMPLETED" and fleet.completed == 1
+            assert done["status"] == "COMPLETED" and fleet.completed == 1 and done["deviceId"] in {"d1", "d2"}
             assert done["startedAt"] and done["completedAt"]
             logs = (await client.get(f"/v1/runs?job_id={job['jobId']}", headers=ADMIN)).json()
             text = (await client.get(f"/v1/runs/{logs[0]['id']}/logs", headers=ADMIN)).json()["text"]

@@ -29,7 +29,8 @@ from . import domain, pools
 from .mapping import (chunk_message, event_message, output_message, run_message, status_enum, status_word,
                       subject_word)
 from .peers import Peers
-from .store import ACTIVE, ON_DEVICE, UNACCEPTED, TERMINAL, IntegrityError, RunRow, RunStore, canonical_hash
+from .store import (ACTIVE, ON_DEVICE, TERMINAL, UNACCEPTED, IntegrityError, RunRow, RunStore, RunTemplate,
+                    canonical_hash)
 
 log = logging.getLogger(__name__)
 
@@ -310,9 +311,10 @@ class RunEngine:
         and let go, like a bulk trigger's)."""
         if shared is None:
             status, scheduled = self._initial_status(job, spec.scheduled, now, bool(deps))
-            common = {**self._run_base(principal, job, now, deps, parent, batch_id),
-                      **self._limits(job, spec.concurrency_key), "status": status, "scheduled_at": scheduled,
-                      "trace": {}, "metadata_": {**job.default_run_metadata, **spec.metadata}}
+            common = RunTemplate({**self._run_base(principal, job, now, deps, parent, batch_id),
+                                  **self._limits(job, spec.concurrency_key), "status": status,
+                                  "scheduled_at": scheduled, "trace": {},
+                                  "metadata_": {**job.default_run_metadata, **spec.metadata}})
         else:
             common = shared.get((spec.scheduled, spec.concurrency_key))
             if common is None:
@@ -321,20 +323,20 @@ class RunEngine:
                     base = shared["base"] = {**self._run_base(principal, job, now, deps, parent, batch_id),
                                              "trace": {}, "metadata_": dict(job.default_run_metadata)}
                 status, scheduled = self._initial_status(job, spec.scheduled, now, bool(deps))
-                common = shared[(spec.scheduled, spec.concurrency_key)] = {
-                    **base, **self._limits(job, spec.concurrency_key), "status": status, "scheduled_at": scheduled}
-            if spec.metadata:
-                common = {**common, "metadata_": {**job.default_run_metadata, **spec.metadata}}
+                common = shared[(spec.scheduled, spec.concurrency_key)] = RunTemplate({
+                    **base, **self._limits(job, spec.concurrency_key), "status": status, "scheduled_at": scheduled})
         run_id = run_id or str(uuid.uuid4())
-        return RunRow.from_values({
-            **common, "id": run_id, "invocation_id": invocation_id,
-            **_target(principal.tenant_id, device_id),
+        values = {
+            "id": run_id, "invocation_id": invocation_id, **_target(principal.tenant_id, device_id),
             "priority": spec.priority, "command": command, "payload": spec.payload, "payload_hash": spec.payload_hash,
             "tags": spec.tags, "idempotency_key": spec.idempotency_key if keyed else "",
             # distinct, ordered: cursors page through a batch
             "created_at": now + timedelta(microseconds=index),
             "run_token_hash": run_token_hash, "root_run_id": run_id, "concurrency_key": spec.concurrency_key,
-            "name": name})
+            "name": name}
+        if shared is not None and spec.metadata:
+            values["metadata_"] = {**job.default_run_metadata, **spec.metadata}
+        return RunRow.from_values(values, common)
 
     def _run_base(self, principal: Principal, job: Job, now: datetime, deps: list[dict], parent: RunRow | None,
                   batch_id: str) -> dict[str, Any]:

@@ -156,18 +156,34 @@ class RunRow(SQLModel, table=True):
         return cls.from_values(values)
 
     @classmethod
-    def from_values(cls, values: dict[str, Any]) -> RunRow:
-        """`RunRow.new(**values)`, without unpacking a dict of values into keywords."""
+    def from_values(cls, values: dict[str, Any], template: RunTemplate | None = None) -> RunRow:
+        """`RunRow.new(**template.values, **values)` (no template: `RunRow.new(**values)`), without
+        unpacking dicts into keywords; a template's values are shared by the runs made from it."""
         row = manager_of_class(cls).new_instance()
         state = row.__dict__
-        state.update(_RUN_CONSTANT_DEFAULTS)
-        for name, factory in _RUN_DEFAULT_FACTORIES:
+        if template is None:
+            state.update(_RUN_CONSTANT_DEFAULTS)
+            missing, fields = _RUN_DEFAULT_FACTORIES, set(values)
+        else:
+            state.update(template.state)
+            missing, fields = template.missing, template.fields | values.keys()
+        for name, factory in missing:
             if name not in values:
                 state[name] = factory()
         state.update(values)
-        object.__setattr__(row, "__pydantic_fields_set__", set(values))
+        object.__setattr__(row, "__pydantic_fields_set__", fields)
         object.__setattr__(row, "__pydantic_extra__", None)
         return row
+
+
+class RunTemplate:
+    """What many new runs have alike (`values`, fields of RunRow), prepared once for RunRow.from_values."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.state = {**_RUN_CONSTANT_DEFAULTS, **values}  # every field but the default factories' not given
+        self.fields = frozenset(values)
+        self.missing = tuple((name, factory) for name, factory in _RUN_DEFAULT_FACTORIES if name not in values)
 
 
 class LogChunkRow(SQLModel, table=True):

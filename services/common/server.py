@@ -8,6 +8,7 @@ tracing, the domain-error mapping and graceful shutdown on SIGINT / SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -104,6 +105,10 @@ def run(service: str, build: Callable[[Settings], Awaitable[Registration]]) -> N
         registration = await build(settings)
         running = await start(registration, settings.listen_addr, service_token=token)
         log.info("%s service listening on %s", service, settings.listen_addr)
+        # What startup made (modules, descriptors, the service) lives as long as the process: out of the
+        # collector's way, its full passes stop walking it (they cost ~15 % of a bulk trigger's CPU).
+        gc.collect()
+        gc.freeze()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

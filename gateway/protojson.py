@@ -13,13 +13,14 @@ put in the same pass; well-known types (Timestamp, Struct, wrappers...) are prin
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import re
 from collections.abc import Callable
 from functools import cache
 from typing import Any, TypeVar
 
-from google.protobuf import json_format
+from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
@@ -157,11 +158,20 @@ def _fallback(message: Message) -> dict[str, Any]:
 
 
 def from_json(data: Any, message_class: type[M]) -> M:
-    """Parses JSON (already decoded) into a new message; refuses unknown fields and bad values."""
+    """Parses JSON (already decoded) into a new message; refuses unknown fields and bad values.
+
+    Plain JSON (see `_reader`) is read by compiled per-type readers; anything else, errors included, by
+    json_format.ParseDict, the reference both give the same message as."""
     if not isinstance(data, dict):
         raise InvalidArgument(f"expected a JSON object for {message_class.DESCRIPTOR.name}")
     try:
         _map_enums(data, message_class.DESCRIPTOR, enum_number)
+        message = message_class()
+        try:
+            if _reader(message_class.DESCRIPTOR)(data, message, 1):
+                return message
+        except Exception:  # noqa: BLE001 - whatever it is, ParseDict says how it goes
+            pass
         return json_format.ParseDict(data, message_class())
     except json_format.ParseError as error:
         raise InvalidArgument(str(error).split("\n")[0].removesuffix(".")) from None
@@ -237,3 +247,187 @@ def _map_single(field: FieldDescriptor, value: Any, mapper: EnumMapper) -> Any:
     if field.message_type is not None:
         _map_enums(value, field.message_type, mapper)
     return value
+
+
+# -- JSON -> message, the common case fast ----------------------------------------------------------
+#
+# A reader sets a message's fields from JSON and answers True, or answers False (the message half set,
+# to be thrown away) as soon as the JSON holds anything it leaves to ParseDict: an unknown or repeated
+# key, a null, a value not of the field's plain JSON type (a number as a string, a float for an
+# integer...), bytes, floats, enums, oneofs, wrappers and the other well-known types but Timestamp and
+# Struct, unpaired surrogates, nesting deeper than MAX_FAST_DEPTH (ParseDict has its own limit). What it
+# accepts it sets exactly as ParseDict does.
+
+Reader = Callable[[Any, Message, int], bool]
+MAX_FAST_DEPTH = 32  # messages and Struct/list levels; ParseDict refuses 100
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SCALAR_TYPES = {FieldDescriptor.CPPTYPE_INT32: int, FieldDescriptor.CPPTYPE_INT64: int,
+                 FieldDescriptor.CPPTYPE_UINT32: int, FieldDescriptor.CPPTYPE_UINT64: int,
+                 FieldDescriptor.CPPTYPE_BOOL: bool, FieldDescriptor.CPPTYPE_STRING: str}
+
+
+def _never(data: Any, message: Message, depth: int) -> bool:
+    return False
+
+
+@cache
+def _reader(descriptor: Descriptor) -> Reader:
+    """The reader of a (non well-known) message type's JSON object."""
+    if is_well_known(descriptor) or any(len(oneof.fields) > 1 for oneof in descriptor.oneofs):
+        return _never
+    setters: dict[str, Callable[[Message, Any, int], bool]] = {}
+    aliased: dict[str, str] = {}  # JSON key -> field name, for fields with two spellings
+
+    def compile_fields() -> None:
+        for field in descriptor.fields:
+            setter = _setter(field)
+            setters[field.name] = setters[field.json_name] = setter
+            if field.json_name != field.name:
+                aliased[field.name] = aliased[field.json_name] = field.name
+
+    def read(data: Any, message: Message, depth: int) -> bool:
+        if type(data) is not dict or depth > MAX_FAST_DEPTH:
+            return False
+        if not setters and descriptor.fields:
+            compile_fields()  # on first use, so that recursive types compile
+        seen = None
+        for key, value in data.items():
+            setter = setters.get(key)
+            if setter is None or value is None:
+                return False
+            if key in aliased:  # both spellings of one field: ParseDict's to decide
+                seen = seen or set()
+                if aliased[key] in seen:
+                    return False
+                seen.add(aliased[key])
+            if not setter(message, value, depth):
+                return False
+        return True
+
+    return read
+
+
+def _setter(field: FieldDescriptor) -> Callable[[Message, Any, int], bool]:
+    name = field.name
+    if is_map(field):
+        key_type = _SCALAR_TYPES.get(field.message_type.fields_by_name["key"].cpp_type)
+        value_type = _SCALAR_TYPES.get(field.message_type.fields_by_name["value"].cpp_type)
+        if key_type is not str or value_type is not str:
+            return lambda message, value, depth: False
+
+        def set_map(message: Message, value: Any, depth: int) -> bool:
+            if type(value) is not dict:
+                return False
+            for k, v in value.items():
+                if type(v) is not str or _SURROGATE.search(k) or _SURROGATE.search(v):
+                    return False
+            getattr(message, name).update(value)
+            return True
+
+        return set_map
+    if field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE:
+        kind = field.message_type.full_name
+        if kind == "google.protobuf.Timestamp":
+            one = _set_timestamp
+        elif kind == "google.protobuf.Struct":
+            one = _set_struct
+        elif is_well_known(field.message_type):
+            return lambda message, value, depth: False
+        else:
+            read = _reader(field.message_type)
+
+            def one(sub: Message, value: Any, depth: int) -> bool:
+                return read(value, sub, depth + 1)
+
+        if field.is_repeated:
+            def set_messages(message: Message, value: Any, depth: int) -> bool:
+                if type(value) is not list:
+                    return False
+                repeated = getattr(message, name)
+                for item in value:
+                    if not one(repeated.add(), item, depth):
+                        return False
+                return True
+
+            return set_messages
+
+        def set_message(message: Message, value: Any, depth: int) -> bool:
+            sub = getattr(message, name)
+            sub.SetInParent()
+            return one(sub, value, depth)
+
+        return set_message
+    plain = _SCALAR_TYPES.get(field.cpp_type)
+    if plain is None or field.type == FieldDescriptor.TYPE_BYTES:
+        return lambda message, value, depth: False
+    check = (lambda value: not _SURROGATE.search(value)) if plain is str else (lambda value: True)
+    if field.is_repeated:
+        def set_scalars(message: Message, value: Any, depth: int) -> bool:
+            if type(value) is not list or any(type(v) is not plain or not check(v) for v in value):
+                return False
+            getattr(message, name).extend(value)
+            return True
+
+        return set_scalars
+
+    def set_scalar(message: Message, value: Any, depth: int) -> bool:
+        if type(value) is not plain or not check(value):
+            return False
+        setattr(message, name, value)  # out of range: ValueError, and ParseDict tells
+        return True
+
+    return set_scalar
+
+
+def _set_timestamp(message: Message, value: Any, depth: int) -> bool:
+    if type(value) is not str:
+        return False
+    message.seconds, message.nanos = _timestamp(value)
+    return True
+
+
+@functools.lru_cache(maxsize=1024)
+def _timestamp(text: str) -> tuple[int, int]:
+    """An RFC 3339 time as Timestamp.FromJsonString reads it (a bulk call's items often share one)."""
+    parsed = timestamp_pb2.Timestamp()
+    parsed.FromJsonString(text)
+    return parsed.seconds, parsed.nanos
+
+
+def _set_struct(message: Message, value: Any, depth: int) -> bool:
+    if type(value) is not dict:
+        return False
+    message.Clear()
+    fields = message.fields
+    for key, item in value.items():
+        if _SURROGATE.search(key) or not _set_value(fields[key], item, depth + 2):
+            return False
+    return True
+
+
+def _set_value(message: Message, value: Any, depth: int) -> bool:
+    """A google.protobuf.Value, as ParseDict's _ConvertValueMessage sets it."""
+    kind = type(value)
+    if kind is str:
+        if _SURROGATE.search(value):
+            return False
+        message.string_value = value
+    elif kind is bool:
+        message.bool_value = value
+    elif kind is int or kind is float:
+        message.number_value = value
+    elif value is None:
+        message.null_value = 0
+    elif depth > MAX_FAST_DEPTH:
+        return False
+    elif kind is dict:
+        return _set_struct(message.struct_value, value, depth)
+    elif kind is list:
+        values = message.list_value
+        values.ClearField("values")
+        for item in value:
+            if not _set_value(values.values.add(), item, depth + 2):
+                return False
+    else:
+        return False
+    return True

@@ -13,6 +13,7 @@ made once per method and the checks are plain function calls.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import signal
@@ -206,6 +207,10 @@ def run(service: str, build: Callable[[Settings], Awaitable[Registration]]) -> N
         registration = await build(settings)
         running = await start(registration, settings.listen_addr, service_token=token)
         log.info("%s service listening on %s", service, settings.listen_addr)
+        # What startup made (modules, descriptors, the service) lives as long as the process: out of the
+        # collector's way, its full passes stop walking it (they cost ~15 % of a bulk trigger's CPU).
+        gc.collect()
+        gc.freeze()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

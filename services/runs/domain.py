@@ -89,8 +89,9 @@ def run_names(slug: str, name: str, count: int, rng: random.Random | None = None
     if name:
         validate_run_name(name)
         return [name, *(f"{name}-{n}" for n in range(2, count + 1))]
-    choose = (rng or random).choices
-    return [f"{slug}-{''.join(choose(NAME_SUFFIX_ALPHABET, k=NAME_SUFFIX_LENGTH))}" for _ in range(count)]
+    # One draw for every suffix (the same characters as one draw per name, at a fraction of the calls).
+    drawn = "".join((rng or random).choices(NAME_SUFFIX_ALPHABET, k=NAME_SUFFIX_LENGTH * count))
+    return [f"{slug}-{drawn[i:i + NAME_SUFFIX_LENGTH]}" for i in range(0, len(drawn), NAME_SUFFIX_LENGTH)]
 
 
 # A run's snapshot keeps the job's webhook secret sealed (services.common.secrets), for this purpose.

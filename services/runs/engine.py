@@ -21,14 +21,16 @@ from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import runs_pb2
 from services.common.clock import Clock, as_utc
 from services.common.errors import AlreadyExists, Conflict, DomainError, InvalidArgument, NotFound
+from services.common.ids import uuid4_strings
 from services.common.principal import READ, TRIGGER, WRITE, listed_project, reaches_project, require_scope
-from services.common.secrets import SecretBox, new_secret, secret_box, secret_hash
+from services.common.secrets import SecretBox, new_secrets, secret_box, secret_hash
 
 from . import domain, pools
 from .mapping import (chunk_message, event_message, output_message, run_message, status_enum, status_word,
                       subject_word)
 from .peers import Peers
-from .store import ACTIVE, ON_DEVICE, UNACCEPTED, TERMINAL, IntegrityError, RunRow, RunStore, canonical_hash
+from .store import (ACTIVE, ON_DEVICE, TERMINAL, UNACCEPTED, IntegrityError, RunRow, RunStore, RunTemplate,
+                    canonical_hash)
 
 log = logging.getLogger(__name__)
 
@@ -206,18 +208,35 @@ class RunEngine:
         batch_id = str(uuid.uuid4())
         specs = []
         commands: list[str] = []
+        # Items often repeat a payload or a time: each distinct one is parsed, checked and hashed once, and
+        # its runs share the dict (so it is serialized once too).
+        payloads: dict[bytes | None, tuple[dict[str, Any], str, str]] = {}  # serialized -> payload, hash, command
+        times: dict[tuple[int, int], datetime] = {}
+        no_tags: dict[str, str] = {}
         for index, item in enumerate(request.items):
-            payload = MessageToDict(item.payload) if item.HasField("payload") else {}
-            try:
-                domain.validate_payload(schema, payload)
-                if job.command:
-                    commands.append(domain.render_command(job.command, domain.inputs_for(job, payload)))
-            except InvalidArgument as error:
-                raise InvalidArgument(f"items[{index}]: {error.message}") from None
-            specs.append(RunSpec(payload=payload, payload_hash=canonical_hash(payload), priority=item.priority,
-                                 scheduled=item.scheduled_at.ToDatetime(tzinfo=UTC) if item.HasField("scheduled_at")
-                                 else None, idempotency_key=item.idempotency_key, metadata=dict(item.metadata),
-                                 tags=dict(item.tags), concurrency_key=item.concurrency_key))
+            key = item.payload.SerializeToString(deterministic=True) if item.HasField("payload") else None
+            known = payloads.get(key)
+            if known is None:
+                payload = MessageToDict(item.payload) if key is not None else {}
+                try:
+                    domain.validate_payload(schema, payload)
+                    command = domain.render_command(job.command, domain.inputs_for(job, payload)) if job.command \
+                        else ""
+                except InvalidArgument as error:
+                    raise InvalidArgument(f"items[{index}]: {error.message}") from None
+                known = payloads[key] = (payload, canonical_hash(payload), command)
+            payload, digest, command = known
+            commands.append(command)
+            scheduled = None
+            if item.HasField("scheduled_at"):
+                at = (item.scheduled_at.seconds, item.scheduled_at.nanos)
+                scheduled = times.get(at)
+                if scheduled is None:
+                    scheduled = times[at] = item.scheduled_at.ToDatetime(tzinfo=UTC)
+            specs.append(RunSpec(payload=payload, payload_hash=digest, priority=item.priority, scheduled=scheduled,
+                                 idempotency_key=item.idempotency_key,
+                                 metadata=dict(item.metadata) if item.metadata else {},
+                                 tags=dict(item.tags) if item.tags else no_tags, concurrency_key=item.concurrency_key))
         targets: list[list[str]] = [[""]] * len(specs)  # endpoint jobs: one run, no device
         if domain.is_device_job(job):
             targets = await self._bulk_targets(principal, job, len(specs))
@@ -227,28 +246,34 @@ class RunEngine:
         for attempt in range(2):
             existing = await self.store.by_idempotency_keys(principal.tenant_id, job.id,
                                                             [s.idempotency_key for s in specs])
-            results: list[runs_pb2.BulkTriggerResult] = []
+            response = runs_pb2.BulkTriggerJobResponse(batch_id=batch_id, total=len(specs))
+            results = response.results
             rows: list[RunRow] = []
             fresh: dict[str, RunRow] = {}
+            shared: dict = {}  # what the runs of this call have in common (see _new_run)
+            count = sum(len(devices) for devices in targets)
+            names, run_ids, invocation_ids = (iter(domain.run_names(job.slug, "", count)), iter(uuid4_strings(count)),
+                                              iter(uuid4_strings(len(specs))))
+            tokens = iter(new_secrets("jlrt_", len(specs)))
             for index, spec in enumerate(specs):
                 hit = existing.get(spec.idempotency_key) or fresh.get(spec.idempotency_key)
                 if hit is not None:
-                    results.append(runs_pb2.BulkTriggerResult(id=hit.id, status=hit.status, idempotency_hit=True,
-                                                              invocation_id=hit.invocation_id))
+                    results.add(id=hit.id, status=hit.status, idempotency_hit=True, invocation_id=hit.invocation_id)
                     continue
-                token = new_secret("jlrt_")
-                invocation_id = str(uuid.uuid4())
-                names = domain.run_names(job.slug, "", len(targets[index]))
+                token = next(tokens)
+                invocation_id = next(invocation_ids)
                 item_rows = [self._new_run(principal, job, spec, now, len(rows) + i, invocation_id=invocation_id,
                                            deps=deps, batch_id=batch_id, device_id=device_id,
-                                           command=commands[index] if job.command else "", keyed=i == 0,
-                                           run_token_hash=secret_hash(token) if i == 0 else "", name=names[i])
+                                           command=commands[index], keyed=i == 0,
+                                           run_token_hash=secret_hash(token) if i == 0 else "", name=next(names),
+                                           shared=shared, run_id=next(run_ids))
                              for i, device_id in enumerate(targets[index])]
                 rows.extend(item_rows)
                 if spec.idempotency_key:
                     fresh[spec.idempotency_key] = item_rows[0]
-                results.append(runs_pb2.BulkTriggerResult(id=item_rows[0].id, status=item_rows[0].status,
-                                                          run_token=token, invocation_id=invocation_id))
+                results.add(id=item_rows[0].id, status=item_rows[0].status, run_token=token,
+                            invocation_id=invocation_id)
+                response.created += 1
             try:
                 await self.store.insert_runs(rows)
                 break
@@ -256,9 +281,7 @@ class RunEngine:
                 if attempt:
                     raise Conflict("idempotency keys or run names were used concurrently; try again") from None
         self._wake({row.target_key for row in rows if row.status == "queued"})
-        return runs_pb2.BulkTriggerJobResponse(results=results, total=len(results),
-                                               created=sum(1 for r in results if not r.idempotency_hit),
-                                               batch_id=batch_id)
+        return response
 
     async def _bulk_targets(self, principal: Principal, job: Job, items: int) -> list[list[str]]:
         """The devices of each item of a device job's bulk trigger (at most one ResolveTargets call): the
@@ -281,35 +304,67 @@ class RunEngine:
     def _new_run(self, principal: Principal, job: Job, spec: RunSpec, now: datetime, index: int, *,
                  invocation_id: str, deps: list[dict], parent: RunRow | None = None, device_id: str = "",
                  command: str = "", keyed: bool = True, batch_id: str = "", run_token_hash: str = "",
-                 name: str = "") -> RunRow:
-        status, scheduled = self._initial_status(job, spec.scheduled, now, bool(deps))
-        key_limit = next((k for k in job.rate_limit_keys if spec.concurrency_key and k.name == spec.concurrency_key),
-                         None)
+                 name: str = "", shared: dict | None = None, run_id: str = "") -> RunRow:
+        """A new run of `job` as `spec` asks for it. `shared`, a dict the caller keeps for the runs of one
+        trigger call (the same principal, job, now, deps, parent and batch_id), keeps what they have in
+        common (computed once; their metadata, trace and limits are then shared objects, for runs written
+        and let go, like a bulk trigger's)."""
+        if shared is None:
+            status, scheduled = self._initial_status(job, spec.scheduled, now, bool(deps))
+            common = RunTemplate({**self._run_base(principal, job, now, deps, parent, batch_id),
+                                  **self._limits(job, spec.concurrency_key), "status": status,
+                                  "scheduled_at": scheduled, "trace": {},
+                                  "metadata_": {**job.default_run_metadata, **spec.metadata}})
+        else:
+            common = shared.get((spec.scheduled, spec.concurrency_key))
+            if common is None:
+                base = shared.get("base")
+                if base is None:
+                    base = shared["base"] = {**self._run_base(principal, job, now, deps, parent, batch_id),
+                                             "trace": {}, "metadata_": dict(job.default_run_metadata)}
+                status, scheduled = self._initial_status(job, spec.scheduled, now, bool(deps))
+                common = shared[(spec.scheduled, spec.concurrency_key)] = RunTemplate({
+                    **base, **self._limits(job, spec.concurrency_key), "status": status, "scheduled_at": scheduled})
+        run_id = run_id or str(uuid.uuid4())
+        values = {
+            "id": run_id, "invocation_id": invocation_id, **_target(principal.tenant_id, device_id),
+            "priority": spec.priority, "command": command, "payload": spec.payload, "payload_hash": spec.payload_hash,
+            "tags": spec.tags, "idempotency_key": spec.idempotency_key if keyed else "",
+            # distinct, ordered: cursors page through a batch
+            "created_at": now + timedelta(microseconds=index),
+            "run_token_hash": run_token_hash, "root_run_id": run_id, "concurrency_key": spec.concurrency_key,
+            "name": name}
+        if shared is not None and spec.metadata:
+            values["metadata_"] = {**job.default_run_metadata, **spec.metadata}
+        return RunRow.from_values(values, common)
+
+    def _run_base(self, principal: Principal, job: Job, now: datetime, deps: list[dict], parent: RunRow | None,
+                  batch_id: str) -> dict[str, Any]:
+        """The fields every run of one trigger call has alike."""
+        return dict(
+            tenant_id=principal.tenant_id, project_id=job.project_id, job_id=job.id, job_version=job.version,
+            job_version_id=job.version_id, max_attempts=job.max_attempts or 1, timeout_secs=job.timeout_secs,
+            snapshot=self._stored_snapshot(job), triggered_by=_trigger_source(principal, parent),
+            created_by=principal.subject_name or principal.subject_id,
+            expires_at=now + timedelta(seconds=job.run_ttl_secs) if job.run_ttl_secs > 0 else None,
+            batch_id=batch_id, parent_run_id=parent.id if parent else "", dependencies=deps,
+            webhook_url=job.webhook_url, **_subject(principal),
+        )
+
+    @staticmethod
+    def _limits(job: Job, concurrency_key: str) -> dict[str, Any]:
+        """A run's flow-control fields: the job's limits (the key's, for a run with a concurrency key)."""
+        key_limit = next((k for k in job.rate_limit_keys if concurrency_key and k.name == concurrency_key), None)
         limits = dict(max_concurrency=max(job.max_concurrency, 0),
                       rate_limit_max=max(job.rate_limit_max, 0) if job.rate_limit_window_secs > 0 else 0,
                       rate_limit_window_secs=max(job.rate_limit_window_secs, 0),
-                      max_concurrency_per_key=max(job.max_concurrency_per_key, 0) if spec.concurrency_key else 0,
+                      max_concurrency_per_key=max(job.max_concurrency_per_key, 0) if concurrency_key else 0,
                       key_rate_max=key_limit.max if key_limit and key_limit.window_secs > 0 else 0,
                       key_rate_window_secs=key_limit.window_secs if key_limit else 0)
-        run_id = str(uuid.uuid4())
-        created = now + timedelta(microseconds=index)  # distinct, ordered: cursors page through a batch
-        return RunRow.new(
-            id=run_id, tenant_id=principal.tenant_id, project_id=job.project_id, job_id=job.id,
-            job_version=job.version, job_version_id=job.version_id, invocation_id=invocation_id,
-            **_target(principal.tenant_id, device_id),
-            status=status, max_attempts=job.max_attempts or 1, priority=spec.priority, command=command,
-            timeout_secs=job.timeout_secs, payload=spec.payload, payload_hash=spec.payload_hash,
-            metadata_={**job.default_run_metadata, **spec.metadata}, tags=spec.tags,
-            snapshot=self._stored_snapshot(job), triggered_by=_trigger_source(principal, parent),
-            created_by=principal.subject_name or principal.subject_id,
-            idempotency_key=spec.idempotency_key if keyed else "", created_at=created, scheduled_at=scheduled,
-            expires_at=now + timedelta(seconds=job.run_ttl_secs) if job.run_ttl_secs > 0 else None,
-            batch_id=batch_id, run_token_hash=run_token_hash, parent_run_id=parent.id if parent else "",
-            root_run_id=run_id, concurrency_key=spec.concurrency_key, limited=any(limits.values()) and (
-                bool(limits["max_concurrency"] or limits["rate_limit_max"] or limits["max_concurrency_per_key"]
-                     or limits["key_rate_max"])), **limits,
-            dependencies=deps, webhook_url=job.webhook_url, name=name, **_subject(principal),
-        )
+        limits["limited"] = any(limits.values()) and (
+            bool(limits["max_concurrency"] or limits["rate_limit_max"] or limits["max_concurrency_per_key"]
+                 or limits["key_rate_max"]))
+        return limits
 
     def _initial_status(self, job: Job, scheduled: datetime | None, now: datetime,
                         waiting: bool) -> tuple[str, datetime]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,7 +34,8 @@ from sqlmodel import Field, SQLModel, select
 
 from services.common.clock import Clock, as_utc
 from services.common.counters import reserve
-from services.common.db import Database
+from services.common.db import Database, RowInsert
+from services.common.ids import uuid4_strings
 from services.common.secrets import scrub_log
 
 
@@ -154,15 +156,37 @@ class RunRow(SQLModel, table=True):
         readers, built at a fraction of the cost: `RunRow(...)` sends each of its 60-odd fields through
         SQLModel's and SQLAlchemy's attribute instrumentation (change events, pydantic bookkeeping), what
         a trigger of many runs spent most of its time on. Setting a field afterwards is instrumented as usual."""
+        return cls.from_values(values)
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any], template: RunTemplate | None = None) -> RunRow:
+        """`RunRow.new(**template.values, **values)` (no template: `RunRow.new(**values)`), without
+        unpacking dicts into keywords; a template's values are shared by the runs made from it."""
         row = manager_of_class(cls).new_instance()
         state = row.__dict__
-        for name, default, factory in _RUN_DEFAULTS:
+        if template is None:
+            state.update(_RUN_CONSTANT_DEFAULTS)
+            missing, fields = _RUN_DEFAULT_FACTORIES, set(values)
+        else:
+            state.update(template.state)
+            missing, fields = template.missing, template.fields | values.keys()
+        for name, factory in missing:
             if name not in values:
-                state[name] = factory() if factory is not None else default
+                state[name] = factory()
         state.update(values)
-        object.__setattr__(row, "__pydantic_fields_set__", set(values))
+        object.__setattr__(row, "__pydantic_fields_set__", fields)
         object.__setattr__(row, "__pydantic_extra__", None)
         return row
+
+
+class RunTemplate:
+    """What many new runs have alike (`values`, fields of RunRow), prepared once for RunRow.from_values."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.state = {**_RUN_CONSTANT_DEFAULTS, **values}  # every field but the default factories' not given
+        self.fields = frozenset(values)
+        self.missing = tuple((name, factory) for name, factory in _RUN_DEFAULT_FACTORIES if name not in values)
 
 
 class LogChunkRow(SQLModel, table=True):
@@ -237,9 +261,17 @@ _CLAIMED = (RunRow.id, RunRow.timeout_secs, RunRow.job_id, RunRow.concurrency_ke
             RunRow.max_concurrency_per_key, RunRow.rate_limit_max, RunRow.rate_limit_window_secs,
             RunRow.key_rate_max, RunRow.key_rate_window_secs)
 _RUN_FIELDS = tuple(RunRow.model_fields)
-# (name, default, default factory) of each optional field; the plain defaults are immutable (str, int, bool, None).
-_RUN_DEFAULTS = tuple((name, field.default, field.default_factory) for name, field in RunRow.model_fields.items()
-                      if not field.is_required())
+_RUN_COLUMNS = tuple("metadata" if name == "metadata_" else name for name in _RUN_FIELDS)
+_run_values = operator.itemgetter(*_RUN_FIELDS)
+# New runs and events: many rows a statement (see RowInsert).
+_RUN_INSERT = RowInsert(RunRow.__table__, _RUN_COLUMNS)
+_EVENT_INSERT = RowInsert(RunEventRow.__table__, ("id", "run_id", "tenant_id", "type", "level", "message", "data",
+                                                 "created_at", "seq"))
+# The default of each optional field: plain ones (immutable: str, int, bool, None), and default factories.
+_RUN_CONSTANT_DEFAULTS = {name: field.default for name, field in RunRow.model_fields.items()
+                          if not field.is_required() and field.default_factory is None}
+_RUN_DEFAULT_FACTORIES = tuple((name, field.default_factory) for name, field in RunRow.model_fields.items()
+                               if not field.is_required() and field.default_factory is not None)
 
 
 @dataclass(frozen=True)
@@ -306,12 +338,16 @@ class RunStore:
             return
         now = self.clock.now()
         base = time.time_ns()
-        events = [dict(id=str(uuid.uuid4()), seq=base + i, run_id=c.id, tenant_id=c.tenant_id,
-                       type=event_type or f"run.{c.status}", level=EVENT_LEVELS.get(c.status, "info"),
-                       message=message or (c.error if c.status in TERMINAL and c.error else f"run {c.status}"),
-                       data={"status": c.status, "attempt": c.attempt}, created_at=now)
+        data: dict[tuple[str, int], dict[str, Any]] = {}  # one object per (status, attempt): serialized once
+        ids = uuid4_strings(len(changed))
+        events = [(ids[i], c.id, c.tenant_id, event_type or f"run.{c.status}",
+                   EVENT_LEVELS.get(c.status, "info"),
+                   message or (c.error if c.status in TERMINAL and c.error else f"run {c.status}"),
+                   data.get((c.status, c.attempt)) or data.setdefault((c.status, c.attempt),
+                                                                      {"status": c.status, "attempt": c.attempt}),
+                   now, base + i)
                   for i, c in enumerate(changed)]
-        conn.execute(insert(RunEventRow.__table__), events)
+        _EVENT_INSERT.execute(conn, events)
         deliveries = [dict(id=str(uuid.uuid4()), tenant_id=c.tenant_id, run_id=c.id, url=c.webhook_url,
                            body=webhook_body(c, now), next_attempt_at=now, created_at=now)
                       for c in changed if c.webhook_url and c.status in TERMINAL]
@@ -343,8 +379,8 @@ class RunStore:
         if runs:
             first = reserve(conn, CounterRow, RUN_NUMBER, len(runs)) - len(runs) + 1
             for i, run in enumerate(runs):
-                run.number = first + i
-            conn.execute(insert(RunRow.__table__), [_values(run) for run in runs])
+                run.__dict__["number"] = first + i  # a new run, in no session: no change to track
+            _RUN_INSERT.execute(conn, [_row(run) for run in runs])
             self._record(conn, [_changed(run) for run in runs], event_type="run.created")
         return [None] * len(inserts)
 
@@ -968,16 +1004,24 @@ def back_to_pool(values: dict[str, Any]) -> dict[str, Any]:
             "device_id": case((pooled, ""), else_=RunRow.device_id)}
 
 
-def _values(run: RunRow) -> dict[str, Any]:
-    state = run.__dict__  # a new run holds every field there (RunRow(...) and RunRow.new alike)
-    values = {name: state[name] if name in state else getattr(run, name) for name in _RUN_FIELDS}
-    values["metadata"] = values.pop("metadata_")
-    return values
+def _row(run: RunRow) -> tuple:
+    """A new run's values in _RUN_INSERT's column order."""
+    try:
+        return _run_values(run.__dict__)  # a new run holds every field there (RunRow(...) and RunRow.new alike)
+    except KeyError:
+        return tuple(getattr(run, name) for name in _RUN_FIELDS)
 
 
 def _changed(run: RunRow) -> Changed:
-    return Changed(run.id, run.tenant_id, run.job_id, run.project_id, run.status, run.attempt, run.result, run.error,
-                   run.webhook_url, run.target_key, run.limited)
+    try:
+        return Changed(*_changed_values(run.__dict__))  # a new run holds every field there
+    except KeyError:
+        return Changed(run.id, run.tenant_id, run.job_id, run.project_id, run.status, run.attempt, run.result,
+                       run.error, run.webhook_url, run.target_key, run.limited)
+
+
+_changed_values = operator.itemgetter("id", "tenant_id", "job_id", "project_id", "status", "attempt", "result", "error",
+                                      "webhook_url", "target_key", "limited")
 
 
 def _sqlite_json_value(value: Any) -> Any:

@@ -136,3 +136,29 @@ async def test_concurrent_inserts_share_one_insert_and_a_duplicate_fails_only_it
     assert numbers == sorted(set(numbers)) and numbers[0] > 1
     assert await store.get("t1", batches[1][0].id) is None
     assert len(await store.events("t1", batches[0][0].id)) == 1
+
+
+async def test_every_column_of_inserted_runs_round_trips(store: RunStore) -> None:
+    later = NOW + timedelta(hours=1)
+    full = dict(
+        target_key="t1/d9", device_id="d9", status="executing", attempt=2, max_attempts=5, priority=-3, command="echo ü",
+        timeout_secs=17, payload={"n": 1, "nested": {"list": [1, "two", None, 3.5]}}, result={"ok": True},
+        metadata_={"team": "a"}, tags={"env": "prod"}, trace={"queued_ms": 4}, error="boom", exit_code=3,
+        triggered_by="manual", created_by="someone", idempotency_key="key-1", payload_hash="h" * 64,
+        batch_id="b1", run_token_hash="t" * 64, parent_run_id="p1", continuation_of="c1", root_run_id="r1",
+        lineage_depth=2, concurrency_key="ck", limited=True, max_concurrency=4, max_concurrency_per_key=2,
+        rate_limit_max=9, rate_limit_window_secs=60, key_rate_max=3, key_rate_window_secs=30, rate_until=later,
+        key_rate_until=later, dependencies=[{"id": "d", "depends_on_job_id": "j0", "condition": "on_success",
+                                             "created_at": ""}],
+        webhook_url="http://hook", duration_ms=1234, scheduled_at=later, dequeued_at=later, started_at=later,
+        finished_at=later, heartbeat_at=later, next_retry_at=later, expires_at=later, lease_owner="replica-a",
+        lease_expires_at=later, name="the-run", triggered_by_subject_id="u1", triggered_by_subject_type="user",
+        triggered_by_subject_name="Someone", snapshot=b"\x00\x01snapshot")
+    rows = [run(**full), RunRow.new(**{**run().model_dump(), "metadata_": {}}), run()]  # full, new-built, defaults
+    await store.insert_runs(rows)
+    for row in rows:
+        stored = await store.get("t1", row.id)
+        assert stored is not None and stored.number == row.number
+        assert stored.model_dump() == row.model_dump()
+        events = await store.events("t1", row.id)
+        assert [(e.type, e.data) for e in events] == [("run.created", {"status": row.status, "attempt": row.attempt})]

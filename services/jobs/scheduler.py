@@ -7,10 +7,11 @@ did not change keeps its pending tick).
 
 `Scheduler.tick()` fires what is due: it leases due rows with a compare-and-set (on PostgreSQL,
 read `FOR UPDATE SKIP LOCKED`), so of several replicas exactly one fires a given tick; it triggers
-each through `RunService.TriggerJob` as the job's tenant (subject "scheduler", named "cron", scope
-TRIGGER) with the idempotency key `cron:{job_id}:{tick}` (tick in UTC ISO 8601), so a fire that is
-retried after a crash or a lost answer never makes a second run; then it moves the row to the next
-tick. A fire that fails for a transient reason keeps the tick due and is retried after
+each as the job's tenant (subject "scheduler", named "cron", scope TRIGGER) with the idempotency key
+`cron:{job_id}:{tick}` (tick in UTC ISO 8601), so a fire that is retried after a crash or a lost
+answer never makes a second run; then it moves the row to the next tick. The triggers of a tick go in
+one `RunService.TriggerJobs` call per tenant project (answered per request: one refused or failed
+never holds back the others); a runs service without that RPC gets them as TriggerJob calls. A fire that fails for a transient reason keeps the tick due and is retried after
 RETRY_SECS; one the runs service refuses for good (job disabled, gone, no targets) is skipped.
 
 Catch-up rule: after downtime (or when the runs service was unreachable across several ticks),
@@ -25,11 +26,15 @@ invocation's is told the next occurrence, if any), counts the iterations, and en
 (state "finished") once max_iteration ticks fired or the next tick would be after end_time.
 
 A tick leases every due row with one UPDATE ... RETURNING (a batch of BATCH at a time), fires the
-batch's triggers concurrently, then writes every outcome of the batch in one transaction (one UPDATE
-per distinct next tick, so a hundred jobs on the same cron move on in one statement).
+batch's triggers (one call per tenant project, concurrently), then writes every outcome of the batch
+in one transaction (one UPDATE per distinct next tick, so a hundred jobs on the same cron move on in
+one statement).
 
-The loop (`run()`) sleeps until the next claimable moment (the earliest next_fire_at, or the end of a
-lease or backoff), then ticks. A schedule added or re-timed in this process wakes it at once
+The loop (`run()`) sleeps until PREPARE_SECS before the next claimable moment (the earliest
+next_fire_at, or the end of a lease or backoff), then ticks with that lead: it leases the rows due
+within it and builds their requests ahead, sleeps until their tick and only then sends them, so a run
+is never made before its tick and the tick's work between the moment and the call is nothing. Stopped
+while waiting, it hands the rows back at once (not at the end of their lease). A schedule added or re-timed in this process wakes it at once
 (`JobStore.on_schedules_added`); one changed through another replica is seen within IDLE_SECS, the
 longest sleep. Tests call `tick()` themselves with a FakeClock, or run the loop and `wake()` it
 after moving the clock.

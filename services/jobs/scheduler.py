@@ -73,6 +73,7 @@ BATCH = 100  # schedules leased, and triggers in flight, at once
 # The loop leases the rows of a tick this long before it and prepares their trigger requests, then sleeps
 # until the tick and sends them (one TriggerJobs call per tenant project): runs are never made early.
 PREPARE_SECS = 1.0
+AHEAD_BATCHES = 10  # with the lead, batches leased before a tick (then fired at once, a call of BATCH each)
 # The runs service's answer that no retry will change: the tick is skipped.
 PERMANENT = (InvalidArgument, NotFound, PermissionDenied, FailedPrecondition)
 
@@ -140,8 +141,13 @@ class Scheduler:
         fired = 0
         while True:
             now = self.clock.now()
-            rows = await self.store.claim_due(now, self.replica_id, now + timedelta(seconds=LEASE_SECS), BATCH,
-                                              due_by=now + timedelta(seconds=ahead))
+            rows: list[ScheduleRow] = []
+            while True:  # with a lead, the batches of the coming tick are all leased before it (AHEAD_BATCHES)
+                claimed = await self.store.claim_due(now, self.replica_id, now + timedelta(seconds=LEASE_SECS),
+                                                     BATCH, due_by=now + timedelta(seconds=ahead))
+                rows += claimed
+                if len(claimed) < BATCH or not ahead or len(rows) >= AHEAD_BATCHES * BATCH:
+                    break
             if rows:
                 try:
                     outcomes = await self._fire_batch(rows, now)
@@ -153,17 +159,19 @@ class Scheduler:
                                               [o.job_id for o in outcomes if o.done is None],
                                               self.clock.now() + timedelta(seconds=RETRY_SECS))
                 fired += sum(o.fired for o in outcomes)
-            if len(rows) < BATCH:
+            if len(claimed) < BATCH:
                 return fired
 
     async def _fire_batch(self, rows: list[ScheduleRow], now: datetime) -> list[Fired]:
         """Fires the leased rows, each at its moment (its tick, or now for one already due): those of a moment
-        and tenant project in one TriggerJobs call; the moments (and the calls) concurrently."""
+        and tenant project in one TriggerJobs call (of at most BATCH); the moments and calls concurrently."""
         groups: dict[tuple[datetime, str, str], list[ScheduleRow]] = {}
         for row in rows:
             moment = max(now, as_utc(row.next_fire_at))
             groups.setdefault((moment, row.tenant_id, row.project_id), []).append(row)
-        answers = await asyncio.gather(*(self._fire_group(moment, group) for (moment, _, _), group in groups.items()))
+        answers = await asyncio.gather(*(self._fire_group(moment, group[i:i + BATCH])
+                                         for (moment, _, _), group in groups.items()
+                                         for i in range(0, len(group), BATCH)))
         return [fired for answer in answers for fired in answer]
 
     async def _fire_group(self, moment: datetime, rows: list[ScheduleRow]) -> list[Fired]:

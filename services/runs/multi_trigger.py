@@ -87,20 +87,20 @@ async def trigger_many(engine: RunEngine, principal: Principal,
                            if request.HasField("scheduled_at") else None,
                            idempotency_key=request.idempotency_key, metadata=dict(request.metadata),
                            tags=dict(request.tags), concurrency_key=request.concurrency_key)
+            deps = await engine._dependencies(principal, job)  # from the cache the batch fetch just filled
             command = ""
             targets = None
             if domain.is_device_job(job):
                 template = request.command or job.command  # a handler job's command is the agent's own
                 command = domain.render_command(template, domain.inputs_for(job, payload)) if template else ""
                 targets = asyncio.ensure_future(engine._targets(principal, job, list(request.device_ids)))
-            # From the cache the batch fetch just filled: no call.
-            pending[index] = (job, await engine._dependencies(principal, job), spec, command, targets)
+            pending[index] = (job, deps, spec, command, targets)
         except DomainError as error:
             outcomes[index] = error
         except Exception:
             log.exception("trigger of job %s failed", request.job_id)
             outcomes[index] = DomainError("internal error")
-    slow_task = asyncio.ensure_future(_each(engine, principal, requests, slow))
+    slow_task = asyncio.ensure_future(_each(engine, principal, requests, slow))  # meanwhile
     position = 0
     for index, (job, deps, spec, command, targets) in pending.items():
         try:
@@ -120,19 +120,28 @@ async def trigger_many(engine: RunEngine, principal: Principal,
                           for i, device_id in enumerate(devices)]
         position += len(devices)
         batched.append(index)
+    stored, slowed = await asyncio.gather(_store(engine, principal, requests, batched, rows_of), slow_task,
+                                          return_exceptions=True)
+    if isinstance(stored, BaseException):  # the insert failed as a whole (not a key or name taken): so does the call
+        raise stored
+    if isinstance(slowed, BaseException):
+        raise slowed
+    for index, outcome in [*zip(batched, stored, strict=True), *zip(slow, slowed, strict=True)]:
+        outcomes[index] = outcome
+    return [outcome if outcome is not None else DomainError("not triggered") for outcome in outcomes]
+
+
+async def _store(engine: RunEngine, principal: Principal, requests: Sequence[runs_pb2.TriggerJobRequest],
+                 batched: list[int], rows_of: dict[int, list[RunRow]]) -> list[Outcome]:
+    """The runs of the batched requests in one insert; when a key or a generated name was taken already (a
+    retried tick), each of those requests through TriggerJob's own path instead."""
     rows = [row for index in batched for row in rows_of[index]]
     try:
         await engine.store.insert_runs(rows)
-    except IntegrityError:  # a key used already (a retried tick) or a generated name taken: one by one
-        for index, outcome in zip(batched, await _each(engine, principal, requests, batched), strict=True):
-            outcomes[index] = outcome
-    else:
-        engine._wake({row.target_key for row in rows if row.status == "queued"})
-        for index in batched:
-            outcomes[index] = run_message(rows_of[index][0])
-    for index, outcome in zip(slow, await slow_task, strict=True):
-        outcomes[index] = outcome
-    return [outcome if outcome is not None else DomainError("not triggered") for outcome in outcomes]
+    except IntegrityError:
+        return await _each(engine, principal, requests, batched)
+    engine._wake({row.target_key for row in rows if row.status == "queued"})
+    return [run_message(rows_of[index][0]) for index in batched]
 
 
 async def _each(engine: RunEngine, principal: Principal, requests: Sequence[runs_pb2.TriggerJobRequest],

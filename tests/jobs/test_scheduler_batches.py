@@ -19,6 +19,19 @@ from .test_scheduler import ALICE, START, Replicas, clock, cron_job, key, replic
 BOB = Principal(tenant_id="t-bob", project_id="default", subject_id="u2", subject_name="bob", scopes=[ADMIN])
 
 
+def waiting_for_the_tick(scheduler) -> asyncio.Event:
+    """Set once the scheduler has leased and prepared a tick's rows and waits for its moment."""
+    waiting = asyncio.Event()
+    original = scheduler._until
+
+    async def until(moment):
+        waiting.set()
+        await original(moment)
+
+    scheduler._until = until
+    return waiting
+
+
 class BatchRuns(FakeRuns):
     """FakeRuns noting every trigger_many call (its principal and request count); refuses or fails the jobs
     named in `refuse` / `fail` only."""
@@ -69,8 +82,9 @@ async def test_a_tick_is_leased_ahead_of_its_moment_and_fired_not_before_it(repl
     first, second = await replicas.start(), await replicas.start()
     job = await first.jobs.create(ALICE, cron_job("* * * * *"))
     clock.advance(60 - PREPARE_SECS / 2)  # 12:00:59.5, the tick half the lead away
+    waiting = waiting_for_the_tick(first.scheduler)
     ticking = asyncio.create_task(first.scheduler.tick(PREPARE_SECS))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(waiting.wait(), 30)
     assert not ticking.done() and not runs.triggers  # leased and prepared, waiting for the tick
     assert await second.scheduler.tick(PREPARE_SECS) == 0  # the other replica finds it leased
     assert await second.scheduler.seconds_until_due(PREPARE_SECS) > PREPARE_SECS  # until the lease ends
@@ -92,8 +106,9 @@ async def test_stopped_while_waiting_for_a_tick_it_hands_the_rows_back_at_once(r
     first, second = await replicas.start(), await replicas.start()
     job = await first.jobs.create(ALICE, cron_job("* * * * *"))
     clock.advance(60 - PREPARE_SECS / 2)
+    waiting = waiting_for_the_tick(first.scheduler)
     ticking = asyncio.create_task(first.scheduler.tick(PREPARE_SECS))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(waiting.wait(), 30)
     assert (await first.store.schedule(job.id)).lease_owner == first.scheduler.replica_id
     ticking.cancel()
     await asyncio.gather(ticking, return_exceptions=True)
@@ -102,3 +117,22 @@ async def test_stopped_while_waiting_for_a_tick_it_hands_the_rows_back_at_once(r
     clock.advance(PREPARE_SECS / 2)
     assert await second.scheduler.tick() == 1  # not a lease's length later
     assert runs.keys() == [key(job, "2026-01-01T12:01:00+00:00")]
+
+
+async def test_with_the_lead_every_batch_of_a_tick_is_leased_before_it_and_sent_at_once(replicas, clock) -> None:
+    batch = BatchRuns()
+    replicas.runs = batch
+    service = await replicas.start()
+    jobs = [job for part in range(5) for job in await service.jobs.batch_create(
+        ALICE, [cron_job("* * * * *", slug=f"j-{part}-{i}") for i in range(50)])]
+    clock.advance(60 - PREPARE_SECS / 2)
+    waiting = waiting_for_the_tick(service.scheduler)
+    ticking = asyncio.create_task(service.scheduler.tick(PREPARE_SECS))
+    await asyncio.wait_for(waiting.wait(), 30)
+    assert not batch.calls
+    owners = {(await service.store.schedule(job.id)).lease_owner for job in jobs}
+    assert owners == {service.scheduler.replica_id}  # all three batches leased ahead of the tick
+    clock.advance(PREPARE_SECS / 2)
+    assert await ticking == 250
+    assert sorted(n for _, n in batch.calls) == [50, 100, 100]
+    assert sorted(batch.keys()) == sorted(key(job, "2026-01-01T12:01:00+00:00") for job in jobs)

@@ -93,7 +93,7 @@ async def trigger_many(engine: RunEngine, principal: Principal,
             if domain.is_device_job(job):
                 template = request.command or job.command  # a handler job's command is the agent's own
                 command = domain.render_command(template, domain.inputs_for(job, payload)) if template else ""
-                targets = asyncio.ensure_future(engine._targets(principal, job, list(request.device_ids)))
+                targets = asyncio.ensure_future(engine._run_targets(principal, job, list(request.device_ids)))
             pending[index] = (job, deps, spec, command, targets)
         except DomainError as error:
             outcomes[index] = error

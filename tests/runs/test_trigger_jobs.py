@@ -60,19 +60,23 @@ async def test_each_request_is_answered_on_its_own_and_the_runs_go_in_one_insert
     device = await platform.jobs.CreateJob(jobs_pb2.CreateJobRequest(job=jobs_pb2.Job(
         project_id="default", name="probe", slug="probe", command="echo hi",
         targets=devices_pb2.DeviceTargets(device_ids=["phone-1"]))), metadata=ADMIN_CALL)
+    pooled = await platform.jobs.CreateJob(jobs_pb2.CreateJobRequest(job=jobs_pb2.Job(
+        project_id="default", name="pooled", slug="pooled", command="echo hi",
+        targets=devices_pb2.DeviceTargets(group="lab", any_available=True))), metadata=ADMIN_CALL)
     counts = await inserts_counted(platform)
 
     requests = [*(request(job.id, f"cron:{job.id}:t1") for job in plain),
                 request(strict.id, "cron:strict:t1"), request(disabled.id, "cron:disabled:t1"),
                 request("no-such-job", "cron:missing:t1"), request(after.id, "cron:after:t1"),
-                request(deduped.id, "cron:deduped:t1"), request(device.id, "cron:device:t1")]
+                request(deduped.id, "cron:deduped:t1"), request(device.id, "cron:device:t1"),
+                request(pooled.id, "cron:pooled:t1")]
     reply = await platform.runs.TriggerJobs(runs_pb2.TriggerJobsRequest(requests=requests), metadata=CRON)
 
     results = list(reply.results)
     assert len(results) == len(requests)
     codes = [result.error_code for result in results]
     assert codes == [0] * 5 + [grpc.StatusCode.INVALID_ARGUMENT.value[0], grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                               grpc.StatusCode.NOT_FOUND.value[0], 0, 0, 0]
+                               grpc.StatusCode.NOT_FOUND.value[0], 0, 0, 0, 0]
     assert "disabled" in results[6].error_message and "no-such-job" in results[7].error_message
     for req, result in zip(requests, results, strict=True):
         if not result.error_code:
@@ -81,7 +85,8 @@ async def test_each_request_is_answered_on_its_own_and_the_runs_go_in_one_insert
             assert stored.triggered_by == "cron" and stored.idempotency_key == req.idempotency_key
     assert (await platform.run(results[8].run.id)).status == runs_pb2.RUN_STATUS_WAITING  # on its dependency
     assert (await platform.run(results[10].run.id)).device_id == "phone-1"
-    assert sorted(counts) == [1, 7]  # the dedup-window job on its own path; every other run in one insert
+    assert (await platform.run(results[11].run.id)).device_id == ""  # waits in its group's pool, as TriggerJob's
+    assert sorted(counts) == [1, 8]  # the dedup-window job on its own path; every other run in one insert
 
 
 async def test_a_retried_call_answers_the_runs_it_made_and_makes_only_the_new_ones(platform: Platform) -> None:

@@ -82,7 +82,10 @@ async def trigger_many(engine: RunEngine, principal: Principal,
                 raise InvalidArgument(f"job {job.id} has no command to override")
             payload = MessageToDict(request.payload) if request.HasField("payload") else {}
             domain.validate_payload(_schema(job), payload)
-            spec = RunSpec(payload=payload, payload_hash=canonical_hash(payload), priority=request.priority,
+            # As TriggerJob hashes it (a version or a name take its path): with a command, the command too.
+            digest = canonical_hash(payload) if not request.command else canonical_hash(
+                {"payload": payload, "job_version_id": "", "command": request.command, "name": ""})
+            spec = RunSpec(payload=payload, payload_hash=digest, priority=request.priority,
                            scheduled=request.scheduled_at.ToDatetime(tzinfo=UTC)
                            if request.HasField("scheduled_at") else None,
                            idempotency_key=request.idempotency_key, metadata=dict(request.metadata),

@@ -60,6 +60,8 @@ async def test_each_request_is_answered_on_its_own_and_the_runs_go_in_one_insert
     device = await platform.jobs.CreateJob(jobs_pb2.CreateJobRequest(job=jobs_pb2.Job(
         project_id="default", name="probe", slug="probe", command="echo hi",
         targets=devices_pb2.DeviceTargets(device_ids=["phone-1"]))), metadata=ADMIN_CALL)
+    await platform.devices.CreateDevice(devices_pb2.CreateDeviceRequest(
+        device=devices_pb2.Device(id="phone-2", groups=["lab"])), metadata=ADMIN_CALL)
     pooled = await platform.jobs.CreateJob(jobs_pb2.CreateJobRequest(job=jobs_pb2.Job(
         project_id="default", name="pooled", slug="pooled", command="echo hi",
         targets=devices_pb2.DeviceTargets(group="lab", any_available=True))), metadata=ADMIN_CALL)

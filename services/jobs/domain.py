@@ -547,6 +547,14 @@ class Jobs:
         await self._row(principal, job_id)
         return [dependency_message(row) for row in await self.store.dependencies(principal.tenant_id, job_id)]
 
+    async def snapshots(self, principal: Principal, job_ids: list[str]) -> tuple[list[Job], list[JobDependency]]:
+        """Those of these jobs the principal reaches, with their secrets, and what they depend on: one query
+        each (the runs service triggering a cron tick's jobs)."""
+        rows = [row for row in await self.store.get_many(principal.tenant_id, list(dict.fromkeys(job_ids)))
+                if reaches_project(principal, row.project_id)]
+        deps = await self.store.dependencies_of(principal.tenant_id, [row.id for row in rows])
+        return [self._decode(row.definition) for row in rows], [dependency_message(row) for row in deps]
+
     async def add_dependency(self, principal: Principal, job_id: str, depends_on_job_id: str,
                              condition: str = "") -> JobDependency:
         await self._row(principal, job_id)

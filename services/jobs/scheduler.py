@@ -7,10 +7,11 @@ did not change keeps its pending tick).
 
 `Scheduler.tick()` fires what is due: it leases due rows with a compare-and-set (on PostgreSQL,
 read `FOR UPDATE SKIP LOCKED`), so of several replicas exactly one fires a given tick; it triggers
-each through `RunService.TriggerJob` as the job's tenant (subject "scheduler", named "cron", scope
-TRIGGER) with the idempotency key `cron:{job_id}:{tick}` (tick in UTC ISO 8601), so a fire that is
-retried after a crash or a lost answer never makes a second run; then it moves the row to the next
-tick. A fire that fails for a transient reason keeps the tick due and is retried after
+each as the job's tenant (subject "scheduler", named "cron", scope TRIGGER) with the idempotency key
+`cron:{job_id}:{tick}` (tick in UTC ISO 8601), so a fire that is retried after a crash or a lost
+answer never makes a second run; then it moves the row to the next tick. The triggers of a tick go in
+one `RunService.TriggerJobs` call per tenant project (answered per request: one refused or failed
+never holds back the others); a runs service without that RPC gets them as TriggerJob calls. A fire that fails for a transient reason keeps the tick due and is retried after
 RETRY_SECS; one the runs service refuses for good (job disabled, gone, no targets) is skipped.
 
 Catch-up rule: after downtime (or when the runs service was unreachable across several ticks),
@@ -25,11 +26,15 @@ invocation's is told the next occurrence, if any), counts the iterations, and en
 (state "finished") once max_iteration ticks fired or the next tick would be after end_time.
 
 A tick leases every due row with one UPDATE ... RETURNING (a batch of BATCH at a time), fires the
-batch's triggers concurrently, then writes every outcome of the batch in one transaction (one UPDATE
-per distinct next tick, so a hundred jobs on the same cron move on in one statement).
+batch's triggers (one call per tenant project, concurrently), then writes every outcome of the batch
+in one transaction (one UPDATE per distinct next tick, so a hundred jobs on the same cron move on in
+one statement).
 
-The loop (`run()`) sleeps until the next claimable moment (the earliest next_fire_at, or the end of a
-lease or backoff), then ticks. A schedule added or re-timed in this process wakes it at once
+The loop (`run()`) sleeps until PREPARE_SECS before the next claimable moment (the earliest
+next_fire_at, or the end of a lease or backoff), then ticks with that lead: it leases the rows due
+within it and builds their requests ahead, sleeps until their tick and only then sends them, so a run
+is never made before its tick and the tick's work between the moment and the call is nothing. Stopped
+while waiting, it hands the rows back at once (not at the end of their lease). A schedule added or re-timed in this process wakes it at once
 (`JobStore.on_schedules_added`); one changed through another replica is seen within IDLE_SECS, the
 longest sleep. Tests call `tick()` themselves with a FakeClock, or run the loop and `wake()` it
 after moving the clock.
@@ -65,6 +70,10 @@ ERROR_PAUSE_SECS = 1.0
 LEASE_SECS = 60.0
 RETRY_SECS = 5.0
 BATCH = 100  # schedules leased, and triggers in flight, at once
+# The loop leases the rows of a tick this long before it and prepares their trigger requests, then sleeps
+# until the tick and sends them (one TriggerJobs call per tenant project): runs are never made early.
+PREPARE_SECS = 1.0
+AHEAD_BATCHES = 10  # with the lead, batches leased before a tick (then fired at once, a call of BATCH each)
 # The runs service's answer that no retry will change: the tick is skipped.
 PERMANENT = (InvalidArgument, NotFound, PermissionDenied, FailedPrecondition)
 
@@ -126,55 +135,97 @@ class Scheduler:
         """Ends the loop's current sleep: a schedule may be due sooner than it was sleeping for."""
         self._woken.set()
 
-    async def tick(self) -> int:
-        """Fires every due schedule this replica can lease; returns how many fired."""
+    async def tick(self, ahead: float = 0.0) -> int:
+        """Fires every due schedule this replica can lease; returns how many fired. With `ahead` (seconds), it
+        also leases and prepares those due within that time, and fires each at its tick, never before."""
         fired = 0
         while True:
             now = self.clock.now()
-            rows = await self.store.claim_due(now, self.replica_id, now + timedelta(seconds=LEASE_SECS), BATCH)
+            rows: list[ScheduleRow] = []
+            while True:  # with a lead, the batches of the coming tick are all leased before it (AHEAD_BATCHES)
+                claimed = await self.store.claim_due(now, self.replica_id, now + timedelta(seconds=LEASE_SECS),
+                                                     BATCH, due_by=now + timedelta(seconds=ahead))
+                rows += claimed
+                if len(claimed) < BATCH or not ahead or len(rows) >= AHEAD_BATCHES * BATCH:
+                    break
             if rows:
-                # Concurrently: the whole batch finishes well within its lease even when the runs service is slow.
-                outcomes = await asyncio.gather(*(self._fire(row, now) for row in rows))
+                try:
+                    outcomes = await self._fire_batch(rows, now)
+                except asyncio.CancelledError:  # stopped (while waiting for the tick): hand the rows back now
+                    await asyncio.shield(self.store.finish_fires(self.replica_id, [], [r.job_id for r in rows],
+                                                                 self.clock.now()))
+                    raise
                 await self.store.finish_fires(self.replica_id, [o.done for o in outcomes if o.done is not None],
                                               [o.job_id for o in outcomes if o.done is None],
-                                              now + timedelta(seconds=RETRY_SECS))
+                                              self.clock.now() + timedelta(seconds=RETRY_SECS))
                 fired += sum(o.fired for o in outcomes)
-            if len(rows) < BATCH:
+            if len(claimed) < BATCH:
                 return fired
 
-    async def _fire(self, row: ScheduleRow, now: datetime) -> Fired:
-        tick, following = fire_moments(row.cron, row.timezone, row.next_fire_at, now)
+    async def _fire_batch(self, rows: list[ScheduleRow], now: datetime) -> list[Fired]:
+        """Fires the leased rows, each at its moment (its tick, or now for one already due): those of a moment
+        and tenant project in one TriggerJobs call (of at most BATCH); the moments and calls concurrently."""
+        groups: dict[tuple[datetime, str, str], list[ScheduleRow]] = {}
+        for row in rows:
+            moment = max(now, as_utc(row.next_fire_at))
+            groups.setdefault((moment, row.tenant_id, row.project_id), []).append(row)
+        answers = await asyncio.gather(*(self._fire_group(moment, group[i:i + BATCH])
+                                         for (moment, _, _), group in groups.items()
+                                         for i in range(0, len(group), BATCH)))
+        return [fired for answer in answers for fired in answer]
+
+    async def _fire_group(self, moment: datetime, rows: list[ScheduleRow]) -> list[Fired]:
+        """Prepares the rows' trigger requests, sleeps until `moment`, then sends them in one call."""
+        prepared = [self._prepare(row, moment) for row in rows]
+        await self._until(moment)
+        try:
+            answers = await self.runs.trigger_many(cron_principal(rows[0]), [request for _, request, _ in prepared])
+        except (DomainError, OSError, asyncio.TimeoutError) as error:
+            answers = [error] * len(rows)
+        return [self._outcome(row, tick, answer, done)
+                for row, (tick, _, done), answer in zip(rows, prepared, answers, strict=True)]
+
+    async def _until(self, moment: datetime) -> None:
+        """Sleeps until the clock reads `moment` (a FakeClock not moved: until it is)."""
+        while (seconds := (moment - self.clock.now()).total_seconds()) > 0:
+            await asyncio.sleep(seconds)
+
+    def _prepare(self, row: ScheduleRow, at: datetime) -> tuple[datetime, runs_pb2.TriggerJobRequest, FireDone]:
+        """The tick `row` fires at `at` (the catch-up rule), its trigger request, and how the row moves on."""
+        tick, following = fire_moments(row.cron, row.timezone, row.next_fire_at, at)
         ends: dict[str, int | str] = {}
         if row.trigger_request is not None:  # a schedule that carries its own trigger request
             done = bool(row.max_iteration and row.iteration + 1 >= row.max_iteration) or \
                 (row.end_time is not None and following > as_utc(row.end_time))
             ends = {"iteration": row.iteration + 1, **({"state": "finished"} if done else {})}
-        try:
-            if row.trigger_request is not None:
-                request = runs_pb2.TriggerJobRequest.FromString(row.trigger_request)
-                request.idempotency_key = idempotency_key(row.job_id, tick)
-                if request.HasField("job_invocation") and not ends.get("state"):
-                    request.job_invocation.next_occurrence.FromDatetime(following)
-                await self.runs.trigger_request(cron_principal(row), request)
-            else:
-                await self.runs.trigger(cron_principal(row), row.job_id, idempotency_key(row.job_id, tick))
-        except PERMANENT as error:
-            log.warning("cron tick %s of job %s skipped: %s", tick.isoformat(), row.job_id, error.message)
-            fired = False
-        except (DomainError, OSError, asyncio.TimeoutError) as error:
-            log.warning("cron tick %s of job %s failed, retrying: %s", tick.isoformat(), row.job_id, error)
-            return Fired(row.job_id, False, None)
+            request = runs_pb2.TriggerJobRequest.FromString(row.trigger_request)
+            request.idempotency_key = idempotency_key(row.job_id, tick)
+            if request.HasField("job_invocation") and not ends.get("state"):
+                request.job_invocation.next_occurrence.FromDatetime(following)
         else:
-            fired = True
-        return Fired(row.job_id, fired, FireDone(row.job_id, row.next_fire_at, tick, following,
-                                                 tuple(sorted(ends.items()))))
+            request = runs_pb2.TriggerJobRequest(job_id=row.job_id, idempotency_key=idempotency_key(row.job_id, tick))
+        return tick, request, FireDone(row.job_id, row.next_fire_at, tick, following, tuple(sorted(ends.items())))
 
-    async def seconds_until_due(self) -> float:
-        """How long the loop may sleep: until the next claimable moment, at most IDLE_SECS."""
-        due = await self.store.next_due()
-        if due is None:
+    @staticmethod
+    def _outcome(row: ScheduleRow, tick: datetime, answer: runs_pb2.Run | BaseException, done: FireDone) -> Fired:
+        if isinstance(answer, PERMANENT):
+            log.warning("cron tick %s of job %s skipped: %s", tick.isoformat(), row.job_id, answer.message)
+            return Fired(row.job_id, False, done)
+        if isinstance(answer, BaseException):
+            log.warning("cron tick %s of job %s failed, retrying: %s", tick.isoformat(), row.job_id, answer)
+            return Fired(row.job_id, False, None)
+        return Fired(row.job_id, True, done)
+
+    async def seconds_until_due(self, ahead: float = 0.0) -> float:
+        """How long the loop may sleep: until the next claimable moment (`ahead` of a tick, for one not leased),
+        at most IDLE_SECS."""
+        now = self.clock.now()
+        free, leased = await self.store.next_claimable(now)
+        moments = ([as_utc(free) - timedelta(seconds=ahead)] if free is not None else []) + \
+            ([as_utc(leased)] if leased is not None else [])
+        if not moments:
             return IDLE_SECS
-        seconds = (as_utc(due) - self.clock.now()).total_seconds()
+        seconds = (min(moments) - now).total_seconds()
         return min(IDLE_SECS, seconds if seconds > 0 else MIN_PAUSE_SECS)
 
     async def run(self) -> None:
@@ -182,8 +233,8 @@ class Scheduler:
         while True:
             self._woken.clear()  # before reading the schedules: a change from now on ends the sleep
             try:
-                await self.tick()
-                pause = await self.seconds_until_due()
+                await self.tick(PREPARE_SECS)
+                pause = await self.seconds_until_due(PREPARE_SECS)
             except Exception:
                 log.exception("scheduler tick failed")
                 pause = ERROR_PAUSE_SECS

@@ -38,6 +38,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def GetJobSnapshot(self, request, context):
         return await self.jobs.get(from_context(context), request.job_id, request.number)
 
+    async def BatchGetJobSnapshots(self, request, context):
+        jobs, dependencies = await self.jobs.snapshots(from_context(context), list(request.job_ids))
+        return jobs_pb2.BatchGetJobSnapshotsResponse(jobs=jobs, dependencies=dependencies)
+
     async def ListJobs(self, request, context):
         if request.job_templates_only:
             jobs = await self.jobs.list_templates(from_context(context), request.job_template_feature,

@@ -319,6 +319,18 @@ class JobStore:
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
 
+    async def dependencies_of(self, tenant_id: str, job_ids: list[str]) -> list[DependencyRow]:
+        """What each of these jobs depends on, in one query (per job in `dependencies`' order)."""
+        if not job_ids:
+            return []
+        query = (
+            select(DependencyRow)
+            .where(DependencyRow.tenant_id == tenant_id, DependencyRow.job_id.in_(job_ids))
+            .order_by(DependencyRow.job_id, DependencyRow.created_at, DependencyRow.id)
+        )
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
+
     async def dependency_edges(self, tenant_id: str) -> list[tuple[str, str]]:
         """Every (job_id, depends_on_job_id) of the tenant: the graph a cycle check walks."""
         query = select(DependencyRow.job_id, DependencyRow.depends_on_job_id).where(
@@ -347,13 +359,15 @@ class JobStore:
         async with self.db.session() as session:
             return await session.get(ScheduleRow, job_id)
 
-    async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[ScheduleRow]:
-        """Leases up to `limit` due schedules to `owner` in one UPDATE ... RETURNING. The update re-checks
-        that the lease is free, and on PostgreSQL the candidates are read FOR UPDATE SKIP LOCKED, so two
-        replicas never hold the same tick."""
+    async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int,
+                        due_by: datetime | None = None) -> list[ScheduleRow]:
+        """Leases up to `limit` schedules due by `due_by` (default: now) to `owner` in one UPDATE ... RETURNING.
+        The update re-checks that the lease is free, and on PostgreSQL the candidates are read FOR UPDATE SKIP
+        LOCKED, so two replicas never hold the same tick."""
         free = or_(ScheduleRow.lease_until.is_(None), ScheduleRow.lease_until <= now)
         due = (
-            select(ScheduleRow.job_id).where(ScheduleRow.next_fire_at <= now, free, ScheduleRow.state == "active")
+            select(ScheduleRow.job_id).where(ScheduleRow.next_fire_at <= (due_by or now), free,
+                                             ScheduleRow.state == "active")
             .order_by(ScheduleRow.next_fire_at).limit(limit)
         )
         if self.db.is_postgres:
@@ -374,6 +388,18 @@ class JobStore:
         query = select(func.min(claimable)).where(ScheduleRow.state == "active")
         async with self.db.session() as session:
             return (await _execute(session, query)).scalar()
+
+    async def next_claimable(self, now: datetime) -> tuple[datetime | None, datetime | None]:
+        """The earliest tick of the active schedules whose lease is free at `now`, and the earliest moment one
+        leased at `now` (a tick being fired, or a failed one backing off) can be claimed again (the end of its
+        lease, or its tick if later); None for either without any."""
+        free = or_(ScheduleRow.lease_until.is_(None), ScheduleRow.lease_until <= now)
+        claimable = case((ScheduleRow.lease_until > ScheduleRow.next_fire_at, ScheduleRow.lease_until),
+                         else_=ScheduleRow.next_fire_at)
+        query = select(func.min(case((free, ScheduleRow.next_fire_at), else_=None)),
+                       func.min(case((free, None), else_=claimable))).where(ScheduleRow.state == "active")
+        async with self.db.session() as session:
+            return tuple((await _execute(session, query)).one())  # type: ignore[return-value]
 
     async def finish_fires(self, owner: str, done: Iterable[FireDone], retry_ids: list[str],
                            retry_at: datetime) -> None:

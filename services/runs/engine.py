@@ -178,6 +178,12 @@ class RunEngine:
         self._wake({row.target_key for row in rows if row.status == "queued"})
         return run_message(rows[0])
 
+    async def trigger_many(self, principal: Principal, requests: list[runs_pb2.TriggerJobRequest]
+                           ) -> list[runs_pb2.Run | DomainError]:
+        """Many TriggerJob requests in one call, each answered on its own (services/runs/multi_trigger.py)."""
+        from .multi_trigger import trigger_many
+        return await trigger_many(self, principal, requests)
+
     async def _job_to_run(self, principal: Principal, request: runs_pb2.TriggerJobRequest) -> Job:
         """The job as the run will execute it: the version asked for (of a job still enabled), else the current one."""
         if not request.job_version_id:

@@ -44,6 +44,32 @@ class Peers:
         self._job_cache[key] = (time.monotonic() + JOB_CACHE_SECS, job)
         return job
 
+    async def jobs_with_dependencies(self, principal: Principal, job_ids: list[str]
+                                     ) -> dict[str, tuple[jobs_pb2.Job, list[jobs_pb2.JobDependency]]] | None:
+        """Many jobs as of now, each with what it depends on, in one call (a job missing or out of reach is
+        left out); they refresh the caches `job` and `dependencies` read. None while the jobs service does
+        not answer the RPC yet."""
+        try:
+            reply = await self._jobs.BatchGetJobSnapshots(jobs_pb2.BatchGetJobSnapshotsRequest(job_ids=job_ids),
+                                                          metadata=to_metadata(principal))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return None
+            raise from_rpc_error(error) from None
+        found: dict[str, tuple[jobs_pb2.Job, list[jobs_pb2.JobDependency]]] = {job.id: (job, []) for job in reply.jobs}
+        for dependency in reply.dependencies:
+            if dependency.job_id in found:
+                found[dependency.job_id][1].append(dependency)
+        if len(self._job_cache) + len(found) > JOB_CACHE_SIZE:
+            self._job_cache.clear()
+        if len(self._deps_cache) + len(found) > JOB_CACHE_SIZE:
+            self._deps_cache.clear()
+        until = time.monotonic() + JOB_CACHE_SECS
+        for job_id, (job, deps) in found.items():
+            self._job_cache[(principal.tenant_id, job_id)] = (until, job)
+            self._deps_cache[(principal.tenant_id, job_id)] = (until, deps)
+        return found
+
     async def job_version(self, principal: Principal, job_id: str, version_id: str) -> jobs_pb2.JobVersion:
         """One immutable version of a job, with its snapshot (job_id may be empty), at most
         JOB_CACHE_SECS stale (a deleted job's versions stop being found)."""

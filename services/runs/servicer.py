@@ -20,6 +20,13 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
     async def TriggerJob(self, request, context):
         return await self.engine.trigger(from_context(context), request)
 
+    async def TriggerJobs(self, request, context):
+        outcomes = await self.engine.trigger_many(from_context(context), list(request.requests))
+        return runs_pb2.TriggerJobsResponse(results=[
+            runs_pb2.TriggerJobsResult(run=outcome) if isinstance(outcome, runs_pb2.Run) else
+            runs_pb2.TriggerJobsResult(error_code=outcome.status.value[0], error_message=bounded(outcome.message))
+            for outcome in outcomes])
+
     async def BulkTriggerJob(self, request, context):
         return await self.engine.bulk_trigger(from_context(context), request)
 

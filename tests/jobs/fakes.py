@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from jobline.auth.v1.auth_pb2 import Principal
@@ -35,6 +36,19 @@ class FakeRuns:
         if all(r.idempotency_key != request.idempotency_key for r in self.requests):
             self.requests.append(request)
         return run
+
+    async def trigger_many(self, principal: Principal, requests: list[runs_pb2.TriggerJobRequest]
+                           ) -> list[runs_pb2.Run | DomainError]:
+        """Each request as `trigger` (a job's cron) or `trigger_request` (a schedule's own), concurrently."""
+        async def one(request: runs_pb2.TriggerJobRequest) -> runs_pb2.Run | DomainError:
+            try:
+                if request == runs_pb2.TriggerJobRequest(job_id=request.job_id, idempotency_key=request.idempotency_key):
+                    return await self.trigger(principal, request.job_id, request.idempotency_key)
+                return await self.trigger_request(principal, request)
+            except DomainError as error:
+                return error
+
+        return list(await asyncio.gather(*(one(request) for request in requests)))
 
     def keys(self, job_id: str | None = None) -> list[str]:
         return [key for _, job, key in self.triggers if job_id in (None, job)]

@@ -365,6 +365,20 @@ class ListJobDependenciesResponse(_message.Message):
     dependencies: _containers.RepeatedCompositeFieldContainer[JobDependency]
     def __init__(self, dependencies: _Optional[_Iterable[_Union[JobDependency, _Mapping]]] = ...) -> None: ...
 
+class BatchGetJobSnapshotsRequest(_message.Message):
+    __slots__ = ("job_ids",)
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchGetJobSnapshotsResponse(_message.Message):
+    __slots__ = ("jobs", "dependencies")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    dependencies: _containers.RepeatedCompositeFieldContainer[JobDependency]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., dependencies: _Optional[_Iterable[_Union[JobDependency, _Mapping]]] = ...) -> None: ...
+
 class CreateJobDependencyRequest(_message.Message):
     __slots__ = ("job_id", "depends_on_job_id", "condition")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

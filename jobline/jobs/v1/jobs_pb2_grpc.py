@@ -51,6 +51,11 @@ class JobServiceStub:
                 request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
                 _registered_method=True)
+        self.BatchGetJobSnapshots = channel.unary_unary(
+                '/jobline.jobs.v1.JobService/BatchGetJobSnapshots',
+                request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchGetJobSnapshotsRequest.SerializeToString,
+                response_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchGetJobSnapshotsResponse.FromString,
+                _registered_method=True)
         self.BatchCreateJobs = channel.unary_unary(
                 '/jobline.jobs.v1.JobService/BatchCreateJobs',
                 request_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchCreateJobsRequest.SerializeToString,
@@ -152,6 +157,14 @@ class JobServiceServicer:
     def GetJobSnapshot(self, request, context):
         """Internal (no HTTP binding): the job with its secrets, as the runs service snapshots it for a run.
         Every REST-reachable method answers jobs with webhook_secret redacted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetJobSnapshots(self, request, context):
+        """Internal (no HTTP binding): many jobs with their secrets and their dependencies in one call (the runs
+        service triggering a cron tick's jobs). Jobs missing or out of the caller's reach are left out.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -282,6 +295,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetJobSnapshot,
                     request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
                     response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.SerializeToString,
+            ),
+            'BatchGetJobSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetJobSnapshots,
+                    request_deserializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchGetJobSnapshotsRequest.FromString,
+                    response_serializer=jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchGetJobSnapshotsResponse.SerializeToString,
             ),
             'BatchCreateJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchCreateJobs,
@@ -446,6 +464,33 @@ class JobService:
             '/jobline.jobs.v1.JobService/GetJobSnapshot',
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
             jobline_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetJobSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.jobs.v1.JobService/BatchGetJobSnapshots',
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchGetJobSnapshotsRequest.SerializeToString,
+            jobline_dot_jobs_dot_v1_dot_jobs__pb2.BatchGetJobSnapshotsResponse.FromString,
             options,
             channel_credentials,
             insecure,

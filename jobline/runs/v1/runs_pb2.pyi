@@ -403,6 +403,28 @@ class CountActiveRunsResponse(_message.Message):
     count: int
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
+class TriggerJobsRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[TriggerJobRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[TriggerJobRequest, _Mapping]]] = ...) -> None: ...
+
+class TriggerJobsResult(_message.Message):
+    __slots__ = ("run", "error_code", "error_message")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    error_code: int
+    error_message: str
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class TriggerJobsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[TriggerJobsResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[TriggerJobsResult, _Mapping]]] = ...) -> None: ...
+
 class BulkTriggerItem(_message.Message):
     __slots__ = ("payload", "scheduled_at", "priority", "idempotency_key", "tags", "concurrency_key", "metadata")
     class TagsEntry(_message.Message):

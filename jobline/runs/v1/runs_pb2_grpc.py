@@ -151,6 +151,11 @@ class RunServiceStub:
                 request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CountActiveRunsRequest.SerializeToString,
                 response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CountActiveRunsResponse.FromString,
                 _registered_method=True)
+        self.TriggerJobs = channel.unary_unary(
+                '/jobline.runs.v1.RunService/TriggerJobs',
+                request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.TriggerJobsRequest.SerializeToString,
+                response_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.TriggerJobsResponse.FromString,
+                _registered_method=True)
         self.ListRunLogs = channel.unary_unary(
                 '/jobline.runs.v1.RunService/ListRunLogs',
                 request_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.ListRunLogsRequest.SerializeToString,
@@ -353,6 +358,15 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TriggerJobs(self, request, context):
+        """Internal (no HTTP binding): many TriggerJob requests, of any jobs, in one call (the cron scheduler's
+        tick). Each is validated on its own and answered on its own (one refused never fails the others);
+        the runs of all of them are stored in one write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListRunLogs(self, request, context):
         """The run's stdout / stderr / debug output, in sequence order.
         """
@@ -536,6 +550,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.CountActiveRuns,
                     request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CountActiveRunsRequest.FromString,
                     response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.CountActiveRunsResponse.SerializeToString,
+            ),
+            'TriggerJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerJobs,
+                    request_deserializer=jobline_dot_runs_dot_v1_dot_runs__pb2.TriggerJobsRequest.FromString,
+                    response_serializer=jobline_dot_runs_dot_v1_dot_runs__pb2.TriggerJobsResponse.SerializeToString,
             ),
             'ListRunLogs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRunLogs,
@@ -1205,6 +1224,33 @@ class RunService:
             '/jobline.runs.v1.RunService/CountActiveRuns',
             jobline_dot_runs_dot_v1_dot_runs__pb2.CountActiveRunsRequest.SerializeToString,
             jobline_dot_runs_dot_v1_dot_runs__pb2.CountActiveRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobline.runs.v1.RunService/TriggerJobs',
+            jobline_dot_runs_dot_v1_dot_runs__pb2.TriggerJobsRequest.SerializeToString,
+            jobline_dot_runs_dot_v1_dot_runs__pb2.TriggerJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

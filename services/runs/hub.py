@@ -16,8 +16,9 @@ devices streaming here with room, the claim setting each run's device.
 
 Agent messages are handled in batches: every stream's reader hands its messages to one inbox, and
 each drain of it makes one call per kind of change for the whole batch where the store allows it
-(every output chunk of the batch in one insert; accepts and finishes concurrently, so the store's
-group commit writes them together), then sends the acks, once the store has answered. Which output
+(every output chunk of the batch in one insert; every accept in one engine call, one grouped
+compare-and-set; every finish in one engine call, one read of their runs and one grouped update, each
+answered on its own so one failing run fails no other), then sends the acks, once the store has answered. Which output
 is stored is tracked per stream in memory (the database is asked only about runs a stream took over
 from an earlier one, and before a Finished is refused for missing output). Heartbeats never reach
 the database from here: the runs they name are collected in memory for the ticker's one batched

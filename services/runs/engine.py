@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -30,7 +30,7 @@ from .mapping import (chunk_message, event_message, output_message, run_message,
                       subject_word)
 from .peers import Peers
 from .store import (ACTIVE, ON_DEVICE, TERMINAL, UNACCEPTED, IntegrityError, RunRow, RunStore, RunTemplate,
-                    canonical_hash)
+                    Transition, canonical_hash)
 
 log = logging.getLogger(__name__)
 
@@ -803,47 +803,54 @@ class RunEngine:
     # -- an attempt's life ---------------------------------------------------------------
 
     async def accept(self, run_id: str, attempt: int, timeout_secs: int = 0, device_key: str | None = None) -> bool:
-        """The executor started the attempt. With a timeout, the run's lease becomes its execution
-        deadline: timeout_secs plus EXECUTION_SLACK_SECS, after which tick() ends it timed_out even if
-        the executor never reported (an agent that failed to stop it, a call that trickles forever).
-        `device_key`: the device reporting, which must be the run's (a pooled run handed back and taken
-        by another device is no longer the first one's)."""
+        """The executor started the attempt (see `accept_many`)."""
+        return _one((await self.accept_many([(run_id, attempt, timeout_secs, device_key)]))[0])
+
+    async def accept_many(self, accepts: Sequence[tuple[str, int, int, str | None]]) -> list[bool | BaseException]:
+        """Executors started these attempts, (run_id, attempt, timeout_secs, device_key) each: dequeued ->
+        executing, in one write with whatever else is accepted meanwhile. With a timeout, the run's lease
+        becomes its execution deadline: timeout_secs plus EXECUTION_SLACK_SECS, after which tick() ends it
+        timed_out even if the executor never reported (an agent that failed to stop it, a call that trickles
+        forever). `device_key`: the device reporting, which must be the run's (a pooled run handed back and
+        taken by another device is no longer the first one's); None for any. Answers, per attempt, whether
+        it was accepted, or the error it alone hit."""
         now = self.clock.now()
-        deadline = now + timedelta(seconds=timeout_secs + EXECUTION_SLACK_SECS) if timeout_secs > 0 else None
-        return await self.store.transition(
-            run_id, attempt, ("dequeued",), device_key, status="executing", started_at=now, heartbeat_at=now,
-            lease_expires_at=deadline,
-        )
+        changes = await self.store.transition_many([Transition(run_id, attempt, ("dequeued",), dict(
+            status="executing", started_at=now, heartbeat_at=now,
+            lease_expires_at=now + timedelta(seconds=timeout_secs + EXECUTION_SLACK_SECS) if timeout_secs > 0
+            else None), device_key) for run_id, attempt, timeout_secs, device_key in accepts])
+        return [change if isinstance(change, BaseException) else change is not None for change in changes]
 
     async def end_attempt(self, run_id: str, attempt: int, outcome: domain.Outcome,
                           result: dict | None = None, timings: dict[str, int] | None = None,
                           device_key: str | None = None) -> bool:
-        """Records how an attempt ended: final status, or a retry per the job's policy. `device_key`: the
-        device reporting, which must be the run's (see accept)."""
-        row = await self.store.get_any(run_id)
-        if row is None or row.attempt != attempt or row.status not in ON_DEVICE + ("queued",):
-            return False
-        if device_key is not None and row.target_key != device_key:
-            return False
+        """Records how an attempt ended: final status, or a retry per the job's policy (see `end_attempts`).
+        `device_key`: the device reporting, which must be the run's (see accept)."""
+        return _one((await self.end_attempts([Ending(run_id, attempt, outcome, result, timings, device_key)]))[0])
+
+    async def end_attempts(self, endings: Sequence[Ending]) -> list[bool | BaseException]:
+        """Records how these attempts ended, in one write (one read of their runs, one UPDATE per shape of
+        change): for each, its final status, or a retry per its job's policy (domain.after_failure).
+        Answers, per ending, whether it changed its run (False: the run was no longer at that attempt on a
+        device or queued, or no longer the reporting device's), or the error it alone hit; one ending's
+        failure fails no other."""
+        if not endings:
+            return []
         now = self.clock.now()
-        trace = {**_trace(row, now), **(timings or {})}
-        if outcome.status == "completed":
-            step = domain.NextStep("completed")
-        else:
-            step = domain.after_failure(Job.FromString(row.snapshot), outcome, attempt, row.max_attempts, now)
-        values: dict = dict(error=outcome.error, exit_code=outcome.exit_code, trace=trace, lease_owner="",
-                            lease_expires_at=None, result=result)
-        if step.retry_at is not None:
-            values.update(status="delayed", attempt=attempt + 1, scheduled_at=step.retry_at,
-                          next_retry_at=step.retry_at, dequeued_at=None, heartbeat_at=None)
-        else:
-            values.update(status=step.status, finished_at=now, duration_ms=_duration(row, now))
-        changed = await self.store.transition(run_id, attempt, (row.status,), row.target_key, **values)
-        if changed:
-            log.info("run %s attempt %d ended %s -> %s", run_id, attempt, outcome.status, values["status"])
-            if row.limited:  # a concurrency slot is free: runs of this job elsewhere may start
-                self._wake(None)
-        return changed
+        changes = await self.store.end_attempts(endings, lambda row, ending: _ending_values(row, ending, now))
+        answers: list[bool | BaseException] = []
+        limited = False
+        for ending, change in zip(endings, changes):
+            if isinstance(change, BaseException) or change is None:
+                answers.append(change if change is not None else False)
+                continue
+            log.info("run %s attempt %d ended %s -> %s", ending.run_id, ending.attempt, ending.outcome.status,
+                     change.status)
+            limited = limited or change.limited
+            answers.append(True)
+        if limited:  # a concurrency slot is free: runs of this job elsewhere may start
+            self._wake(None)
+        return answers
 
     async def requeue(self, run_id: str, attempt: int, device_key: str | None = None, wake: bool = True) -> bool:
         """Puts a run that was handed out but never accepted back in the queue (a pooled run in its pool),
@@ -869,6 +876,7 @@ class RunEngine:
                 await self.store.promote([row.id for row in ready])
                 self._wake({row.target_key for row in ready})
         await self._advance_waiting(now)
+        silent: list[tuple[RunRow, Ending]] = []
         for row in await self.store.stale(now, now - self.heartbeat_timeout):
             if row.status == "dequeued":
                 await self.requeue(row.id, row.attempt)
@@ -878,7 +886,12 @@ class RunEngine:
                                          "(the executor did not stop it)")
             else:
                 outcome = domain.Outcome("crashed", "heartbeat lost")
-            if await self.end_attempt(row.id, row.attempt, outcome):
+            silent.append((row, Ending(row.id, row.attempt, outcome)))
+        ended = await self.end_attempts([ending for _, ending in silent])
+        for (row, _), answer in zip(silent, ended):
+            if isinstance(answer, BaseException):
+                log.error("run %s: ending its silent attempt %d failed", row.id, row.attempt, exc_info=answer)
+            elif answer:
                 self._stop_where_it_runs(row, force=True)
         if await self.store.any_limited_queued():  # rate-limit windows move with time
             self._wake(None)
@@ -1019,6 +1032,48 @@ def _trace(row: RunRow, now: datetime) -> dict[str, int]:
         "dispatch_ms": ms(row.dequeued_at, row.started_at),
         "total_ms": ms(row.created_at, now),
     }
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How one attempt ended, for `RunEngine.end_attempts`."""
+
+    run_id: str
+    attempt: int
+    outcome: domain.Outcome
+    result: dict | None = None
+    timings: dict[str, int] | None = None
+    device_key: str | None = None  # the device reporting, which must be the run's (see RunEngine.accept)
+
+
+def _ending_values(row: Any, ending: Ending, now: datetime) -> dict[str, Any] | None:
+    """What the end of an attempt changes on its run (None when the run is no longer at that attempt
+    on a device or queued): its final status, or a retry per the job's policy. Pure: it runs on the
+    database writer."""
+    if row.attempt != ending.attempt or row.status not in ON_DEVICE + ("queued",):
+        return None
+    if ending.device_key is not None and row.target_key != ending.device_key:
+        return None
+    outcome = ending.outcome
+    trace = {**_trace(row, now), **(ending.timings or {})}
+    if outcome.status == "completed":
+        step = domain.NextStep("completed")
+    else:
+        step = domain.after_failure(Job.FromString(row.snapshot), outcome, row.attempt, row.max_attempts, now)
+    values: dict[str, Any] = dict(error=outcome.error, exit_code=outcome.exit_code, trace=trace, lease_owner="",
+                                  lease_expires_at=None, result=ending.result)
+    if step.retry_at is not None:
+        values.update(status="delayed", attempt=row.attempt + 1, scheduled_at=step.retry_at,
+                      next_retry_at=step.retry_at, dequeued_at=None, heartbeat_at=None)
+    else:
+        values.update(status=step.status, finished_at=now, duration_ms=_duration(row, now))
+    return values
+
+
+def _one(answer: bool | BaseException) -> bool:
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer
 
 
 def _schema(job: Job) -> dict:

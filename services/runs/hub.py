@@ -16,8 +16,9 @@ devices streaming here with room, the claim setting each run's device.
 
 Agent messages are handled in batches: every stream's reader hands its messages to one inbox, and
 each drain of it makes one call per kind of change for the whole batch where the store allows it
-(every output chunk of the batch in one insert; accepts and finishes concurrently, so the store's
-group commit writes them together), then sends the acks, once the store has answered. Which output
+(every output chunk of the batch in one insert; every accept in one engine call, one grouped
+compare-and-set; every finish in one engine call, one read of their runs and one grouped update, each
+answered on its own so one failing run fails no other), then sends the acks, once the store has answered. Which output
 is stored is tracked per stream in memory (the database is asked only about runs a stream took over
 from an earlier one, and before a Finished is refused for missing output). Heartbeats never reach
 the database from here: the runs they name are collected in memory for the ticker's one batched
@@ -76,7 +77,7 @@ from services.common.errors import InvalidArgument, Unauthenticated
 from services.common.secrets import secret_hash
 
 from . import domain, pools
-from .engine import RunEngine, target_key
+from .engine import Ending, RunEngine, target_key
 from .mapping import timestamp
 from .peers import Peers
 from .store import Queued, RunRow, RunStore
@@ -645,34 +646,58 @@ class AgentHub:
         session.close()
 
     async def _accepted(self, items: list[tuple[AgentSession, agent_pb2.Accept]]) -> None:
+        """Every accept of the batch in one engine call (one write); a run no longer dequeued is canceled."""
         items = self._held(items)
-        results = await asyncio.gather(*(
-            self.engine.accept(a.run.run_id, a.run.attempt, s.timeouts.pop((a.run.run_id, a.run.attempt), 0), s.key)
-            for s, a in items), return_exceptions=True)
+        if not items:
+            return
+        results = await self._all_or_each(self.engine.accept_many, [
+            (a.run.run_id, a.run.attempt, s.timeouts.pop((a.run.run_id, a.run.attempt), 0), s.key)
+            for s, a in items])
         for (session, accept), result in zip(items, results):
             if isinstance(result, BaseException):
                 self._failed(session, "an accept", result)
             elif not result:
                 session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(run=accept.run, force=True)))
 
+    @staticmethod
+    async def _all_or_each(call, items: list) -> list:
+        """call(items) answers one result per item; when the call itself fails, each item gets its error."""
+        try:
+            return await call(items)
+        except Exception as error:  # the write as a whole (its COMMIT) failed: every item did
+            return [error] * len(items)
+
     async def _rejected(self, items: list[tuple[AgentSession, agent_pb2.Reject]]) -> None:
+        """Rejected runs fail (in one engine call for the batch), except those of an agent at capacity."""
+        failing: list[tuple[AgentSession, agent_pb2.Reject]] = []
         for session, reject in self._held(items):
             ref = reject.run
             # The agent counts more runs than the hub does when "at capacity" (it still finishes one the
             # hub forgot): not the run's fault. Back to the queue; the next Finished wakes dispatch again.
-            retry = reject.reason.startswith("at capacity")
+            if not reject.reason.startswith("at capacity"):
+                failing.append((session, reject))
+                continue
             try:
-                if retry:  # not woken: dispatched again at the next Finished or scan, not straight back
-                    await self.engine.requeue(ref.run_id, ref.attempt, session.key, wake=False)
-                else:
-                    await self.engine.end_attempt(ref.run_id, ref.attempt, domain.Outcome(
-                        "failed", f"rejected by the agent: {reject.reason}", retryable=False), device_key=session.key)
+                # not woken: dispatched again at the next Finished or scan, not straight back
+                await self.engine.requeue(ref.run_id, ref.attempt, session.key, wake=False)
             except Exception as error:
                 self._failed(session, "a reject", error)
                 continue
             session.forget((ref.run_id, ref.attempt))
-            if not retry:
-                self.wake([session.key])
+        if not failing:
+            return
+        results = await self._all_or_each(self.engine.end_attempts, [Ending(
+            r.run.run_id, r.run.attempt, domain.Outcome("failed", f"rejected by the agent: {r.reason}",
+                                                        retryable=False), device_key=s.key) for s, r in failing])
+        woken = set()
+        for (session, reject), result in zip(failing, results):
+            if isinstance(result, BaseException):
+                self._failed(session, "a reject", result)
+                continue
+            session.forget((reject.run.run_id, reject.run.attempt))
+            woken.add(session.key)
+        if woken:
+            self.wake(woken)
 
     async def _output(self, items: list[tuple[AgentSession, agent_pb2.OutputChunk]]) -> None:
         """Stores every chunk in one insert, then acks each run's highest contiguous stored sequence."""
@@ -732,9 +757,11 @@ class AgentHub:
                             ref.run_id, ref.attempt, stored + 1, done.last_sequence)
                 session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=ref, sequence=stored)))
                 session.close()
-        results = await asyncio.gather(*(self.engine.end_attempt(d.run.run_id, d.run.attempt, domain.agent_outcome(
-            d.exit_code, d.error, d.timed_out, d.canceled), device_key=s.key) for s, d in complete),
-            return_exceptions=True)
+        if not complete:
+            return
+        results = await self._all_or_each(self.engine.end_attempts, [Ending(
+            d.run.run_id, d.run.attempt, domain.agent_outcome(d.exit_code, d.error, d.timed_out, d.canceled),
+            device_key=s.key) for s, d in complete])
         woken = set()
         for (session, done), result in zip(complete, results):
             if isinstance(result, BaseException):

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, Column, Connection, Index, LargeBinary, and_, case, delete, func, insert,
-                        not_, or_, text, update)
-from sqlalchemy import Row
+from sqlalchemy import (JSON, BigInteger, Column, Connection, Index, LargeBinary, Row, and_, bindparam, case, delete,
+                        func, insert, not_, null, or_, text, update)
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -260,6 +259,15 @@ Queued = Row  # a row of the QUEUED columns
 _CLAIMED = (RunRow.id, RunRow.timeout_secs, RunRow.job_id, RunRow.concurrency_key, RunRow.limited, RunRow.max_concurrency,
             RunRow.max_concurrency_per_key, RunRow.rate_limit_max, RunRow.rate_limit_window_secs,
             RunRow.key_rate_max, RunRow.key_rate_window_secs)
+# What the end of an attempt reads of its run: enough to decide what follows, and to record the change.
+_ENDING = (RunRow.id, RunRow.tenant_id, RunRow.job_id, RunRow.project_id, RunRow.status, RunRow.attempt,
+           RunRow.max_attempts, RunRow.snapshot, RunRow.webhook_url, RunRow.target_key, RunRow.limited,
+           RunRow.created_at, RunRow.scheduled_at, RunRow.dequeued_at, RunRow.started_at, RunRow.pool_key)
+# The end of one attempt, executed for many (the SET clause is the keys of each parameter set): if the run
+# is still at that attempt, in that status, on that target.
+_ENDING_UPDATE = update(RunRow.__table__).where(
+    RunRow.__table__.c.id == bindparam("b_id"), RunRow.__table__.c.attempt == bindparam("b_attempt"),
+    RunRow.__table__.c.status == bindparam("b_status"), RunRow.__table__.c.target_key == bindparam("b_target"))
 _RUN_FIELDS = tuple(RunRow.model_fields)
 _RUN_COLUMNS = tuple("metadata" if name == "metadata_" else name for name in _RUN_FIELDS)
 _run_values = operator.itemgetter(*_RUN_FIELDS)
@@ -287,6 +295,18 @@ class Changed:
     webhook_url: str
     target_key: str
     limited: bool
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One compare-and-set of `RunStore.transition_many`: these values, if the run is still at this
+    attempt in one of those states."""
+
+    run_id: str
+    attempt: int
+    from_statuses: tuple[str, ...]
+    values: dict[str, Any]
+    on_target: str | None = None  # given: only if the run still has that target (see RunStore.transition)
 
 
 @dataclass(frozen=True)
@@ -407,6 +427,128 @@ class RunStore:
             return []
         statement = update(RunRow).where(RunRow.id.in_(list(run_ids)), RunRow.status.in_(list(from_statuses)))
         return await self._update(statement.values(**back_to_pool(values)))
+
+    async def transition_many(self, items: Sequence[Transition]) -> list[Changed | None | BaseException]:
+        """Compare-and-set of many runs (each `transition` alone, in order): for each item, its change,
+        None when the run was no longer at that attempt in one of those states, or the error that item
+        alone hit. Items of every caller of a group commit with the same (attempt, from_statuses, values)
+        are one UPDATE ... WHERE id IN (...); a statement that fails is retried item by item, each in a
+        savepoint of its own, so one bad item fails nobody else."""
+        if not items:
+            return []
+        return await self.db.write_grouped(self._transition_many, list(items))
+
+    def _transition_many(self, conn: Connection, batches: list[list[Transition]]) -> list[list[Any]]:
+        items = [item for batch in batches for item in batch]
+        outcomes: list[Any] = [None] * len(items)
+        groups: dict[tuple, list[int]] = {}
+        for index, item in enumerate(items):
+            try:
+                key = (item.attempt, tuple(item.from_statuses), item.on_target, _frozen(item.values))
+            except TypeError:  # values that do not hash (a dict): a group of its own
+                key = (index,)
+            groups.setdefault(key, []).append(index)
+        for indexes in groups.values():
+            first = items[indexes[0]]
+            run_ids = list(dict.fromkeys(items[i].run_id for i in indexes))
+            statement = (update(RunRow).where(RunRow.id.in_(run_ids), RunRow.attempt == first.attempt,
+                                              RunRow.status.in_(list(first.from_statuses)))
+                         .values(**back_to_pool(first.values)))
+            if first.on_target is not None:
+                statement = statement.where(RunRow.target_key == first.on_target)
+            try:
+                with conn.begin_nested():
+                    changed = {c.id: c for c in self._changes(conn, statement)}
+            except Exception:  # noqa: BLE001 - which item's fault: each alone tells
+                for i in indexes:
+                    outcomes[i] = self._transition_alone(conn, items[i])
+                continue
+            for i in indexes:  # the same run twice: the first changes it, the CAS of the next fails
+                outcomes[i] = changed.pop(items[i].run_id, None)
+        return _per_batch(map(len, batches), outcomes)
+
+    def _transition_alone(self, conn: Connection, item: Transition) -> Changed | None | BaseException:
+        statement = (update(RunRow).where(RunRow.id == item.run_id, RunRow.attempt == item.attempt,
+                                          RunRow.status.in_(list(item.from_statuses)))
+                     .values(**back_to_pool(item.values)))
+        if item.on_target is not None:
+            statement = statement.where(RunRow.target_key == item.on_target)
+        try:
+            with conn.begin_nested():
+                changed = self._changes(conn, statement)
+        except Exception as error:  # noqa: BLE001 - this item's
+            return error
+        return changed[0] if changed else None
+
+    async def end_attempts(self, items: Sequence[Any], decide: Callable[[Any, Any], dict[str, Any] | None]
+                           ) -> list[Changed | None | BaseException]:
+        """The end of many attempts, in one write: one read of all their runs (locked on PostgreSQL, under
+        the write lock on SQLite, so nothing changes them in between), `decide(row, item)` (pure, called
+        on the writer) gives each run's new values (None: not applicable), then one UPDATE per shape of
+        values for all of them (executemany), and their events and webhook deliveries. Each item needs
+        `run_id` and `attempt`; `row` has the columns of `_ENDING`. Answers, per item, its change, None
+        (the run was not at that attempt, or decide said None), or the error that item alone hit. The same
+        run twice: the first item decides it, the next sees it changed (as one `end_attempt` after the other)."""
+        if not items:
+            return []
+        return await self.db.write_grouped(self._end_attempts, (list(items), decide))
+
+    def _end_attempts(self, conn: Connection, batches: list[tuple[list[Any], Callable]]) -> list[list[Any]]:
+        items = [(item, decide) for batch, decide in batches for item in batch]
+        run_ids = sorted({item.run_id for item, _ in items})
+        query = core_select(*_ENDING).where(RunRow.id.in_(run_ids)).order_by(RunRow.id)
+        if self.db.is_postgres:
+            query = query.with_for_update()
+        rows = {row.id: row for row in conn.execute(query)}
+        outcomes: list[Any] = [None] * len(items)
+        planned: list[tuple[int, dict[str, Any], Changed]] = []
+        taken: set[str] = set()
+        for index, (item, decide) in enumerate(items):
+            row = rows.get(item.run_id)
+            if row is None or item.run_id in taken:
+                continue
+            try:
+                values = decide(row, item)
+            except Exception as error:  # noqa: BLE001 - this item's
+                outcomes[index] = error
+                continue
+            if values is None:
+                continue
+            if row.pool_key and values.get("status") in NOT_STARTED and "target_key" not in values:
+                values = dict(values, target_key=row.pool_key, device_id="")  # back to its pool (back_to_pool)
+            taken.add(item.run_id)
+            planned.append((index, values, Changed(
+                row.id, row.tenant_id, row.job_id, row.project_id, values.get("status", row.status),
+                values.get("attempt", row.attempt), values.get("result"), values.get("error", ""),
+                row.webhook_url, values.get("target_key", row.target_key), row.limited)))
+        if not planned:
+            return _per_batch((len(batch) for batch, _ in batches), outcomes)
+        try:
+            with conn.begin_nested():
+                shapes: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+                for index, values, _changed in planned:
+                    row = rows[items[index][0].run_id]
+                    params = dict(values, b_id=row.id, b_attempt=row.attempt, b_status=row.status,
+                                  b_target=row.target_key)
+                    if "result" in params and params["result"] is None:
+                        del params["result"]  # SQL NULL, as values(result=None) writes it (a parameter: JSON null)
+                        shapes.setdefault((True, *params), []).append(params)
+                    else:
+                        shapes.setdefault((False, *params), []).append(params)
+                for (null_result, *_keys), params in shapes.items():
+                    statement = _ENDING_UPDATE.values(result=null()) if null_result else _ENDING_UPDATE
+                    result = conn.execute(statement, params)
+                    if conn.dialect.supports_sane_multi_rowcount and result.rowcount not in (-1, len(params)):
+                        raise RuntimeError(f"{len(params) - result.rowcount} of {len(params)} runs moved meanwhile")
+                self._record(conn, [changed for _, _, changed in planned])
+            for index, _values, changed in planned:
+                outcomes[index] = changed
+        except Exception:  # noqa: BLE001 - which item's fault: each alone tells
+            for index, values, _changed in planned:
+                row = rows[items[index][0].run_id]
+                outcomes[index] = self._transition_alone(conn, Transition(row.id, row.attempt, (row.status,), values,
+                                                                          row.target_key))
+        return _per_batch((len(batch) for batch, _ in batches), outcomes)
 
     async def reset_idempotency_key(self, tenant_id: str, run_id: str) -> bool:
         statement = update(RunRow).where(RunRow.tenant_id == tenant_id, RunRow.id == run_id).values(idempotency_key="")
@@ -1024,6 +1166,22 @@ _changed_values = operator.itemgetter("id", "tenant_id", "job_id", "project_id",
                                       "webhook_url", "target_key", "limited")
 
 
+def _frozen(values: dict[str, Any]) -> tuple:
+    """Values as a key (TypeError for values that do not hash)."""
+    key = tuple(sorted(values.items()))
+    hash(key)
+    return key
+
+
+def _per_batch(sizes: Iterable[int], outcomes: list[Any]) -> list[list[Any]]:
+    """The outcomes of a grouped write's flattened items, split back per submitter (in order)."""
+    answers, start = [], 0
+    for size in sizes:
+        answers.append(outcomes[start:start + size])
+        start += size
+    return answers
+
+
 def _sqlite_json_value(value: Any) -> Any:
     if isinstance(value, bool):
         return 1 if value else 0
@@ -1033,4 +1191,5 @@ def _sqlite_json_value(value: Any) -> Any:
 
 
 __all__ = ["ACTIVE", "NOT_STARTED", "UNACCEPTED", "ON_DEVICE", "TERMINAL", "RunRow", "LogChunkRow",
-           "RunEventRow", "WebhookDeliveryRow", "CounterRow", "RunStore", "Changed", "IntegrityError", "canonical_hash"]
+           "RunEventRow", "WebhookDeliveryRow", "CounterRow", "RunStore", "Changed", "Transition", "IntegrityError",
+           "canonical_hash"]

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+from sqlalchemy import update
 
 from jobline.devices.v1 import devices_pb2
 from jobline.jobs.v1 import jobs_pb2
 from jobline.runs.v1 import agent_pb2, runs_pb2
 from services.runs import hub as hub_module
+from services.runs.store import RunRow
 
 from .test_hub import Agent
 from .test_runs_service import ADMIN_CALL, Platform, platform, trigger  # noqa: F401
@@ -45,7 +47,7 @@ async def test_output_of_many_streams_is_stored_in_one_call_and_acked_after_it(p
     store = platform.service.store
     store.add_chunks = counted(stored, store.add_chunks)
     hub = platform.service.hub
-    accept, handle_batch = platform.service.engine.accept, hub.handle_batch
+    accept, handle_batch = platform.service.engine.accept_many, hub.handle_batch
     batches: list[int] = []
 
     async def recorded(batch):
@@ -56,12 +58,12 @@ async def test_output_of_many_streams_is_stored_in_one_call_and_acked_after_it(p
         async with asyncio.timeout(5):
             while batches[0] + len(hub._inbox) < 3 * 20:
                 await asyncio.sleep(0.01)
-        platform.service.engine.accept = accept
+        platform.service.engine.accept_many = accept
         return await accept(*args)
 
     hub.handle_batch = recorded
 
-    platform.service.engine.accept = first_accept_waits_for_every_stream
+    platform.service.engine.accept_many = first_accept_waits_for_every_stream
     await trigger(platform, job.id)
     refs = [(await agent.receive("assign")).assign.run for agent in agents]
     for agent, ref in zip(agents, refs):
@@ -218,4 +220,42 @@ async def test_presence_goes_in_calls_of_presence_batch_each_renewing_the_lease(
                                                 metadata=ADMIN_CALL)
     assert len(listed.devices) == 10
     for agent in agents:
+        agent.close()
+
+
+async def test_runs_finishing_in_one_drain_end_in_one_call_and_one_failure_fails_no_other(platform: Platform) -> None:
+    credentials = await devices(platform, 4)
+    agents = {d: Agent(platform, agent_pb2.Hello(device_id=d, credential=c)) for d, c in credentials.items()}
+    await asyncio.gather(*(agent.receive("welcome") for agent in agents.values()))
+    job = await platform.jobs.CreateJob(jobs_pb2.CreateJobRequest(job=jobs_pb2.Job(
+        project_id="default", name="all", slug="all", command="true", max_attempts=2,
+        targets=devices_pb2.DeviceTargets(group="fleet"))), metadata=ADMIN_CALL)
+    await trigger(platform, job.id)
+    refs = {d: (await agent.receive("assign")).assign.run for d, agent in agents.items()}
+    for d, agent in agents.items():
+        agent.send(accept=agent_pb2.Accept(run=refs[d]))
+    for ref in refs.values():
+        async with asyncio.timeout(5):
+            while (await platform.run(ref.run_id)).status != runs_pb2.RUN_STATUS_EXECUTING:
+                await asyncio.sleep(0.01)
+    store, hub, engine = platform.service.store, platform.service.hub, platform.service.engine
+    broken = refs["d2"].run_id  # its job snapshot no longer parses: deciding its retry fails
+    await store.db.write(lambda conn: conn.execute(update(RunRow).where(RunRow.id == broken)
+                                                   .values(snapshot=b"\xff\xff")))
+    calls: list = []
+    engine.end_attempts = counted(calls, engine.end_attempts)
+    sessions = {s.device_id: s for s in hub.sessions.values()}
+    exit_codes = {"d0": 0, "d1": 1, "d2": 1, "d3": 0}
+    await hub.handle_batch([(sessions[d], agent_pb2.AgentMessage(finished=agent_pb2.Finished(
+        run=refs[d], exit_code=exit_codes[d]))) for d in agents])
+    assert [len(endings) for endings, in calls] == [4]  # one engine call (one write) for the drain
+    for d in ("d0", "d1", "d3"):
+        assert (await agents[d].receive("ack")).ack == agent_pb2.Ack(run=refs[d], finished=True)
+    assert await asyncio.wait_for(agents["d2"].call.read(), 5) is grpc.aio.EOF  # it reconnects and resends
+    runs = {d: await platform.run(ref.run_id) for d, ref in refs.items()}
+    assert [runs[d].status for d in ("d0", "d1", "d2", "d3")] == [
+        runs_pb2.RUN_STATUS_COMPLETED, runs_pb2.RUN_STATUS_DELAYED, runs_pb2.RUN_STATUS_EXECUTING,
+        runs_pb2.RUN_STATUS_COMPLETED]
+    assert runs["d1"].attempt == 2  # retried per the job's policy
+    for agent in agents.values():
         agent.close()

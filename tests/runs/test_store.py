@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.common.clock import as_utc
 from services.common.db import Database
-from services.runs.store import TABLES, IntegrityError, RunRow, RunStore
+from services.runs.store import TABLES, Changed, IntegrityError, RunRow, RunStore, Transition
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -162,3 +163,79 @@ async def test_every_column_of_inserted_runs_round_trips(store: RunStore) -> Non
         assert stored.model_dump() == row.model_dump()
         events = await store.events("t1", row.id)
         assert [(e.type, e.data) for e in events] == [("run.created", {"status": row.status, "attempt": row.attempt})]
+
+
+async def test_many_transitions_are_compare_and_set_each_and_one_bad_item_fails_alone(store: RunStore) -> None:
+    rows = [run(status="dequeued") for _ in range(4)]
+    rows[3].attempt = 2
+    await store.insert_runs(rows)
+    executing = dict(status="executing", started_at=NOW)
+    bad = dict(status="executing", no_such_column=1)  # this item's statement fails
+    first, second = await asyncio.gather(
+        store.transition_many([Transition(rows[0].id, 1, ("dequeued",), executing),
+                               Transition(rows[1].id, 1, ("dequeued",), executing),
+                               Transition(rows[0].id, 1, ("dequeued",), executing),  # again: moved already
+                               Transition(rows[3].id, 1, ("dequeued",), executing)]),  # another attempt
+        store.transition_many([Transition(rows[2].id, 1, ("dequeued",), bad)]))
+    assert [c.id if c else c for c in first] == [rows[0].id, rows[1].id, None, None]
+    assert first[0].status == "executing" and isinstance(second[0], BaseException)
+    statuses = {r.id: r.status for r in await store.get_many("t1", [r.id for r in rows])}
+    assert [statuses[r.id] for r in rows] == ["executing", "executing", "dequeued", "dequeued"]
+    assert [e.type for e in await store.events("t1", rows[0].id)] == ["run.created", "run.executing"]
+
+
+@dataclass
+class End:
+    run_id: str
+    attempt: int
+    status: str
+    result: object = None
+
+
+def ended(row, end: End):
+    if row.attempt != end.attempt or row.status not in ("dequeued", "executing"):
+        return None
+    if end.status == "raise":
+        raise ValueError("this one cannot be decided")
+    values = dict(status=end.status, error="", trace={"n": row.attempt}, result=end.result, finished_at=NOW)
+    if end.status == "delayed":  # a retry: the next attempt
+        values = dict(status="delayed", attempt=row.attempt + 1, scheduled_at=NOW, error="again", trace={},
+                      result=None)
+    return values
+
+
+async def test_attempts_end_in_one_write_each_on_its_own(store: RunStore) -> None:
+    rows = [run(status="executing", webhook_url="http://hook" if i == 0 else "") for i in range(6)]
+    await store.insert_runs(rows)
+    a, b, c, d, e, f = (r.id for r in rows)
+    writes = store.db.writer.batches
+    answers = await store.end_attempts([End(a, 1, "completed", {"ok": True}), End(b, 1, "failed"),
+                                        End(c, 1, "delayed"), End(d, 1, "raise"), End(a, 1, "failed"),
+                                        End(e, 2, "completed")], ended)
+    assert store.db.writer.batches == writes + 1
+    assert [x.status if isinstance(x, Changed) else x for x in answers[:3]] == ["completed", "failed", "delayed"]
+    assert isinstance(answers[3], ValueError) and answers[4:] == [None, None]
+    got = {r.id: r for r in await store.get_many("t1", [r.id for r in rows])}
+    assert [got[x].status for x in (a, b, c, d, e)] == ["completed", "failed", "delayed", "executing", "executing"]
+    assert got[a].result == {"ok": True} and got[b].result is None and got[a].trace == {"n": 1}
+    assert (got[c].attempt, answers[2].attempt) == (2, 2)
+    assert [e.type for e in await store.events("t1", a)] == ["run.created", "run.completed"]
+    assert len(await store.deliveries(a)) == 1 and await store.deliveries(b) == []
+    # a value the database cannot take fails that ending alone (the rest are written one by one)
+    answers = await store.end_attempts([End(e, 1, "completed", {"bad": {1, 2}}), End(f, 1, "completed")], ended)
+    assert isinstance(answers[0], BaseException) and answers[1].status == "completed"
+    got = {r.id: r for r in await store.get_many("t1", [e, f])}
+    assert (got[e].status, got[f].status) == ("executing", "completed")
+    assert [e.type for e in await store.events("t1", f)] == ["run.created", "run.completed"]
+
+
+async def test_many_transitions_and_endings_keep_to_the_target_and_a_retry_returns_to_its_pool(store: RunStore) -> None:
+    pooled = run(status="executing", target="t1/d2", pool_key="t1/pool:g")
+    other = run(status="dequeued", target="t1/d3")
+    await store.insert_runs([pooled, other])
+    moved = await store.transition_many([Transition(other.id, 1, ("dequeued",), dict(status="executing"), "t1/d9")])
+    assert moved == [None]  # another device's report
+    answers = await store.end_attempts([End(pooled.id, 1, "delayed")], ended)
+    assert answers[0].status == "delayed" and answers[0].target_key == "t1/pool:g"
+    row = (await store.get_many("t1", [pooled.id]))[0]
+    assert (row.status, row.attempt, row.target_key, row.device_id) == ("delayed", 2, "t1/pool:g", "")

@@ -53,13 +53,18 @@ EVENT_LEVELS = {"failed": "error", "timed_out": "error", "crashed": "error", "sy
 class RunRow(SQLModel, table=True):
     __tablename__ = "runs_runs"
     __table_args__ = (
-        Index("ix_runs_queue", "status", "target_key", "priority", "created_at"),
+        # In the order dispatch takes them (most urgent, then oldest): a long queue is read, not sorted.
+        Index("ix_runs_queue", "status", "target_key", text("priority DESC"), "created_at"),
         Index("ix_runs_tenant_created", "tenant_id", "created_at"),
         Index("ix_runs_invocation", "invocation_id"),
         Index("ix_runs_due", "status", "scheduled_at"),
-        # Only pooled runs (few): which pools have queued runs.
+        # Partial, so small: which pools have queued runs; the runs with a TTL; the flow-limited runs
+        # (what the ticker looks at every second without reading the whole queue).
         Index("ix_runs_pools", "status", "pool_key", sqlite_where=text("pool_key != ''"),
               postgresql_where=text("pool_key != ''")),
+        Index("ix_runs_expiry", "status", "expires_at", sqlite_where=text("expires_at IS NOT NULL"),
+              postgresql_where=text("expires_at IS NOT NULL")),
+        Index("ix_runs_limited", "status", sqlite_where=text("limited = 1"), postgresql_where=text("limited")),
         Index("ix_runs_job_created", "job_id", "created_at"),
         Index("ix_runs_parent", "parent_run_id"),
         Index("ix_runs_lineage", "root_run_id"),
@@ -857,8 +862,7 @@ class RunStore:
 
     async def queued_pools(self) -> list[str]:
         """The pools with queued runs (from the small index of pooled runs)."""
-        query = select(RunRow.target_key).where(RunRow.pool_key != "", RunRow.status == "queued",
-                                                RunRow.target_key == RunRow.pool_key).distinct()
+        query = select(RunRow.pool_key).where(RunRow.pool_key != "", RunRow.status == "queued").distinct()
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
 
@@ -910,7 +914,8 @@ class RunStore:
 
     async def expire(self, now: datetime, limit: int = 1000) -> list[Changed]:
         """Runs past their expires_at that never started become expired."""
-        ids = select(RunRow.id).where(RunRow.status.in_(NOT_STARTED), RunRow.expires_at < now).limit(limit)
+        ids = select(RunRow.id).where(RunRow.expires_at.is_not(None), RunRow.expires_at < now,
+                                      RunRow.status.in_(NOT_STARTED)).limit(limit)
         statement = (update(RunRow).where(RunRow.id.in_(ids.scalar_subquery()), RunRow.status.in_(NOT_STARTED))
                      .values(status="expired", finished_at=now, error="expired before it started"))
         return await self._update(statement)

@@ -2,7 +2,7 @@
 
 The same engine as device runs: claimed from the queue straight into executing (the claim
 is the start: its lease is the execution deadline), ended with an Outcome that the retry
-policy reads. Any 2xx is success and its JSON body the
+policy reads (the endings of calls that finish meanwhile are written together). Any 2xx is success and its JSON body the
 result; a 4xx is final; timeouts, connection errors and 5xx are transient (they use
 fallback_endpoint_url when the job has one, then the retry policy)."""
 
@@ -21,7 +21,7 @@ from services.common.clock import Clock
 
 from .domain import Outcome
 from .endpoint_client import Answer, EndpointClient, EndpointError
-from .engine import EXECUTION_SLACK_SECS, RunEngine
+from .engine import EXECUTION_SLACK_SECS, Ending, RunEngine
 from .store import Queued, RunRow, RunStore
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,10 @@ class HttpExecutor:
         self.client = client or EndpointClient(max_idle_per_origin=concurrency, max_body_bytes=MAX_RESULT_BYTES)
         self._running: dict[str, asyncio.Task] = {}
         self._wakeup = asyncio.Event()
+        # Calls that ended, waiting for the next write of endings (one engine.end_attempts for all of them).
+        self._endings: list[tuple[Ending, asyncio.Future[None]]] = []
+        self._ended = asyncio.Event()
+        self._writer: asyncio.Task | None = None
         engine.dispatchers.append(self)
 
     def wake(self, target_keys: Iterable[str] | None = None) -> None:
@@ -89,7 +93,32 @@ class HttpExecutor:
         outcome, result, timings = await self._call(job.endpoint_url, job, row)
         if outcome.retryable and outcome.status != "completed" and job.fallback_endpoint_url:
             outcome, result, timings = await self._call(job.fallback_endpoint_url, job, row)
-        await self.engine.end_attempt(row.id, row.attempt, outcome, result=result, timings=timings)
+        await self._end(Ending(row.id, row.attempt, outcome, result, timings))
+
+    async def _end(self, ending: Ending) -> None:
+        """Records how a call ended together with every other call that ended meanwhile; returns once it is
+        stored (the run holds its slot until then)."""
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._endings.append((ending, stored))
+        self._ended.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_endings())
+        await stored
+
+    async def _write_endings(self) -> None:
+        while True:
+            await self._ended.wait()
+            self._ended.clear()
+            batch, self._endings = self._endings, []
+            try:
+                answers = await self.engine.end_attempts([ending for ending, _ in batch])
+            except Exception as error:  # the whole write failed: each run's lease or heartbeat recovers it
+                answers = [error] * len(batch)
+            for (ending, stored), answer in zip(batch, answers):
+                if isinstance(answer, BaseException):
+                    log.error("recording the end of run %s failed", ending.run_id, exc_info=answer)
+                if not stored.done():
+                    stored.set_result(None)
 
     async def _call(self, url: str, job: Job, row: Queued) -> tuple[Outcome, dict | None, dict[str, int]]:
         headers = {"X-Run-ID": row.id, "X-Job-ID": row.job_id, "X-Attempt": str(row.attempt)}

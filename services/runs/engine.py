@@ -21,7 +21,7 @@ from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import runs_pb2
 from services.common.clock import Clock, as_utc
 from services.common.errors import AlreadyExists, Conflict, DomainError, InvalidArgument, NotFound
-from services.common.ids import uuid4_strings
+from services.common.ids import uuid7_string, uuid7_strings
 from services.common.principal import READ, TRIGGER, WRITE, listed_project, reaches_project, require_scope
 from services.common.secrets import SecretBox, new_secrets, secret_box, secret_hash
 
@@ -142,7 +142,7 @@ class RunEngine:
                        scheduled=request.scheduled_at.ToDatetime(tzinfo=UTC) if request.HasField("scheduled_at") else None,
                        idempotency_key=request.idempotency_key, metadata=dict(request.metadata), tags=dict(request.tags),
                        concurrency_key=request.concurrency_key)
-        invocation_id = str(uuid.uuid4())
+        invocation_id = uuid7_string()
         if domain.is_device_job(job):
             template = request.command or job.command  # a handler job's command is the agent's own
             command = domain.render_command(template, domain.inputs_for(job, payload)) if template else ""
@@ -258,8 +258,8 @@ class RunEngine:
             fresh: dict[str, RunRow] = {}
             shared: dict = {}  # what the runs of this call have in common (see _new_run)
             count = sum(len(devices) for devices in targets)
-            names, run_ids, invocation_ids = (iter(domain.run_names(job.slug, "", count)), iter(uuid4_strings(count)),
-                                              iter(uuid4_strings(len(specs))))
+            names, run_ids, invocation_ids = (iter(domain.run_names(job.slug, "", count)), iter(uuid7_strings(count)),
+                                              iter(uuid7_strings(len(specs))))
             tokens = iter(new_secrets("jlrt_", len(specs)))
             for index, spec in enumerate(specs):
                 hit = existing.get(spec.idempotency_key) or fresh.get(spec.idempotency_key)
@@ -331,7 +331,7 @@ class RunEngine:
                 status, scheduled = self._initial_status(job, spec.scheduled, now, bool(deps))
                 common = shared[(spec.scheduled, spec.concurrency_key)] = RunTemplate({
                     **base, **self._limits(job, spec.concurrency_key), "status": status, "scheduled_at": scheduled})
-        run_id = run_id or str(uuid.uuid4())
+        run_id = run_id or uuid7_string()
         values = {
             "id": run_id, "invocation_id": invocation_id, **_target(principal.tenant_id, device_id),
             "priority": spec.priority, "command": command, "payload": spec.payload, "payload_hash": spec.payload_hash,
@@ -750,12 +750,12 @@ class RunEngine:
         now = self.clock.now()
         job = Job.FromString(row.snapshot)
         values = row.model_dump()
-        run_id = str(uuid.uuid4())
+        run_id = uuid7_string()
         if principal is not None:
             values.update(_subject(principal))
         values.update(name=domain.run_names(job.slug, "", 1)[0],
             id=run_id, status="queued", attempt=1, result=None, error="", exit_code=None, trace={},
-            triggered_by="retry", idempotency_key="", batch_id="", run_token_hash="", invocation_id=str(uuid.uuid4()),
+            triggered_by="retry", idempotency_key="", batch_id="", run_token_hash="", invocation_id=uuid7_string(),
             continuation_of=row.id, root_run_id=row.root_run_id or row.id, lineage_depth=row.lineage_depth + 1,
             created_at=now + timedelta(microseconds=index), scheduled_at=now, dequeued_at=None, started_at=None,
             finished_at=None, heartbeat_at=None, next_retry_at=None, lease_owner="", lease_expires_at=None,

@@ -41,6 +41,7 @@ from jobline.runs.v1 import runs_pb2
 from services.common.clock import as_utc
 from services.common.counters import reserve
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.common.ids import uuid7_string
 from services.common.principal import READ, TRIGGER, WRITE, listed_project, reaches_project, require_scope
 from services.devices import query as search
 
@@ -469,7 +470,7 @@ class JobInvocations:
                  recurrence: JobSchedule | None = None, idempotency_key: str = "") -> JobInvocationRow:
         description_format = spec.description_format or default_description_format(job)
         return JobInvocationRow(
-            id=str(uuid.uuid4()), number=0, tenant_id=principal.tenant_id, project_id=job.project_id, job_id=job.id,
+            id=uuid7_string(), number=0, tenant_id=principal.tenant_id, project_id=job.project_id, job_id=job.id,
             job_number=job.number, job_name=job.name, job_category=job.job_template.job_category,
             description=describe(description_format, job, dict(spec.inputs)), description_format=description_format,
             effective_user=spec.effective_user, spec=spec.SerializeToString(), targeting_type=spec.targeting_type,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Sequence
 from datetime import UTC
 from typing import TYPE_CHECKING
@@ -29,6 +28,7 @@ from jobline.auth.v1.auth_pb2 import Principal
 from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import runs_pb2
 from services.common.errors import DomainError, InvalidArgument, NotFound
+from services.common.ids import uuid7_string
 from services.common.principal import TRIGGER, require_scope
 
 from . import domain
@@ -115,7 +115,7 @@ async def trigger_many(engine: RunEngine, principal: Principal,
             log.exception("resolving the devices of job %s failed", job.id)
             outcomes[index] = DomainError("internal error")
             continue
-        invocation_id = str(uuid.uuid4())
+        invocation_id = uuid7_string()
         names = domain.run_names(job.slug, "", len(devices))
         rows_of[index] = [engine._new_run(principal, job, spec, now, position + i, invocation_id=invocation_id,
                                           deps=deps, device_id=device_id, command=command, keyed=i == 0,

@@ -34,7 +34,7 @@ from sqlmodel import Field, SQLModel, select
 from services.common.clock import Clock, as_utc
 from services.common.counters import reserve
 from services.common.db import Database, RowInsert
-from services.common.ids import uuid4_strings
+from services.common.ids import uuid7_strings
 from services.common.secrets import scrub_log
 
 
@@ -364,7 +364,7 @@ class RunStore:
         now = self.clock.now()
         base = time.time_ns()
         data: dict[tuple[str, int], dict[str, Any]] = {}  # one object per (status, attempt): serialized once
-        ids = uuid4_strings(len(changed))
+        ids = uuid7_strings(len(changed))
         events = [(ids[i], c.id, c.tenant_id, event_type or f"run.{c.status}",
                    EVENT_LEVELS.get(c.status, "info"),
                    message or (c.error if c.status in TERMINAL and c.error else f"run {c.status}"),

@@ -417,14 +417,7 @@ class RunStore:
 
     async def transition_rows(self, run_id: str, attempt: int, from_statuses: Iterable[str], /,
                               on_target: str | None = None, **values: Any) -> list[Changed]:
-        statement = (
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.attempt == attempt, RunRow.status.in_(list(from_statuses)))
-            .values(**back_to_pool(values))
-        )
-        if on_target is not None:
-            statement = statement.where(RunRow.target_key == on_target)
-        return await self._update(statement)
+        return await self._update(_compare_and_set([run_id], attempt, from_statuses, values, on_target))
 
     async def set_many(self, run_ids: Sequence[str], from_statuses: Iterable[str], **values: Any) -> list[Changed]:
         """Sets values on every listed run still in one of those states (one statement)."""
@@ -456,11 +449,7 @@ class RunStore:
         for indexes in groups.values():
             first = items[indexes[0]]
             run_ids = list(dict.fromkeys(items[i].run_id for i in indexes))
-            statement = (update(RunRow).where(RunRow.id.in_(run_ids), RunRow.attempt == first.attempt,
-                                              RunRow.status.in_(list(first.from_statuses)))
-                         .values(**back_to_pool(first.values)))
-            if first.on_target is not None:
-                statement = statement.where(RunRow.target_key == first.on_target)
+            statement = _compare_and_set(run_ids, first.attempt, first.from_statuses, first.values, first.on_target)
             try:
                 with conn.begin_nested():
                     changed = {c.id: c for c in self._changes(conn, statement)}
@@ -473,11 +462,7 @@ class RunStore:
         return _per_batch(map(len, batches), outcomes)
 
     def _transition_alone(self, conn: Connection, item: Transition) -> Changed | None | BaseException:
-        statement = (update(RunRow).where(RunRow.id == item.run_id, RunRow.attempt == item.attempt,
-                                          RunRow.status.in_(list(item.from_statuses)))
-                     .values(**back_to_pool(item.values)))
-        if item.on_target is not None:
-            statement = statement.where(RunRow.target_key == item.on_target)
+        statement = _compare_and_set([item.run_id], item.attempt, item.from_statuses, item.values, item.on_target)
         try:
             with conn.begin_nested():
                 changed = self._changes(conn, statement)
@@ -1139,6 +1124,16 @@ def webhook_body(c: Changed, now: datetime) -> str:
         body["error"] = c.error
     body["timestamp"] = now.isoformat().replace("+00:00", "Z")
     return json.dumps(body, separators=(",", ":"))
+
+
+def _compare_and_set(run_ids: Sequence[str], attempt: int, from_statuses: Iterable[str], values: dict[str, Any],
+                     on_target: str | None):
+    """The UPDATE of a status change: these runs, if still at that attempt in one of those states (and, given
+    `on_target`, still with that target), get the values (a pooled run going back to waiting, its pool)."""
+    statement = (update(RunRow).where(RunRow.id.in_(list(run_ids)), RunRow.attempt == attempt,
+                                      RunRow.status.in_(list(from_statuses)))
+                 .values(**back_to_pool(values)))
+    return statement if on_target is None else statement.where(RunRow.target_key == on_target)
 
 
 def back_to_pool(values: dict[str, Any]) -> dict[str, Any]:

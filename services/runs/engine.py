@@ -118,43 +118,21 @@ class RunEngine:
         if request.HasField("job_invocation"):  # an occurrence of a recurring job invocation
             return await self.job_invocations.trigger_occurrence(principal, request)
         job = await self._job_to_run(principal, request)
-        if request.command and not job.command:
-            raise InvalidArgument(f"job {job.id} has no command to override")
-        payload = MessageToDict(request.payload) if request.HasField("payload") else {}
-        domain.validate_payload(_schema(job), payload)
+        payload = self._checked_payload(job, request)
         now = self.clock.now()
         if request.idempotency_key:
             existing = await self.store.by_idempotency_keys(principal.tenant_id, job.id, [request.idempotency_key])
             if request.idempotency_key in existing:
                 return _hit(existing[request.idempotency_key])
-        # A duplicate asks for the same thing: the same payload and, when given, version, command and name.
-        digest = canonical_hash(payload) if not (request.job_version_id or request.command or request.name) else \
-            canonical_hash({"payload": payload, "job_version_id": request.job_version_id, "command": request.command,
-                            "name": request.name})
+        digest = _request_digest(request, payload)
         if job.dedup_window_secs:
             duplicate = await self.store.recent_duplicate(principal.tenant_id, job.id, digest,
                                                           now - timedelta(seconds=job.dedup_window_secs))
             if duplicate is not None:
                 return _hit(duplicate)
         parent = await self._row(principal, request.parent_run_id) if request.parent_run_id else None
-        deps = await self._dependencies(principal, job)
-        spec = RunSpec(payload=payload, payload_hash=digest, priority=request.priority,
-                       scheduled=request.scheduled_at.ToDatetime(tzinfo=UTC) if request.HasField("scheduled_at") else None,
-                       idempotency_key=request.idempotency_key, metadata=dict(request.metadata), tags=dict(request.tags),
-                       concurrency_key=request.concurrency_key)
-        invocation_id = uuid7_string()
-        if domain.is_device_job(job):
-            template = request.command or job.command  # a handler job's command is the agent's own
-            command = domain.render_command(template, domain.inputs_for(job, payload)) if template else ""
-            devices = await self._run_targets(principal, job, list(request.device_ids))
-        else:
-            command, devices = "", [""]
-        names = domain.run_names(job.slug, request.name, len(devices))
-        if request.name:
-            await self._refuse_taken_names(principal, job, names)
-        rows = [self._new_run(principal, job, spec, now, i, invocation_id=invocation_id, deps=deps, parent=parent,
-                              device_id=device_id, command=command, keyed=i == 0, name=names[i])
-                for i, device_id in enumerate(devices)]
+        rows = await self._new_runs(principal, request, job, payload, digest, now, parent)
+        names = [row.name for row in rows]
         if request.dry_run:
             return run_message(rows[0])
         for attempt in range(NAME_ATTEMPTS):
@@ -177,6 +155,37 @@ class RunEngine:
                         row.name = domain.run_names(job.slug, "", 1)[0]
         self._wake({row.target_key for row in rows if row.status == "queued"})
         return run_message(rows[0])
+
+    def _checked_payload(self, job: Job, request: runs_pb2.TriggerJobRequest) -> dict:
+        """The trigger's payload, refused when the job's payload_schema does not take it (or when the
+        trigger overrides a command the job has not)."""
+        if request.command and not job.command:
+            raise InvalidArgument(f"job {job.id} has no command to override")
+        payload = MessageToDict(request.payload) if request.HasField("payload") else {}
+        domain.validate_payload(_schema(job), payload)
+        return payload
+
+    async def _new_runs(self, principal: Principal, request: runs_pb2.TriggerJobRequest, job: Job, payload: dict,
+                        digest: str, now: datetime, parent: RunRow | None = None) -> list[RunRow]:
+        """A trigger's runs, not stored yet: one per target device (one for an endpoint job), one invocation."""
+        deps = await self._dependencies(principal, job)
+        spec = RunSpec(payload=payload, payload_hash=digest, priority=request.priority,
+                       scheduled=request.scheduled_at.ToDatetime(tzinfo=UTC) if request.HasField("scheduled_at") else None,
+                       idempotency_key=request.idempotency_key, metadata=dict(request.metadata), tags=dict(request.tags),
+                       concurrency_key=request.concurrency_key)
+        invocation_id = uuid7_string()
+        if domain.is_device_job(job):
+            template = request.command or job.command  # a handler job's command is the agent's own
+            command = domain.render_command(template, domain.inputs_for(job, payload)) if template else ""
+            devices = await self._run_targets(principal, job, list(request.device_ids))
+        else:
+            command, devices = "", [""]
+        names = domain.run_names(job.slug, request.name, len(devices))
+        if request.name:
+            await self._refuse_taken_names(principal, job, names)
+        return [self._new_run(principal, job, spec, now, i, invocation_id=invocation_id, deps=deps, parent=parent,
+                              device_id=device_id, command=command, keyed=i == 0, name=names[i])
+                for i, device_id in enumerate(devices)]
 
     async def trigger_many(self, principal: Principal, requests: list[runs_pb2.TriggerJobRequest]
                            ) -> list[runs_pb2.Run | DomainError]:
@@ -1074,6 +1083,15 @@ def _one(answer: bool | BaseException) -> bool:
     if isinstance(answer, BaseException):
         raise answer
     return answer
+
+
+def _request_digest(request: runs_pb2.TriggerJobRequest, payload: dict) -> str:
+    """What dedup_window_secs compares: a duplicate asks for the same thing, the same payload and, when
+    given, version, command and name."""
+    if not (request.job_version_id or request.command or request.name):
+        return canonical_hash(payload)
+    return canonical_hash({"payload": payload, "job_version_id": request.job_version_id, "command": request.command,
+                           "name": request.name})
 
 
 def _schema(job: Job) -> dict:

@@ -1,7 +1,8 @@
 """TriggerJobs: many TriggerJob requests, of any jobs, in one call — the cron scheduler's tick.
 
 One call to the jobs service fetches every job with its dependencies (BatchGetJobSnapshots); each
-request is then validated on its own exactly as TriggerJob would, and the runs of all of them are
+request's runs are then made by TriggerJob's own code (RunEngine._checked_payload, _new_runs), and the
+runs of all of them are
 stored in one insert (`RunStore.insert_runs`, so one group commit). Each request is answered on its
 own: a refusal (job gone or disabled, invalid payload, no target devices) is that request's answer
 and never fails the others.
@@ -19,21 +20,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from google.protobuf.json_format import MessageToDict
-
 from jobline.auth.v1.auth_pb2 import Principal
-from jobline.jobs.v1.jobs_pb2 import Job
+from jobline.jobs.v1.jobs_pb2 import Job, JobDependency
 from jobline.runs.v1 import runs_pb2
 from services.common.errors import DomainError, InvalidArgument, NotFound
-from services.common.ids import uuid7_string
 from services.common.principal import TRIGGER, require_scope
 
-from . import domain
 from .mapping import run_message
-from .store import IntegrityError, RunRow, canonical_hash
+from .store import IntegrityError, RunRow
 
 if TYPE_CHECKING:
     from .engine import RunEngine
@@ -54,8 +51,6 @@ def _common(request: runs_pb2.TriggerJobRequest) -> bool:
 async def trigger_many(engine: RunEngine, principal: Principal,
                        requests: Sequence[runs_pb2.TriggerJobRequest]) -> list[Outcome]:
     """Each request's run (or idempotency hit), or the DomainError that refused it, in request order."""
-    from .engine import RunSpec, _schema  # the engine imports this module lazily, in turn
-
     require_scope(principal, TRIGGER)
     if len(requests) > MAX_REQUESTS:
         raise InvalidArgument(f"at most {MAX_REQUESTS} requests per call")
@@ -63,66 +58,26 @@ async def trigger_many(engine: RunEngine, principal: Principal,
     job_ids = list(dict.fromkeys(r.job_id for r in requests if r.job_id))
     fetched = await engine.peers.jobs_with_dependencies(principal, job_ids) if job_ids else {}
     now = engine.clock.now()
-    batched: list[int] = []  # the requests whose runs go in the one insert
-    rows_of: dict[int, list[RunRow]] = {}
     slow: list[int] = []
-    pending: dict[int, tuple[Job, list[dict], RunSpec, str, asyncio.Future | None]] = {}
+    preparing: dict[int, asyncio.Future[list[RunRow]]] = {}
     for index, request in enumerate(requests):
         found = fetched.get(request.job_id) if fetched is not None else None
         if fetched is None or not _common(request) or (found is not None and found[0].dedup_window_secs):
             slow.append(index)
-            continue
-        try:
-            if found is None:
-                raise NotFound(f"job {request.job_id} not found")
-            job = found[0]
-            if job.HasField("enabled") and not job.enabled:
-                raise InvalidArgument(f"job {job.id} is disabled")
-            if request.command and not job.command:
-                raise InvalidArgument(f"job {job.id} has no command to override")
-            payload = MessageToDict(request.payload) if request.HasField("payload") else {}
-            domain.validate_payload(_schema(job), payload)
-            # As TriggerJob hashes it (a version or a name take its path): with a command, the command too.
-            digest = canonical_hash(payload) if not request.command else canonical_hash(
-                {"payload": payload, "job_version_id": "", "command": request.command, "name": ""})
-            spec = RunSpec(payload=payload, payload_hash=digest, priority=request.priority,
-                           scheduled=request.scheduled_at.ToDatetime(tzinfo=UTC)
-                           if request.HasField("scheduled_at") else None,
-                           idempotency_key=request.idempotency_key, metadata=dict(request.metadata),
-                           tags=dict(request.tags), concurrency_key=request.concurrency_key)
-            deps = await engine._dependencies(principal, job)  # from the cache the batch fetch just filled
-            command = ""
-            targets = None
-            if domain.is_device_job(job):
-                template = request.command or job.command  # a handler job's command is the agent's own
-                command = domain.render_command(template, domain.inputs_for(job, payload)) if template else ""
-                targets = asyncio.ensure_future(engine._run_targets(principal, job, list(request.device_ids)))
-            pending[index] = (job, deps, spec, command, targets)
-        except DomainError as error:
-            outcomes[index] = error
-        except Exception:
-            log.exception("trigger of job %s failed", request.job_id)
-            outcomes[index] = DomainError("internal error")
+        else:
+            preparing[index] = asyncio.ensure_future(_runs_of(engine, principal, request, found, now))
     slow_task = asyncio.ensure_future(_each(engine, principal, requests, slow))  # meanwhile
-    position = 0
-    for index, (job, deps, spec, command, targets) in pending.items():
+    batched: list[int] = []  # the requests whose runs go in the one insert
+    rows_of: dict[int, list[RunRow]] = {}
+    for index, preparation in preparing.items():
         try:
-            devices = await targets if targets is not None else [""]
+            rows_of[index] = await preparation
+            batched.append(index)
         except DomainError as error:
             outcomes[index] = error
-            continue
         except Exception:
-            log.exception("resolving the devices of job %s failed", job.id)
+            log.exception("trigger of job %s failed", requests[index].job_id)
             outcomes[index] = DomainError("internal error")
-            continue
-        invocation_id = uuid7_string()
-        names = domain.run_names(job.slug, "", len(devices))
-        rows_of[index] = [engine._new_run(principal, job, spec, now, position + i, invocation_id=invocation_id,
-                                          deps=deps, device_id=device_id, command=command, keyed=i == 0,
-                                          name=names[i])
-                          for i, device_id in enumerate(devices)]
-        position += len(devices)
-        batched.append(index)
     stored, slowed = await asyncio.gather(_store(engine, principal, requests, batched, rows_of), slow_task,
                                           return_exceptions=True)
     if isinstance(stored, BaseException):  # the insert failed as a whole (not a key or name taken): so does the call
@@ -132,6 +87,21 @@ async def trigger_many(engine: RunEngine, principal: Principal,
     for index, outcome in [*zip(batched, stored, strict=True), *zip(slow, slowed, strict=True)]:
         outcomes[index] = outcome
     return [outcome if outcome is not None else DomainError("not triggered") for outcome in outcomes]
+
+
+async def _runs_of(engine: RunEngine, principal: Principal, request: runs_pb2.TriggerJobRequest,
+                   found: tuple[Job, list[JobDependency]] | None, now: datetime) -> list[RunRow]:
+    """The request's runs as TriggerJob makes them, from the job the batch fetched (its dependencies are in
+    the cache that fetch filled)."""
+    from .engine import _request_digest  # the engine imports this module lazily, in turn
+
+    if found is None:
+        raise NotFound(f"job {request.job_id} not found")
+    job = found[0]
+    if job.HasField("enabled") and not job.enabled:
+        raise InvalidArgument(f"job {job.id} is disabled")
+    payload = engine._checked_payload(job, request)
+    return await engine._new_runs(principal, request, job, payload, _request_digest(request, payload), now)
 
 
 async def _store(engine: RunEngine, principal: Principal, requests: Sequence[runs_pb2.TriggerJobRequest],

@@ -477,6 +477,9 @@ def test_unknown_groups_devices_and_jobs(client: Client, e: httpx.Client, h: dic
     assert_error(e.post("/v3/jobs/create", headers=h, json={"name": "x", "deviceGroupId": elsewhere,
                                                             "deviceId": drone}), 400, "invalid_request",
                  f"device {drone} is not in device group {elsewhere}")
+    # A group with no drone at all (online or not): no drone could ever fly it.
+    assert_error(e.post("/v3/jobs/create", headers=h, json={"name": "x", "deviceGroupId": new_group(client)}),
+                 400, "invalid_request", "the job has no target devices")
     assert e.get("/v3/jobs", headers=h, params={"limit": 1000}).json()["count"] == count  # nothing half-created
     missing = str(uuid.uuid4())
     for response in (e.get(f"/v3/jobs/{missing}", headers=h), e.patch(f"/v3/jobs/{missing}", headers=h, json={}),

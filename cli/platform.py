@@ -5,6 +5,7 @@ Used by `jobline run` and by the end-to-end tests (on free ports, in a scratch d
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,10 +21,34 @@ from services.common.config import DEFAULT_PORTS, SERVICES
 MODULES = {name: f"services.{name}" for name in SERVICES} | {"gateway": "gateway"}
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on, never one this process handed out before, and below the kernel's
+    ephemeral range, so an outgoing connection's local port cannot take it before the server binds it."""
+    high = _ephemeral_low()
+    low = max(1024, high - 12_000)
+    if high - low < 1_000:  # an unusual range: anywhere above the privileged ports
+        low, high = 1024, 65_535
+    while True:
+        port = random.randrange(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default; also below macOS's 49152
 
 
 @dataclass

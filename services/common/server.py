@@ -40,6 +40,9 @@ SERVER_OPTIONS = [
     # Reconnect storms: queue bursts of new streams instead of refusing them.
     ("grpc.server.max_pending_requests", 20_000),
     ("grpc.server.max_pending_requests_hard_limit", 40_000),
+    # A port in use is an error: with gRPC's default SO_REUSEPORT a second server on the same port
+    # (another instance, a test stack picking a port already taken) would silently share its calls.
+    ("grpc.so_reuseport", 0),
 ]
 
 

@@ -282,7 +282,8 @@ class Devices:
         """Explicit ids (in their order, missing ones reported) then the other devices of the group or
         the query, by id; with any_available, one online device of the group / query instead of all
         (up to `pick_count` distinct ones, least recently picked first), or with `pool_members` every
-        device it picks from, online or not, none picked (up to `max_pool_members`, 0: all)."""
+        device it picks from but the named ones, online or not, none picked (up to `max_pool_members`,
+        0: all)."""
         if not 1 <= pick_count <= MAX_PICK_COUNT:
             raise InvalidArgument(f"pick_count must be between 1 and {MAX_PICK_COUNT}")
         ids = list(dict.fromkeys(targets.device_ids))
@@ -312,14 +313,16 @@ class Devices:
             if not targets.group and condition is None:
                 raise InvalidArgument("any_available needs a group, a query or a saved search to pick from")
             rows = await self.store.matching(principal.tenant_id, ids, "") if ids else []
-            if pool_members:
-                picked = await self.store.candidates(principal.tenant_id, targets.group, condition,
-                                                     exclude=[row.id for row in rows], limit=max(0, max_pool_members))
-            else:
-                picked = await self.store.pick_available(principal.tenant_id, targets.group, condition,
-                                                         self.clock.now(), pick_count)
-                if not picked:
-                    raise FailedPrecondition("no device of the targets is online")
+            if pool_members:  # the pool but the named devices (missing named ones are still reported)
+                missing = [i for i in ids if i not in {row.id for row in rows}]
+                pool = await self.store.candidates(principal.tenant_id, targets.group, condition,
+                                                   exclude=[row.id for row in rows], limit=max(0, max_pool_members))
+                return ResolveTargetsResponse(devices=[to_device(row, with_tenant=True) for row in pool],
+                                              missing_device_ids=missing, missing_device_numbers=missing_numbers)
+            picked = await self.store.pick_available(principal.tenant_id, targets.group, condition,
+                                                     self.clock.now(), pick_count)
+            if not picked:
+                raise FailedPrecondition("no device of the targets is online")
             named = {row.id for row in rows}
             rows.extend(row for row in picked if row.id not in named)
         elif ids or targets.group or condition is not None:

@@ -403,12 +403,15 @@ class RunEngine:
                                                              device_numbers=named.device_numbers)) \
             if named.device_ids or named.device_numbers else []
         # The pool must have a device (online or not): its targets are checked now, not left to wait forever.
-        await self._targets(principal, pools.pool_targets(job.targets), pool_members=True)
+        pool = await self.peers.resolve(principal, pools.pool_targets(job.targets), pool_members=True,
+                                        max_pool_members=1)
+        if not pool.devices:
+            raise InvalidArgument("the job has no target devices"
+                                  + (" besides the named ones (they have runs of their own)" if fixed else ""))
         return [*fixed, pools.pool_key(principal.tenant_id, job.targets)]
 
-    async def _targets(self, principal: Principal, targets: DeviceTargets, pool_members: bool = False) -> list[str]:
-        resolved = await self.peers.resolve(principal, targets, pool_members=pool_members,
-                                            max_pool_members=1 if pool_members else 0)
+    async def _targets(self, principal: Principal, targets: DeviceTargets) -> list[str]:
+        resolved = await self.peers.resolve(principal, targets)
         if resolved.missing_device_ids:
             raise NotFound(f"device {resolved.missing_device_ids[0]} not found")
         if not resolved.devices:

@@ -186,8 +186,8 @@ class Outbox:
 class AgentSession:
     """One connected agent: its outbound messages, its capacity and the runs it holds."""
 
-    __slots__ = ("tenant_id", "device_id", "key", "capacity", "held", "timeouts", "output", "credential_sha256",
-                 "checked_revision", "revoked", "closed", "beating", "_outbox")
+    __slots__ = ("tenant_id", "device_id", "key", "capacity", "held", "stopping", "timeouts", "output",
+                 "credential_sha256", "checked_revision", "revoked", "closed", "beating", "_outbox")
 
     def __init__(self, tenant_id: str, device_id: str, capacity: int, credential_sha256: str = "",
                  checked_revision: int = 0) -> None:
@@ -196,6 +196,9 @@ class AgentSession:
         self.key = target_key(tenant_id, device_id)
         self.capacity = max(1, capacity)
         self.held: set[RunKey] = set()
+        # Held runs that are no longer this device's (an Accept refused, a pooled run that went on to another
+        # device): the agent is told to stop them; their output is not the run's, their Finished is only acked.
+        self.stopping: set[RunKey] = set()
         self.timeouts: dict[RunKey, int] = {}  # timeout_secs of the runs assigned and not yet accepted
         self.output: dict[RunKey, StoredOutput] = {}  # held runs whose stored output this stream knows
         self.credential_sha256 = credential_sha256
@@ -219,6 +222,7 @@ class AgentSession:
 
     def forget(self, key: RunKey) -> None:
         self.held.discard(key)
+        self.stopping.discard(key)
         self.timeouts.pop(key, None)
         self.output.pop(key, None)
 
@@ -577,6 +581,8 @@ class AgentHub:
             if row is not None and (row.target_key == session.key
                                     or (row.pool_key and row.tenant_id == session.tenant_id)):
                 session.held.add((run_id, attempt))
+                if row.attempt == attempt and row.target_key != session.key:  # this attempt is another device's now
+                    session.stopping.add((run_id, attempt))
                 session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(
                     run=agent_pb2.RunRef(run_id=run_id, attempt=attempt), force=True)))
 
@@ -656,7 +662,8 @@ class AgentHub:
         for (session, accept), result in zip(items, results):
             if isinstance(result, BaseException):
                 self._failed(session, "an accept", result)
-            elif not result:
+            elif not result:  # canceled, or gone back to the queue (and maybe on to another device)
+                session.stopping.add((accept.run.run_id, accept.run.attempt))
                 session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(run=accept.run, force=True)))
 
     @staticmethod
@@ -701,7 +708,7 @@ class AgentHub:
 
     async def _output(self, items: list[tuple[AgentSession, agent_pb2.OutputChunk]]) -> None:
         """Stores every chunk in one insert, then acks each run's highest contiguous stored sequence."""
-        items = self._held(items)
+        items = [(s, c) for s, c in self._held(items) if (c.run.run_id, c.run.attempt) not in s.stopping]
         if not items:
             return
         now = self.clock.now()
@@ -741,6 +748,11 @@ class AgentHub:
 
     async def _finished(self, items: list[tuple[AgentSession, agent_pb2.Finished]]) -> None:
         items = list({(id(s), f.run.run_id, f.run.attempt): (s, f) for s, f in self._held(items)}.values())
+        for session, done in [(s, f) for s, f in items if (f.run.run_id, f.run.attempt) in s.stopping]:
+            session.forget((done.run.run_id, done.run.attempt))  # stopped: nothing of it is the run's
+            session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=done.run, sequence=done.last_sequence,
+                                                                   finished=True)))
+        items = [(s, f) for s, f in items if (f.run.run_id, f.run.attempt) in s.held]
         short = [(s, f) for s, f in items if f.last_sequence > self._stored(s, f.run)]
         if short:  # what this stream knows is short: the database has the last word
             await self._learn_stored_output((s, (f.run.run_id, f.run.attempt)) for s, f in short)

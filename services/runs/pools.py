@@ -31,7 +31,7 @@ MEMBERS_SECS = 2.0  # how long a pool's membership is reused
 
 
 def pool_key(tenant_id: str, targets: DeviceTargets) -> str:
-    """The pool of these targets' group / query / saved search (named devices are not part of it)."""
+    """The pool of these targets' group / query / saved search (the named devices are not part of it)."""
     digest = hashlib.sha256(pool_targets(targets).SerializeToString(deterministic=True)).hexdigest()[:32]
     return f"{PREFIX}{tenant_id}/{digest}"
 
@@ -47,8 +47,10 @@ def is_pooled(targets: DeviceTargets) -> bool:
 
 def pool_targets(targets: DeviceTargets) -> DeviceTargets:
     """The pool's part of the targets: any available device of the group that matches the query (or the
-    saved search), without the named devices (ResolveTargets with pool_members answers its devices)."""
-    return DeviceTargets(group=targets.group, query=targets.query, query_dialect=targets.query_dialect,
+    saved search) but the named devices, which have runs of their own (ResolveTargets with pool_members
+    answers its devices)."""
+    return DeviceTargets(device_ids=targets.device_ids, device_numbers=targets.device_numbers,
+                         group=targets.group, query=targets.query, query_dialect=targets.query_dialect,
                          saved_search_id=targets.saved_search_id, any_available=True)
 
 

@@ -178,6 +178,34 @@ async def test_a_pool_is_the_group_and_the_query_together_and_must_have_a_device
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_a_named_device_runs_its_own_run_and_never_takes_the_pooled_one(platform: Platform) -> None:
+    named = await connect(platform, "drone-1", await device(platform, "drone-1", "dock"), capacity=2)
+    spare_credential = await device(platform, "drone-2", "dock")
+    job = await platform.jobs.CreateJob(jobs_pb2.CreateJobRequest(job=jobs_pb2.Job(
+        project_id="default", name="both", slug="both", command="echo fly", targets=devices_pb2.DeviceTargets(
+            device_ids=["drone-1"], group="dock", any_available=True))), metadata=ADMIN_CALL)
+    await trigger(platform, job.id)
+    runs = (await platform.runs.ListRuns(runs_pb2.ListRunsRequest(job_id=job.id), metadata=ADMIN_CALL)).runs
+    own = next(r for r in runs if r.device_id == "drone-1")
+    pooled = next(r for r in runs if r.id != own.id)
+    assert len(runs) == 2 and pooled.device_id == ""
+    assert (await assigned(named)).run.run_id == own.id
+    await asyncio.sleep(1.5)  # drone-1 has room for one more, but it is not in the pool: it waits
+    assert (await platform.run(pooled.id)).status == QUEUED
+    spare = await connect(platform, "drone-2", spare_credential)
+    assert (await assigned(spare)).run.run_id == pooled.id
+    named.close()
+    spare.close()
+    # A group whose only device is named has no pool to take the one-of-them run: refused at the trigger.
+    alone = await platform.jobs.CreateJob(jobs_pb2.CreateJobRequest(job=jobs_pb2.Job(
+        project_id="default", name="alone", slug="alone", command="echo fly", targets=devices_pb2.DeviceTargets(
+            device_ids=["drone-1", "drone-2"], group="dock", any_available=True))), metadata=ADMIN_CALL)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await trigger(platform, alone.id)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == "the job has no target devices besides the named ones (they have runs of their own)"
+
+
 async def test_a_device_back_with_a_run_that_went_on_without_it_is_told_to_stop(platform: Platform) -> None:
     x_credential = await device(platform, "drone-x", "dock")
     x = await connect(platform, "drone-x", x_credential)
@@ -197,6 +225,35 @@ async def test_a_device_back_with_a_run_that_went_on_without_it_is_told_to_stop(
     back.close()
 
 
+async def test_a_device_back_with_an_attempt_another_device_took_stops_it_and_its_output_is_dropped(
+        platform: Platform) -> None:
+    x_credential = await device(platform, "drone-x", "dock")
+    x = await connect(platform, "drone-x", x_credential)
+    job = await group_job(platform)
+    run = await trigger(platform, job.id)
+    ref = (await assigned(x)).run
+    x.close()  # gone before accepting: back to the pool at the lease's end, and drone-y takes the same attempt
+    y = await connect(platform, "drone-y", await device(platform, "drone-y", "dock"))
+    platform.clock.advance(31)
+    await platform.service.tick()
+    assert (await assigned(y)).run == ref
+    y.send(accept=agent_pb2.Accept(run=ref))
+    await until(platform, run.id, runs_pb2.RUN_STATUS_EXECUTING)
+    back = ScriptedAgent(platform, x_credential, held=[ref], device_id="drone-x")  # it had started it anyway
+    await back.receive("welcome")
+    assert (await back.receive("cancel")).cancel.run == ref
+    back.send(output=agent_pb2.OutputChunk(run=ref, sequence=1, stream=1, data=b"from x\n"))
+    back.send(finished=agent_pb2.Finished(run=ref, exit_code=0, canceled=True, last_sequence=1))
+    assert (await back.receive("ack")).ack == agent_pb2.Ack(run=ref, sequence=1, finished=True)
+    y.send(output=agent_pb2.OutputChunk(run=ref, sequence=1, stream=1, data=b"from y\n"))
+    y.send(finished=agent_pb2.Finished(run=ref, exit_code=0, last_sequence=1))
+    assert (await until(platform, run.id, runs_pb2.RUN_STATUS_COMPLETED)).device_id == "drone-y"
+    logs = await platform.runs.ListRunLogs(runs_pb2.ListRunLogsRequest(run_id=run.id), metadata=ADMIN_CALL)
+    assert logs.text == "from y\n"
+    back.close()
+    y.close()
+
+
 async def test_an_accept_after_the_run_went_to_another_device_is_refused(platform: Platform) -> None:
     x = await connect(platform, "drone-x", await device(platform, "drone-x", "dock"))
     job = await group_job(platform)
@@ -206,11 +263,22 @@ async def test_an_accept_after_the_run_went_to_another_device_is_refused(platfor
     platform.clock.advance(31)  # drone-x never accepted within the lease: back to the pool, drone-y takes it
     await platform.service.tick()
     assert (await assigned(y)).run == ref
-    x.send(accept=agent_pb2.Accept(run=ref))  # too late: drone-x is told to drop it
+    # Too late: drone-x is told to drop it, and what it sends of that attempt is not the run's (drone-y's
+    # output has the same attempt and sequence numbers).
+    x.send(accept=agent_pb2.Accept(run=ref))
+    x.send(output=agent_pb2.OutputChunk(run=ref, sequence=1, stream=1, data=b"from x\n"))
     assert (await x.receive("cancel")).cancel.run == ref
+    x.send(output=agent_pb2.OutputChunk(run=ref, sequence=2, stream=1, data=b"from x\n"))
+    x.send(finished=agent_pb2.Finished(run=ref, exit_code=0, canceled=True, last_sequence=2))
+    assert (await x.receive("ack")).ack == agent_pb2.Ack(run=ref, sequence=2, finished=True)
     y.send(accept=agent_pb2.Accept(run=ref))
     taken = await until(platform, run.id, runs_pb2.RUN_STATUS_EXECUTING)
     assert taken.device_id == "drone-y"
+    y.send(output=agent_pb2.OutputChunk(run=ref, sequence=1, stream=1, data=b"from y\n"))
+    y.send(finished=agent_pb2.Finished(run=ref, exit_code=0, last_sequence=1))
+    await until(platform, run.id, runs_pb2.RUN_STATUS_COMPLETED)
+    logs = await platform.runs.ListRunLogs(runs_pb2.ListRunLogsRequest(run_id=run.id), metadata=ADMIN_CALL)
+    assert logs.text == "from y\n"
     x.close()
     y.close()
 

@@ -6,7 +6,8 @@ Reads use async sessions.
 
 Every statement that changes a run's status returns the changed rows and, in the same transaction,
 writes one `runs_events` row per change and, for a terminal state of a job with a webhook, one
-`runs_webhook_deliveries` row (sent later by the webhook loop)."""
+`runs_webhook_deliveries` row (sent later by the webhook loop). A new run's first event, run.created,
+is no row: the run row says it (`created_event`), what saves a trigger half the rows it writes."""
 
 from __future__ import annotations
 
@@ -95,6 +96,9 @@ class RunRow(SQLModel, table=True):
     # back to the queue returns it (target_key and device_id say which device took it).
     pool_key: str = Field(default="", max_length=256)
     status: str = Field(max_length=16)
+    # The status the run was stored in (set by RunStore.insert_runs): what its run.created event, which is
+    # no row of its own, says (RunStore.events). "" for runs stored before: their event is a runs_events row.
+    created_status: str = Field(default="", max_length=16)
     attempt: int = 1
     max_attempts: int = 3
     priority: int = 0
@@ -356,8 +360,7 @@ class RunStore:
 
     # -- writing status changes ---------------------------------------------------------------
 
-    def _record(self, conn: Connection, changed: Sequence[Changed], *, event_type: str = "",
-                message: str = "") -> None:
+    def _record(self, conn: Connection, changed: Sequence[Changed], *, message: str = "") -> None:
         """Writes each change's event, and a webhook delivery for each terminal one with a webhook."""
         if not changed:
             return
@@ -365,8 +368,8 @@ class RunStore:
         base = time.time_ns()
         data: dict[tuple[str, int], dict[str, Any]] = {}  # one object per (status, attempt): serialized once
         ids = uuid7_strings(len(changed))
-        events = [(ids[i], c.id, c.tenant_id, event_type or f"run.{c.status}",
-                   EVENT_LEVELS.get(c.status, "info"),
+        events = [(ids[i], c.id, c.tenant_id, f"run.{c.status}",
+                   event_level(c.status),
                    message or (c.error if c.status in TERMINAL and c.error else f"run {c.status}"),
                    data.get((c.status, c.attempt)) or data.setdefault((c.status, c.attempt),
                                                                       {"status": c.status, "attempt": c.attempt}),
@@ -390,7 +393,8 @@ class RunStore:
         return await self.db.write(lambda conn: self._changes(conn, statement, **record))
 
     async def insert_runs(self, runs: Sequence[RunRow], also: Callable[[Connection], None] | None = None) -> None:
-        """Stores new runs and their creation events; `also(connection)` writes whatever belongs with them
+        """Stores new runs (each with the status it is stored in as its `created_status`: its run.created
+        event, see `created_event`); `also(connection)` writes whatever belongs with them
         (a job invocation) in the same transaction, before them. The runs of every insert of a group
         commit go in one INSERT (and their numbers in one reservation)."""
         if runs or also is not None:
@@ -404,9 +408,10 @@ class RunStore:
         if runs:
             first = reserve(conn, CounterRow, RUN_NUMBER, len(runs)) - len(runs) + 1
             for i, run in enumerate(runs):
-                run.__dict__["number"] = first + i  # a new run, in no session: no change to track
+                state = run.__dict__  # a new run, in no session: no change to track
+                state["number"] = first + i
+                state["created_status"] = state["status"]
             _RUN_INSERT.execute(conn, [_row(run) for run in runs])
-            self._record(conn, [_changed(run) for run in runs], event_type="run.created")
         return [None] * len(inserts)
 
     async def transition(self, run_id: str, attempt: int, from_statuses: Iterable[str], /,
@@ -697,13 +702,23 @@ class RunStore:
             return (await session.exec(query)).one()
 
     async def events(self, tenant_id: str, run_id: str, level: str = "", type_: str = "") -> list[RunEventRow]:
+        """The run's events of that level and type (any, for ""), in order: its run.created event first
+        (from the run row, see `created_event`), then the rows of its status changes."""
         query = select(RunEventRow).where(RunEventRow.tenant_id == tenant_id, RunEventRow.run_id == run_id)
         if level:
             query = query.where(RunEventRow.level == level)
         if type_:
             query = query.where(RunEventRow.type == type_)
+        created = core_select(RunRow.created_status, RunRow.created_at).where(RunRow.id == run_id,
+                                                                                RunRow.tenant_id == tenant_id)
         async with self.db.session() as session:
-            return list((await session.exec(query.order_by(RunEventRow.created_at, RunEventRow.seq))).all())
+            run = (await _execute(session, created)).first()
+            events = list((await session.exec(query.order_by(RunEventRow.created_at, RunEventRow.seq))).all())
+        if run is not None and run.created_status:
+            first = created_event(run_id, tenant_id, run.created_status, as_utc(run.created_at))
+            if (not level or first.level == level) and (not type_ or first.type == type_):
+                events.insert(0, first)
+        return events
 
     # -- the queue ----------------------------------------------------------------------------
 
@@ -1154,16 +1169,20 @@ def _row(run: RunRow) -> tuple:
         return tuple(getattr(run, name) for name in _RUN_FIELDS)
 
 
-def _changed(run: RunRow) -> Changed:
-    try:
-        return Changed(*_changed_values(run.__dict__))  # a new run holds every field there
-    except KeyError:
-        return Changed(run.id, run.tenant_id, run.job_id, run.project_id, run.status, run.attempt, run.result,
-                       run.error, run.webhook_url, run.target_key, run.limited)
+def event_level(status: str) -> str:
+    return EVENT_LEVELS.get(status, "info")
 
 
-_changed_values = operator.itemgetter("id", "tenant_id", "job_id", "project_id", "status", "attempt", "result", "error",
-                                      "webhook_url", "target_key", "limited")
+# What names a run's run.created event (stable: the same id every time it is read).
+_CREATED_EVENT_NAMESPACE = uuid.UUID("5b0f4c1e-8a43-4d5e-9a55-6c1f2d7e3a90")
+
+
+def created_event(run_id: str, tenant_id: str, status: str, created_at: datetime) -> RunEventRow:
+    """A run's first event, run.created, as its row was written before the run row alone said it: at the
+    run's creation, with the status it was created in (waiting, delayed or queued; a new run is at attempt 1)."""
+    return RunEventRow(id=str(uuid.uuid5(_CREATED_EVENT_NAMESPACE, run_id)), run_id=run_id, tenant_id=tenant_id,
+                       type="run.created", level=event_level(status), message=f"run {status}",
+                       data={"status": status, "attempt": 1}, created_at=created_at, seq=0)
 
 
 def _frozen(values: dict[str, Any]) -> tuple:

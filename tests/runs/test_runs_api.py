@@ -296,6 +296,42 @@ async def test_a_run_not_started_can_be_rescheduled(platform: Platform) -> None:
                                                       metadata=ADMIN_CALL)) == grpc.StatusCode.ABORTED
 
 
+async def test_a_runs_first_event_says_how_it_was_created_whatever_came_after(platform: Platform) -> None:
+    hold(platform)
+    job = await endpoint_job(platform)
+    later = platform.clock.now() + timedelta(hours=1)
+    queued = await trigger(platform, job.id)
+    delayed = await trigger(platform, job.id, scheduled_at=ts(later))
+    bulk = await platform.runs.BulkTriggerJob(Q.BulkTriggerJobRequest(job_id=job.id, items=[
+        Q.BulkTriggerItem(), Q.BulkTriggerItem(scheduled_at=ts(later))]), metadata=ADMIN_CALL)
+    # then each goes another way: the queued one is put off, the delayed one brought forward
+    await platform.runs.RescheduleRun(Q.RescheduleRunRequest(run_id=queued.id, scheduled_at=ts(later)),
+                                      metadata=ADMIN_CALL)
+    await platform.runs.RescheduleRun(Q.RescheduleRunRequest(run_id=delayed.id,
+                                                             scheduled_at=ts(platform.clock.now())), metadata=ADMIN_CALL)
+    await platform.runs.CancelRun(Q.CancelRunRequest(run_id=bulk.results[0].id), metadata=ADMIN_CALL)
+    replay = await platform.runs.ReplayRun(Q.ReplayRunRequest(run_id=bulk.results[0].id), metadata=ADMIN_CALL)
+    expected = {queued.id: "queued", delayed.id: "delayed", bulk.results[0].id: "queued",
+                bulk.results[1].id: "delayed", replay.id: "queued"}
+    for run_id, status in expected.items():
+        run = await platform.run(run_id)
+        events = (await platform.runs.ListRunEvents(Q.ListRunEventsRequest(run_id=run_id),
+                                                    metadata=ADMIN_CALL)).events
+        first = events[0]
+        assert (first.type, first.level, first.message, dict(first.data)) == (
+            "run.created", "info", f"run {status}", {"status": status, "attempt": 1}), run_id
+        assert first.created_at == run.created_at and first.run_id == run_id and first.id
+        again = await platform.runs.ListRunEvents(Q.ListRunEventsRequest(run_id=run_id, type="run.created",
+                                                                         level="info"), metadata=ADMIN_CALL)
+        assert list(again.events) == [first]
+    canceled = await platform.runs.ListRunEvents(Q.ListRunEventsRequest(run_id=bulk.results[0].id),
+                                                 metadata=ADMIN_CALL)
+    assert [e.type for e in canceled.events] == ["run.created", "run.canceled"]
+    warned = await platform.runs.ListRunEvents(Q.ListRunEventsRequest(run_id=bulk.results[0].id, level="warn"),
+                                               metadata=ADMIN_CALL)
+    assert [e.type for e in warned.events] == ["run.canceled"]
+
+
 # -- 8. listing ---------------------------------------------------------------------------------
 
 
@@ -460,6 +496,8 @@ async def test_a_run_waits_for_its_dependencies(platform: Platform) -> None:
     await platform.service.engine.end_attempt(up.id, 1, domain.Outcome("completed"))
     await platform.service.tick()
     assert (await platform.run(down.id)).status == Q.RUN_STATUS_QUEUED
+    events = (await platform.runs.ListRunEvents(Q.ListRunEventsRequest(run_id=down.id), metadata=ADMIN_CALL)).events
+    assert [(e.type, e.data["status"]) for e in events] == [("run.created", "waiting"), ("run.queued", "queued")]
 
     platform.clock.advance(1)
     blocked = await trigger(platform, downstream.id)

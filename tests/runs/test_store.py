@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, text
+from sqlmodel import select
 
 from services.common.clock import as_utc
 from services.common.db import Database
-from services.runs.store import TABLES, Changed, IntegrityError, RunRow, RunStore, Transition
+from services.runs.store import TABLES, Changed, IntegrityError, RunEventRow, RunRow, RunStore, Transition
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -162,7 +164,7 @@ async def test_every_column_of_inserted_runs_round_trips(store: RunStore) -> Non
         assert stored is not None and stored.number == row.number
         assert stored.model_dump() == row.model_dump()
         events = await store.events("t1", row.id)
-        assert [(e.type, e.data) for e in events] == [("run.created", {"status": row.status, "attempt": row.attempt})]
+        assert [(e.type, e.data) for e in events] == [("run.created", {"status": row.status, "attempt": 1})]
 
 
 async def test_many_transitions_are_compare_and_set_each_and_one_bad_item_fails_alone(store: RunStore) -> None:
@@ -239,3 +241,57 @@ async def test_many_transitions_and_endings_keep_to_the_target_and_a_retry_retur
     assert answers[0].status == "delayed" and answers[0].target_key == "t1/pool:g"
     row = (await store.get_many("t1", [pooled.id]))[0]
     assert (row.status, row.attempt, row.target_key, row.device_id) == ("delayed", 2, "t1/pool:g", "")
+
+
+async def event_rows(store: RunStore) -> int:
+    async with store.db.session() as session:
+        return (await session.exec(select(func.count()).select_from(RunEventRow))).one()
+
+
+async def test_a_new_run_writes_no_event_row_and_its_created_event_comes_from_the_run(store: RunStore) -> None:
+    queued, delayed = run(), run(status="delayed", scheduled_at=NOW + timedelta(hours=1))
+    waiting = run(status="waiting", created_at=NOW + timedelta(microseconds=3))
+    await store.insert_runs([queued, delayed, waiting])
+    assert await event_rows(store) == 0  # the run rows say it
+    for row in (queued, delayed, waiting):
+        (event,) = await store.events("t1", row.id)
+        assert (event.run_id, event.type, event.level, event.message, event.data) == (
+            row.id, "run.created", "info", f"run {row.status}", {"status": row.status, "attempt": 1})
+        assert as_utc(event.created_at) == as_utc(row.created_at)
+        assert (await store.events("t1", row.id))[0].id == event.id  # stable
+    assert len({(await store.events("t1", r.id))[0].id for r in (queued, delayed, waiting)}) == 3
+    assert await store.events("another-tenant", queued.id) == []
+
+    # Whatever happens to the run later, its first event still tells how it was created; filters apply.
+    assert await store.claim([queued.id], "replica-a", NOW, NOW + timedelta(seconds=30))
+    assert await store.end_attempts([End(queued.id, 1, "delayed")], ended)
+    assert await store.transition(queued.id, 2, ("delayed",), status="failed", error="boom")
+    events = await store.events("t1", queued.id)
+    assert [(e.type, e.data["status"]) for e in events] == [
+        ("run.created", "queued"), ("run.dequeued", "dequeued"), ("run.delayed", "delayed"), ("run.failed", "failed")]
+    assert [e.type for e in await store.events("t1", queued.id, level="info")] == [
+        "run.created", "run.dequeued", "run.delayed"]
+    assert [e.type for e in await store.events("t1", queued.id, level="error")] == ["run.failed"]
+    assert [e.type for e in await store.events("t1", queued.id, type_="run.created")] == ["run.created"]
+    assert await store.events("t1", queued.id, type_="run.created", level="error") == []
+    assert [e.type for e in await store.events("t1", queued.id, type_="run.failed")] == ["run.failed"]
+    assert await event_rows(store) == 3
+
+
+async def test_a_run_stored_before_keeps_its_created_event_row_once(store: RunStore) -> None:
+    """A database of an older release: its runs_runs gains created_status ("" in the rows it had), and
+    their run.created events stay the runs_events rows they were written as."""
+    old = run()
+    await store.insert_runs([old])
+    async with store.db.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE runs_runs DROP COLUMN created_status"))
+    assert await store.db.create_tables() == ["add column runs_runs.created_status"]
+    async with store.db.session() as session:
+        session.add(RunEventRow(id="e-old", run_id=old.id, tenant_id="t1", type="run.created", level="info",
+                                message="run queued", data={"status": "queued", "attempt": 1}, created_at=NOW))
+    assert (await store.get("t1", old.id)).created_status == ""
+    assert [(e.id, e.type) for e in await store.events("t1", old.id)] == [("e-old", "run.created")]
+    new = run()
+    await store.insert_runs([new])
+    assert (await store.get("t1", new.id)).created_status == "queued"
+    assert [e.type for e in await store.events("t1", new.id)] == ["run.created"]

@@ -845,6 +845,17 @@ class RunStore:
         self._record(conn, changed)
         return {c.id for c in changed}
 
+    async def insert_claimed_runs(self, runs: Sequence[RunRow], also: Callable[[Connection], None] | None = None
+                                  ) -> None:
+        """`insert_runs` for runs of which some are inserted already claimed (dequeued, leased: see
+        AgentHub.reserve), with the run.dequeued event their claim would have written."""
+        await self.db.write_grouped(self._insert_claimed, (runs, also))
+
+    def _insert_claimed(self, conn: Connection, inserts: list[tuple[Sequence[RunRow], Any]]) -> list[None]:
+        answers = self._insert_many(conn, inserts)
+        self._record(conn, [_changed(run) for batch, _also in inserts for run in batch if run.status == "dequeued"])
+        return answers
+
     async def queued_pools(self) -> list[str]:
         """The pools with queued runs (from the small index of pooled runs)."""
         query = select(RunRow.pool_key).where(RunRow.pool_key != "", RunRow.status == "queued").distinct()

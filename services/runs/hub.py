@@ -90,6 +90,7 @@ RESCAN_SECS = 1.0
 DISPATCH_BATCH = 1000  # devices claimed for in one round
 DISPATCH_CONCURRENCY = 3  # rounds in flight at once
 RESCAN_BATCH = 1000  # devices looked at by one periodic scan
+ON_DEVICE_BATCH = 500  # connecting devices whose runs are read in one query
 CONNECT_WAKE_SECS = 0.05  # devices that connect are woken for dispatch together, this long after the first
 PRESENCE_FLUSH_SECS = 0.2
 PRESENCE_BATCH = 2000  # changes per ReportPresence call: each renews the lease, none runs long
@@ -294,6 +295,9 @@ class AgentHub:
         self._drained: set[str] = set()
         self._wakes_all = 0  # wake(None) calls so far: a read older than the last one marks nothing drained
         self._background: set[asyncio.Task] = set()
+        # Devices connecting whose runs the database is asked about, in one query for all of them.
+        self._on_device_wanted: dict[str, list[asyncio.Future[list[RunRow]]]] = {}
+        self._on_device_reader: asyncio.Task | None = None
         engine.dispatchers.append(self)
 
     # -- dispatch ------------------------------------------------------------------------
@@ -679,7 +683,7 @@ class AgentHub:
 
     async def _reconcile(self, session: AgentSession, held: set[RunKey]) -> None:
         """Matches what the agent says it holds with what the database says is on the device."""
-        on_device = {(r.id, r.attempt): r for r in await self.store.on_device(session.key)}
+        on_device = {(r.id, r.attempt): r for r in await self._on_device(session.key)}
         for key, row in on_device.items():
             if key in held:
                 session.held.add(key)
@@ -701,6 +705,38 @@ class AgentHub:
                     session.stopping.add((run_id, attempt))
                 session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(
                     run=agent_pb2.RunRef(run_id=run_id, attempt=attempt), force=True)))
+
+    async def _on_device(self, key: str) -> list[RunRow]:
+        """The runs on this device as the database has them (store.on_device): the devices that connect
+        while one such read runs are read together by the next (a reconnect storm costs a few queries)."""
+        future: asyncio.Future[list[RunRow]] = asyncio.get_running_loop().create_future()
+        self._on_device_wanted.setdefault(key, []).append(future)
+        if self._on_device_reader is None or self._on_device_reader.done():
+            self._on_device_reader = asyncio.get_running_loop().create_task(self._read_on_device())
+        return await future
+
+    async def _read_on_device(self) -> None:
+        while self._on_device_wanted:
+            await asyncio.sleep(0)  # the connects of this moment join in
+            wanted, self._on_device_wanted = self._on_device_wanted, {}
+            keys = list(wanted)
+            for start in range(0, len(keys), ON_DEVICE_BATCH):
+                batch = keys[start:start + ON_DEVICE_BATCH]
+                try:
+                    rows = await self.store.on_devices(batch)
+                except Exception as error:
+                    for key in batch:
+                        for future in wanted[key]:
+                            if not future.done():
+                                future.set_exception(error)
+                    continue
+                found: dict[str, list[RunRow]] = {}
+                for row in rows:
+                    found.setdefault(row.target_key, []).append(row)
+                for key in batch:
+                    for future in wanted[key]:
+                        if not future.done():
+                            future.set_result(found.get(key, []))
 
     async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage]) -> None:
         """Heartbeats are taken here, in memory; every other message goes to the inbox."""

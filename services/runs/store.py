@@ -956,6 +956,12 @@ class RunStore:
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
 
+    async def on_devices(self, target_keys: Sequence[str]) -> list[RunRow]:
+        """`on_device` of many devices in one query (devices connecting together)."""
+        query = select(RunRow).where(RunRow.status.in_(ON_DEVICE), RunRow.target_key.in_(list(target_keys)))
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
+
     async def touch_heartbeats(self, run_ids: Sequence[str], at: datetime) -> None:
         statement = (
             update(RunRow).where(RunRow.id.in_(list(run_ids)), RunRow.status == "executing").values(heartbeat_at=at)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Column, Connection, Index, LargeBinary, Row, and_, bindparam, case, delete,
-                        func, insert, not_, null, or_, text, update)
+                        func, insert, not_, null, or_, text, tuple_, update)
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -441,15 +441,33 @@ class RunStore:
         outcomes: list[Any] = [None] * len(items)
         groups: dict[tuple, list[int]] = {}
         for index, item in enumerate(items):
-            try:
-                key = (item.attempt, tuple(item.from_statuses), item.on_target, _frozen(item.values))
+            try:  # the runs of many devices in one statement, each checked against its own target
+                key = (item.attempt, tuple(item.from_statuses), item.on_target is None, _frozen(item.values))
             except TypeError:  # values that do not hash (a dict): a group of its own
                 key = (index,)
             groups.setdefault(key, []).append(index)
+        for key, indexes in list(groups.items()):
+            if items[indexes[0]].on_target is not None and len({items[i].run_id for i in indexes}) < len(indexes):
+                # A run twice (reported by two devices): its second item goes in a statement after the first.
+                rounds: list[list[int]] = []
+                seen: dict[str, int] = {}
+                for i in indexes:
+                    turn = seen[items[i].run_id] = seen.get(items[i].run_id, -1) + 1
+                    if turn == len(rounds):
+                        rounds.append([])
+                    rounds[turn].append(i)
+                del groups[key]
+                for turn, round_indexes in enumerate(rounds):
+                    groups[(key, turn)] = round_indexes
         for indexes in groups.values():
             first = items[indexes[0]]
             run_ids = list(dict.fromkeys(items[i].run_id for i in indexes))
-            statement = _compare_and_set(run_ids, first.attempt, first.from_statuses, first.values, first.on_target)
+            targets = {items[i].on_target for i in indexes}
+            statement = _compare_and_set(run_ids, first.attempt, first.from_statuses, first.values,
+                                         first.on_target if len(targets) == 1 else None)
+            if len(targets) > 1:
+                statement = statement.where(tuple_(RunRow.id, RunRow.target_key).in_(
+                    [(items[i].run_id, items[i].on_target) for i in indexes]))
             try:
                 with conn.begin_nested():
                     changed = {c.id: c for c in self._changes(conn, statement)}

@@ -257,3 +257,47 @@ async def test_a_run_claimed_at_insert_is_recovered_by_its_lease_and_by_a_reconn
     assert (await third.receive("ack")).ack.finished
     assert (await platform.run(run.id)).status == runs_pb2.RUN_STATUS_COMPLETED
     third.close()
+
+
+async def test_concurrent_triggers_naming_devices_resolve_them_in_one_call_each_answered_alone(
+        platform: Platform, monkeypatch) -> None:
+    for i in range(6):
+        await device(platform, f"d{i}")
+    job_id = (await job(platform, "d0")).id
+    peers = platform.service.peers
+    calls: list[list[str]] = []
+    first, resolve = asyncio.Event(), peers._resolve
+
+    async def held(principal, targets, *args, **kwargs):
+        calls.append(list(targets.device_ids))
+        if len(calls) == 1:  # the others come while the first call is out
+            await first.wait()
+        return await resolve(principal, targets, *args, **kwargs)
+
+    monkeypatch.setattr(peers, "_resolve", held)
+
+    async def named(*device_ids: str) -> runs_pb2.Run | grpc.aio.AioRpcError:
+        try:
+            return await platform.runs.TriggerJob(runs_pb2.TriggerJobRequest(job_id=job_id, device_ids=device_ids),
+                                                  metadata=ADMIN_CALL)
+        except grpc.aio.AioRpcError as error:
+            return error
+
+    lone = asyncio.create_task(named("d0"))
+    async with asyncio.timeout(5):
+        while not calls:
+            await asyncio.sleep(0.01)
+    together = [asyncio.create_task(named(*ids)) for ids in (("d1", "d2"), ("d3",), ("nope",), ("d4", "d5", "d1"))]
+    async with asyncio.timeout(5):
+        while sum(len(wanted.waiting) for wanted in peers._ids_wanted.values()) < 4:
+            await asyncio.sleep(0.01)
+    first.set()
+    answers = await asyncio.gather(lone, *together)
+    assert len(calls) == 2 and sorted(calls[1]) == ["d1", "d2", "d3", "d4", "d5", "nope"]
+    assert isinstance(answers[3], grpc.aio.AioRpcError) and answers[3].code() == grpc.StatusCode.NOT_FOUND
+    assert "nope" in answers[3].details()
+    ok = [a for i, a in enumerate(answers) if i != 3]
+    invocations = [(await platform.runs.ListRuns(runs_pb2.ListRunsRequest(
+        project_id="default", invocation_id=a.invocation_id), metadata=ADMIN_CALL)).runs for a in ok]
+    assert [sorted(r.device_id for r in runs) for runs in invocations] == [
+        ["d0"], ["d1", "d2"], ["d3"], ["d1", "d4", "d5"]]

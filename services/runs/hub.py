@@ -9,6 +9,14 @@ the devices to look at; they are claimed for DISPATCH_BATCH devices at a time (a
 RESCAN_BATCH devices in turn (every device at least every 10 s with 10,000 streams), so that it
 costs the same with any number of streams.
 
+Claimed at insert (reserve): a new run this replica would dispatch at once anyway (queued now, not
+flow-limited, not pooled, for a device streaming here with room whose queue is drained: its last read
+found nothing more it could take and no wake-up named it since) is inserted already dequeued with this
+replica's lease, the device's room taken synchronously, and assigned when the insert commits: no claim
+round (read, then compare-and-set) after its commit. A failed insert gives the room back. Such a run
+is recovered like any claimed one: its lease, the device's next reconcile. A Finished on a drained
+device costs no read of its queue. Everything else is claimed from the queue as below.
+
 Pools (services/runs/pools.py): a run for any one available device of a group or query is queued on
 its pool's key. Every dispatch round also serves the pools known to have queued runs (named by
 wake-ups, and looked up at every periodic scan): their runs go, most urgent first, to the pool's

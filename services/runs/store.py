@@ -871,7 +871,7 @@ class RunStore:
 
     def _insert_claimed(self, conn: Connection, inserts: list[tuple[Sequence[RunRow], Any]]) -> list[None]:
         answers = self._insert_many(conn, inserts)
-        self._record(conn, [_changed(run) for batch, _also in inserts for run in batch if run.status == "dequeued"])
+        self._record(conn, [c for batch, _also in inserts for c in map(_changed, batch) if c.status == "dequeued"])
         return answers
 
     async def queued_pools(self) -> list[str]:

@@ -178,8 +178,11 @@ class RunEngine:
             for reservation in reserved:
                 reservation.settle(stored)
 
+        def settle_soon(write: asyncio.Future) -> None:  # after the caller resumes: a fan-out's answer
+            asyncio.get_running_loop().call_soon(settle, write)  # does not wait behind its Assigns
+
         write = asyncio.ensure_future(self.store.insert_claimed_runs(rows, also))
-        write.add_done_callback(settle)
+        write.add_done_callback(settle_soon)
         await asyncio.shield(write)
 
     def _checked_payload(self, job: Job, request: runs_pb2.TriggerJobRequest) -> dict:

@@ -72,6 +72,9 @@ class Dispatcher(Protocol):
     def stop_run(self, row: RunRow, force: bool = False) -> None:
         """Stops the run where it executes, if it executes here."""
 
+    # Optional (the agent hub): reserve(rows, now) -> a reservation with settle(stored), or None. It claims,
+    # before they are inserted, the new runs it can hand out as soon as they are stored (see _store_runs).
+
 
 def target_key(tenant_id: str, device_id: str) -> str:
     return f"{tenant_id}/{device_id}"
@@ -137,7 +140,7 @@ class RunEngine:
             return run_message(rows[0])
         for attempt in range(NAME_ATTEMPTS):
             try:
-                await self.store.insert_runs(rows)
+                await self._store_runs(rows)
                 break
             except IntegrityError:  # the same idempotency key or run name, triggered at the same moment
                 if request.idempotency_key:
@@ -155,6 +158,32 @@ class RunEngine:
                         row.name = domain.run_names(job.slug, "", 1)[0]
         self._wake({row.target_key for row in rows if row.status == "queued"})
         return run_message(rows[0])
+
+    async def _store_runs(self, rows: Sequence[RunRow], also: Any = None) -> None:
+        """Inserts new runs (`store.insert_runs`). Those a dispatcher can start at once (the agent hub: a
+        device streaming on this replica with room and nothing queued before them) are inserted already
+        claimed and handed out as soon as the insert commits: no claim round (read and write) after it.
+        When the insert fails they are queued runs again and the room they took is given back. The
+        write is shielded: a caller that goes away mid-write leaves the runs to be handed out (or the
+        room released) when it settles."""
+        now = self.clock.now()
+        reserved = [r for d in self.dispatchers if (reserve := getattr(d, "reserve", None)) is not None
+                    and (r := reserve(rows, now)) is not None]
+        if not reserved:
+            await (self.store.insert_runs(rows) if also is None else self.store.insert_runs(rows, also))
+            return
+
+        def settle(write: asyncio.Future) -> None:
+            stored = not write.cancelled() and write.exception() is None
+            for reservation in reserved:
+                reservation.settle(stored)
+
+        def settle_soon(write: asyncio.Future) -> None:  # after the caller resumes: a fan-out's answer
+            asyncio.get_running_loop().call_soon(settle, write)  # does not wait behind its Assigns
+
+        write = asyncio.ensure_future(self.store.insert_claimed_runs(rows, also))
+        write.add_done_callback(settle_soon)
+        await asyncio.shield(write)
 
     def _checked_payload(self, job: Job, request: runs_pb2.TriggerJobRequest) -> dict:
         """The trigger's payload, refused when the job's payload_schema does not take it (or when the
@@ -290,7 +319,7 @@ class RunEngine:
                             invocation_id=invocation_id)
                 response.created += 1
             try:
-                await self.store.insert_runs(rows)
+                await self._store_runs(rows)
                 break
             except IntegrityError:
                 if attempt:

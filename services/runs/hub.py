@@ -9,6 +9,14 @@ the devices to look at; they are claimed for DISPATCH_BATCH devices at a time (a
 RESCAN_BATCH devices in turn (every device at least every 10 s with 10,000 streams), so that it
 costs the same with any number of streams.
 
+Claimed at insert (reserve): a new run this replica would dispatch at once anyway (queued now, not
+flow-limited, not pooled, for a device streaming here with room whose queue is drained: its last read
+found nothing more it could take and no wake-up named it since) is inserted already dequeued with this
+replica's lease, the device's room taken synchronously, and assigned when the insert commits: no claim
+round (read, then compare-and-set) after its commit. A failed insert gives the room back. Such a run
+is recovered like any claimed one: its lease, the device's next reconcile. A Finished on a drained
+device costs no read of its queue. Everything else is claimed from the queue as below.
+
 Pools (services/runs/pools.py): a run for any one available device of a group or query is queued on
 its pool's key. Every dispatch round also serves the pools known to have queued runs (named by
 wake-ups, and looked up at every periodic scan): their runs go, most urgent first, to the pool's
@@ -64,6 +72,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -89,6 +98,7 @@ RESCAN_SECS = 1.0
 DISPATCH_BATCH = 1000  # devices claimed for in one round
 DISPATCH_CONCURRENCY = 3  # rounds in flight at once
 RESCAN_BATCH = 1000  # devices looked at by one periodic scan
+ON_DEVICE_BATCH = 500  # connecting devices whose runs are read in one query
 CONNECT_WAKE_SECS = 0.05  # devices that connect are woken for dispatch together, this long after the first
 PRESENCE_FLUSH_SECS = 0.2
 PRESENCE_BATCH = 2000  # changes per ReportPresence call: each renews the lease, none runs long
@@ -186,7 +196,7 @@ class Outbox:
 class AgentSession:
     """One connected agent: its outbound messages, its capacity and the runs it holds."""
 
-    __slots__ = ("tenant_id", "device_id", "key", "capacity", "held", "stopping", "timeouts", "output",
+    __slots__ = ("tenant_id", "device_id", "key", "capacity", "held", "reserved", "stopping", "timeouts", "output",
                  "credential_sha256", "checked_revision", "revoked", "closed", "beating", "_outbox")
 
     def __init__(self, tenant_id: str, device_id: str, capacity: int, credential_sha256: str = "",
@@ -196,6 +206,7 @@ class AgentSession:
         self.key = target_key(tenant_id, device_id)
         self.capacity = max(1, capacity)
         self.held: set[RunKey] = set()
+        self.reserved = 0  # runs claimed at their insert (AgentHub.reserve), not committed yet: room taken
         # Held runs that are no longer this device's (an Accept refused, a pooled run that went on to another
         # device): the agent is told to stop them; their output is not the run's, their Finished is only acked.
         self.stopping: set[RunKey] = set()
@@ -210,7 +221,7 @@ class AgentSession:
 
     @property
     def free(self) -> int:
-        return self.capacity - len(self.held)
+        return self.capacity - len(self.held) - self.reserved
 
     def send(self, message: agent_pb2.ServerMessage) -> None:
         self._outbox.put(message)
@@ -229,6 +240,27 @@ class AgentSession:
     async def messages(self) -> AsyncIterator[agent_pb2.ServerMessage]:
         while (message := await self._outbox.get()) is not None:
             yield message
+
+
+class Reservation:
+    """The runs of one insert claimed for devices streaming here (AgentHub.reserve), their room taken
+    until the insert is settled: committed, they are handed out; failed, the room is given back."""
+
+    __slots__ = ("hub", "taken", "settled")
+
+    def __init__(self, hub: AgentHub, taken: list[tuple[RunRow, AgentSession]]) -> None:
+        self.hub = hub
+        self.taken = taken
+        self.settled = False
+
+    def settle(self, stored: bool) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        if stored:
+            self.hub._hand_out_reserved(self.taken)
+        else:
+            self.hub._release_reserved(self.taken)
 
 
 class AgentHub:
@@ -266,6 +298,14 @@ class AgentHub:
         self._members = pools.PoolMembers(self._pool_devices)
         self._pool_turn: dict[str, int] = {}  # device key -> when a pooled run last went to it (a counter)
         self._turns = 0
+        # Devices streaming here whose queue held no run they could take at their last read, and that no
+        # wake-up named since: a new run for one of them with room may be claimed at its insert (reserve).
+        self._drained: set[str] = set()
+        self._wakes_all = 0  # wake(None) calls so far: a read older than the last one marks nothing drained
+        self._background: set[asyncio.Task] = set()
+        # Devices connecting whose runs the database is asked about, in one query for all of them.
+        self._on_device_wanted: dict[str, list[asyncio.Future[list[RunRow]]]] = {}
+        self._on_device_reader: asyncio.Task | None = None
         engine.dispatchers.append(self)
 
     # -- dispatch ------------------------------------------------------------------------
@@ -273,10 +313,13 @@ class AgentHub:
     def wake(self, target_keys: Iterable[str] | None = None) -> None:
         if target_keys is None:
             self._scan_all = True
+            self._drained.clear()
+            self._wakes_all += 1
         else:
             for key in target_keys:
                 if key in self.sessions:
                     self._pending.add(key)
+                    self._drained.discard(key)
                 elif pools.is_pool(key):
                     self._pools.add(key)
         self._wakeup.set()
@@ -320,6 +363,79 @@ class AgentHub:
             except Exception:  # keep dispatching whatever one batch hit
                 log.exception("dispatch failed")
 
+    def _freed(self, keys: Iterable[str]) -> None:
+        """Devices that have room again (a run ended, a reservation was let go): dispatch for those whose
+        queue may hold runs, not for drained ones (their queue is empty), and for the pools."""
+        waiting = [k for k in keys if k not in self._drained]
+        if waiting:
+            self.wake(waiting)
+        elif self._pools:
+            self._wakeup.set()
+
+    # -- claimed at insert ------------------------------------------------------------------
+
+    def reserve(self, rows: Sequence[RunRow], now: datetime) -> Reservation | None:
+        """Claims, before they are inserted, the new runs this replica would dispatch at once anyway: queued
+        now (not delayed, waiting or pooled), not flow-limited, for a device streaming here with room whose
+        queue is drained (no queued run waits for it, so queue order holds). They are inserted dequeued
+        with this replica's lease, and their device's room is taken now (a burst never exceeds a capacity);
+        the Reservation hands them out when the insert commits, or gives the room back when it fails.
+        Answers None when no run qualifies. A run handed out is recovered like any claimed one: by its
+        lease (LEASE_SECS) when its Assign is lost, by the reconcile of the device's next stream."""
+        if not self.sessions:
+            return None
+        taken: list[tuple[RunRow, AgentSession]] = []
+        lease: dict[str, Any] | None = None
+        for row in rows:
+            state = row.__dict__  # a new run holds every field there
+            if state["status"] != "queued":
+                continue
+            key = state["target_key"]
+            session = self.sessions.get(key)
+            if session is None:
+                continue
+            if state["limited"] or key not in self._drained or session.closed or session.free <= 0:
+                self._drained.discard(key)  # this run waits in the device's queue: later ones go behind it
+                continue
+            if lease is None:
+                lease = dict(status="dequeued", lease_owner=self.replica_id, dequeued_at=now,
+                             lease_expires_at=now + timedelta(seconds=LEASE_SECS))
+            state.update(lease)
+            session.reserved += 1
+            taken.append((row, session))
+        return Reservation(self, taken) if taken else None
+
+    def _hand_out_reserved(self, taken: Sequence[tuple[RunRow, AgentSession]]) -> None:
+        """The reserved runs are stored: each goes to its device's stream; those whose stream ended
+        meanwhile go back to the queue."""
+        now = self.clock.now()
+        lost = []
+        for row, session in taken:
+            session.reserved -= 1
+            if self.sessions.get(session.key) is not session or session.closed:
+                lost.append(row)
+            else:
+                self._give(row, session, now)
+        if lost:
+            task = asyncio.get_running_loop().create_task(self._requeue_lost(lost))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _requeue_lost(self, rows: Sequence[RunRow]) -> None:
+        for row in rows:
+            try:
+                await self.engine.requeue(row.id, row.attempt)
+            except Exception:  # its lease runs out: tick() requeues it then
+                log.exception("run %s: putting it back in the queue failed", row.id)
+
+    def _release_reserved(self, taken: Sequence[tuple[RunRow, AgentSession]]) -> None:
+        """The insert failed: the rows are queued runs again (a retried insert may reserve them anew) and
+        their devices' room is given back."""
+        for row, session in taken:
+            row.__dict__.update(status="queued", lease_owner="", lease_expires_at=None, dequeued_at=None)
+            session.reserved -= 1
+        self._freed({session.key for _, session in taken})
+
     def _rescan_slice(self) -> list[str]:
         """The next RESCAN_BATCH devices in turn: each device is looked at least every
         len(sessions) / RESCAN_BATCH periodic scans, at a cost that does not grow with the fleet."""
@@ -354,13 +470,20 @@ class AgentHub:
             sessions = {k: s for k in keys if (s := self.sessions.get(k)) is not None and s.free > 0 and not s.closed}
             if not sessions:
                 return assigned
-            rows = await self.store.queued_for(list(sessions), sum(s.free for s in sessions.values()))
+            limit = sum(s.free for s in sessions.values())
+            wakes_all = self._wakes_all
+            rows = await self.store.queued_for(list(sessions), limit)
             picked: list[Queued] = []
             room = {k: s.free for k, s in sessions.items()}
             for row in rows:
                 if room[row.target_key] > 0:
                     room[row.target_key] -= 1
                     picked.append(row)
+            if len(rows) < limit and wakes_all == self._wakes_all:
+                # Every run these devices could take was read: those with room left have none waiting,
+                # unless a wake-up named them since (a run queued after the read).
+                self._drained.update(k for k, left in room.items() if left > 0 and k not in self._pending
+                                     and self.sessions.get(k) is sessions[k])
             if not picked:
                 return assigned
             now = self.clock.now()
@@ -377,13 +500,16 @@ class AgentHub:
         if session is None or self.sessions.get(session.key) is not session or session.closed:
             await self.engine.requeue(row.id, row.attempt)
             return 0
+        self._give(row, session, now)
+        return 1
+
+    def _give(self, row: Queued | RunRow, session: AgentSession, now: datetime) -> None:
         key = (row.id, row.attempt)
         session.held.add(key)
         session.timeouts[key] = row.timeout_secs
         session.output[key] = StoredOutput()
         session.send(agent_pb2.ServerMessage(assign=self._assign(row, now)))
         self.dispatch_latency.observe((self.clock.now() - queued_since(row)).total_seconds())
-        return 1
 
     async def _dispatch_pools(self) -> int:
         """Claims queued runs of the pools with a device here that has room, most urgent first, each for
@@ -482,6 +608,7 @@ class AgentHub:
             session.close()
             if self.sessions.get(session.key) is session:
                 del self.sessions[session.key]
+                self._drained.discard(session.key)
                 self._pool_turn.pop(session.key, None)
                 self._presence(session, online=False)
                 if not session.held:
@@ -518,6 +645,7 @@ class AgentHub:
         left_idle = self._left_idle.pop(session.key, 0.0) > asyncio.get_running_loop().time()
         if hello.held_runs or not left_idle:
             await self._reconcile(session, {(r.run_id, r.attempt) for r in hello.held_runs})
+        self._drained.discard(session.key)  # until its first dispatch round has read its queue
         self.sessions[session.key] = session
         self._wake_connected(session.key)
         return session
@@ -563,7 +691,7 @@ class AgentHub:
 
     async def _reconcile(self, session: AgentSession, held: set[RunKey]) -> None:
         """Matches what the agent says it holds with what the database says is on the device."""
-        on_device = {(r.id, r.attempt): r for r in await self.store.on_device(session.key)}
+        on_device = {(r.id, r.attempt): r for r in await self._on_device(session.key)}
         for key, row in on_device.items():
             if key in held:
                 session.held.add(key)
@@ -585,6 +713,38 @@ class AgentHub:
                     session.stopping.add((run_id, attempt))
                 session.send(agent_pb2.ServerMessage(cancel=agent_pb2.Cancel(
                     run=agent_pb2.RunRef(run_id=run_id, attempt=attempt), force=True)))
+
+    async def _on_device(self, key: str) -> list[RunRow]:
+        """The runs on this device as the database has them (store.on_device): the devices that connect
+        while one such read runs are read together by the next (a reconnect storm costs a few queries)."""
+        future: asyncio.Future[list[RunRow]] = asyncio.get_running_loop().create_future()
+        self._on_device_wanted.setdefault(key, []).append(future)
+        if self._on_device_reader is None or self._on_device_reader.done():
+            self._on_device_reader = asyncio.get_running_loop().create_task(self._read_on_device())
+        return await future
+
+    async def _read_on_device(self) -> None:
+        while self._on_device_wanted:
+            await asyncio.sleep(0)  # the connects of this moment join in
+            wanted, self._on_device_wanted = self._on_device_wanted, {}
+            keys = list(wanted)
+            for start in range(0, len(keys), ON_DEVICE_BATCH):
+                batch = keys[start:start + ON_DEVICE_BATCH]
+                try:
+                    rows = await self.store.on_devices(batch)
+                except Exception as error:
+                    for key in batch:
+                        for future in wanted[key]:
+                            if not future.done():
+                                future.set_exception(error)
+                    continue
+                found: dict[str, list[RunRow]] = {}
+                for row in rows:
+                    found.setdefault(row.target_key, []).append(row)
+                for key in batch:
+                    for future in wanted[key]:
+                        if not future.done():
+                            future.set_result(found.get(key, []))
 
     async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage]) -> None:
         """Heartbeats are taken here, in memory; every other message goes to the inbox."""
@@ -690,6 +850,7 @@ class AgentHub:
             except Exception as error:
                 self._failed(session, "a reject", error)
                 continue
+            self._drained.discard(session.key)  # it waits in the device's queue again
             session.forget((ref.run_id, ref.attempt))
         if not failing:
             return
@@ -704,7 +865,7 @@ class AgentHub:
             session.forget((reject.run.run_id, reject.run.attempt))
             woken.add(session.key)
         if woken:
-            self.wake(woken)
+            self._freed(woken)
 
     async def _output(self, items: list[tuple[AgentSession, agent_pb2.OutputChunk]]) -> None:
         """Stores every chunk in one insert, then acks each run's highest contiguous stored sequence."""
@@ -786,7 +947,7 @@ class AgentHub:
                                                                    finished=True)))
             woken.add(session.key)
         if woken:
-            self.wake(woken)
+            self._freed(woken)
 
     @staticmethod
     def _stored(session: AgentSession, ref: agent_pb2.RunRef) -> int:

@@ -110,7 +110,7 @@ async def _store(engine: RunEngine, principal: Principal, requests: Sequence[run
     retried tick), each of those requests through TriggerJob's own path instead."""
     rows = [row for index in batched for row in rows_of[index]]
     try:
-        await engine.store.insert_runs(rows)
+        await engine._store_runs(rows)
     except IntegrityError:
         return await _each(engine, principal, requests, batched)
     engine._wake({row.target_key for row in rows if row.status == "queued"})

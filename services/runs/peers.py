@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import grpc
@@ -16,6 +17,17 @@ from services.common.principal import reaches_project, to_metadata
 
 JOB_CACHE_SECS = 2.0
 JOB_CACHE_SIZE = 10_000
+RESOLVE_BATCH_IDS = 2000  # device ids of concurrent resolves sent in one ResolveTargets call at most
+
+
+class _IdsWanted:
+    """Resolves of device ids only, by one principal, waiting for the next ResolveTargets call."""
+
+    __slots__ = ("principal", "waiting")
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+        self.waiting: list[tuple[list[str], asyncio.Future[devices_pb2.ResolveTargetsResponse]]] = []
 
 
 class Peers:
@@ -25,6 +37,8 @@ class Peers:
         self._job_cache: dict[tuple[str, str], tuple[float, jobs_pb2.Job]] = {}
         self._deps_cache: dict[tuple[str, str], tuple[float, list[jobs_pb2.JobDependency]]] = {}
         self._version_cache: dict[tuple[str, str, str], tuple[float, jobs_pb2.JobVersion]] = {}
+        self._ids_wanted: dict[bytes, _IdsWanted] = {}  # principal (serialized) -> its waiting resolves
+        self._ids_resolving: set[bytes] = set()
 
     async def job(self, principal: Principal, job_id: str, fresh: bool = False) -> jobs_pb2.Job:
         """The job's current definition, at most JOB_CACHE_SECS stale (`fresh`: as of now). Cached per
@@ -132,6 +146,70 @@ class Peers:
 
     async def resolve(self, principal: Principal, targets: devices_pb2.DeviceTargets, pick_count: int = 1, *,
                       pool_members: bool = False, max_pool_members: int = 0) -> devices_pb2.ResolveTargetsResponse:
+        if pick_count <= 1 and not pool_members and _ids_only(targets):
+            return await self._resolve_ids(principal, list(targets.device_ids))
+        return await self._resolve(principal, targets, pick_count, pool_members=pool_members,
+                                   max_pool_members=max_pool_members)
+
+    async def _resolve_ids(self, principal: Principal, ids: list[str]) -> devices_pb2.ResolveTargetsResponse:
+        """A resolve of device ids only (a trigger naming its devices): the resolves of one principal made
+        while its previous call is out go in one call together, each answered with its own devices (in its
+        order) and missing ids."""
+        key = principal.SerializeToString(deterministic=True)
+        wanted = self._ids_wanted.get(key)
+        if wanted is None:
+            wanted = self._ids_wanted[key] = _IdsWanted(principal)
+        future: asyncio.Future[devices_pb2.ResolveTargetsResponse] = asyncio.get_running_loop().create_future()
+        wanted.waiting.append((ids, future))
+        if key not in self._ids_resolving:
+            self._ids_resolving.add(key)
+            asyncio.get_running_loop().create_task(self._resolve_wanted(key))
+        return await future
+
+    async def _resolve_wanted(self, key: bytes) -> None:
+        try:
+            while (wanted := self._ids_wanted.pop(key, None)) is not None:
+                waiting = wanted.waiting
+                while waiting:
+                    batch, count = [], 0
+                    while waiting and (not batch or count + len(waiting[0][0]) <= RESOLVE_BATCH_IDS):
+                        batch.append(waiting.pop(0))
+                        count += len(batch[-1][0])
+                    await self._answer_ids(wanted.principal, batch)
+        finally:
+            self._ids_resolving.discard(key)
+            if key in self._ids_wanted:  # (only when this task was canceled)
+                self._ids_resolving.add(key)
+                asyncio.get_running_loop().create_task(self._resolve_wanted(key))
+
+    async def _answer_ids(self, principal: Principal, batch: list[tuple[list[str], asyncio.Future]]) -> None:
+        if len(batch) == 1:
+            ids, future = batch[0]
+            try:
+                answer = await self._resolve(principal, devices_pb2.DeviceTargets(device_ids=ids))
+            except Exception as error:
+                if not future.done():
+                    future.set_exception(error)
+                return
+            if not future.done():
+                future.set_result(answer)
+            return
+        every = list(dict.fromkeys(i for ids, _ in batch for i in ids))
+        try:
+            answer = await self._resolve(principal, devices_pb2.DeviceTargets(device_ids=every))
+        except Exception:  # one request's ids may be what failed: each alone tells
+            await asyncio.gather(*(self._answer_ids(principal, [item]) for item in batch))
+            return
+        found = {device.id: device for device in answer.devices}
+        for ids, future in batch:
+            if not future.done():
+                unique = list(dict.fromkeys(ids))
+                future.set_result(devices_pb2.ResolveTargetsResponse(
+                    devices=[found[i] for i in unique if i in found],
+                    missing_device_ids=[i for i in unique if i not in found]))
+
+    async def _resolve(self, principal: Principal, targets: devices_pb2.DeviceTargets, pick_count: int = 1, *,
+                       pool_members: bool = False, max_pool_members: int = 0) -> devices_pb2.ResolveTargetsResponse:
         try:
             return await self._devices.ResolveTargets(
                 devices_pb2.ResolveTargetsRequest(targets=targets, pick_count=pick_count if pick_count > 1 else 0,
@@ -168,3 +246,10 @@ class Peers:
         answer = await self._devices.ReportPresence(devices_pb2.ReportPresenceRequest(
             changes=changes, replica_id=replica_id, lease_secs=lease_secs, release=release))
         return answer.resync
+
+
+def _ids_only(targets: devices_pb2.DeviceTargets) -> bool:
+    """Targets that name device ids and nothing else (no group, query, numbers, search, pick)."""
+    return bool(targets.device_ids) and not (targets.group or targets.query or targets.any_available
+                                             or targets.device_numbers or targets.device_ids_within_group
+                                             or targets.saved_search_id or targets.query_dialect)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Column, Connection, Index, LargeBinary, Row, and_, bindparam, case, delete,
-                        func, insert, not_, null, or_, text, update)
+                        func, insert, not_, null, or_, text, tuple_, update)
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -393,7 +393,7 @@ class RunStore:
         return await self.db.write(lambda conn: self._changes(conn, statement, **record))
 
     async def insert_runs(self, runs: Sequence[RunRow], also: Callable[[Connection], None] | None = None) -> None:
-        """Stores new runs (each with the status it is stored in as its `created_status`: its run.created
+        """Stores new runs (each with the status it is stored in as its `created_status`, unless set: its run.created
         event, see `created_event`); `also(connection)` writes whatever belongs with them
         (a job invocation) in the same transaction, before them. The runs of every insert of a group
         commit go in one INSERT (and their numbers in one reservation)."""
@@ -410,7 +410,7 @@ class RunStore:
             for i, run in enumerate(runs):
                 state = run.__dict__  # a new run, in no session: no change to track
                 state["number"] = first + i
-                state["created_status"] = state["status"]
+                state["created_status"] = state.get("created_status") or state["status"]
             _RUN_INSERT.execute(conn, [_row(run) for run in runs])
         return [None] * len(inserts)
 
@@ -446,15 +446,33 @@ class RunStore:
         outcomes: list[Any] = [None] * len(items)
         groups: dict[tuple, list[int]] = {}
         for index, item in enumerate(items):
-            try:
-                key = (item.attempt, tuple(item.from_statuses), item.on_target, _frozen(item.values))
+            try:  # the runs of many devices in one statement, each checked against its own target
+                key = (item.attempt, tuple(item.from_statuses), item.on_target is None, _frozen(item.values))
             except TypeError:  # values that do not hash (a dict): a group of its own
                 key = (index,)
             groups.setdefault(key, []).append(index)
+        for key, indexes in list(groups.items()):
+            if items[indexes[0]].on_target is not None and len({items[i].run_id for i in indexes}) < len(indexes):
+                # A run twice (reported by two devices): its second item goes in a statement after the first.
+                rounds: list[list[int]] = []
+                seen: dict[str, int] = {}
+                for i in indexes:
+                    turn = seen[items[i].run_id] = seen.get(items[i].run_id, -1) + 1
+                    if turn == len(rounds):
+                        rounds.append([])
+                    rounds[turn].append(i)
+                del groups[key]
+                for turn, round_indexes in enumerate(rounds):
+                    groups[(key, turn)] = round_indexes
         for indexes in groups.values():
             first = items[indexes[0]]
             run_ids = list(dict.fromkeys(items[i].run_id for i in indexes))
-            statement = _compare_and_set(run_ids, first.attempt, first.from_statuses, first.values, first.on_target)
+            targets = {items[i].on_target for i in indexes}
+            statement = _compare_and_set(run_ids, first.attempt, first.from_statuses, first.values,
+                                         first.on_target if len(targets) == 1 else None)
+            if len(targets) > 1:
+                statement = statement.where(tuple_(RunRow.id, RunRow.target_key).in_(
+                    [(items[i].run_id, items[i].on_target) for i in indexes]))
             try:
                 with conn.begin_nested():
                     changed = {c.id: c for c in self._changes(conn, statement)}
@@ -860,6 +878,20 @@ class RunStore:
         self._record(conn, changed)
         return {c.id for c in changed}
 
+    async def insert_claimed_runs(self, runs: Sequence[RunRow], also: Callable[[Connection], None] | None = None
+                                  ) -> None:
+        """`insert_runs` for runs of which some are inserted already claimed (dequeued, leased: see
+        AgentHub.reserve), with the run.dequeued event their claim would have written."""
+        await self.db.write_grouped(self._insert_claimed, (runs, also))
+
+    def _insert_claimed(self, conn: Connection, inserts: list[tuple[Sequence[RunRow], Any]]) -> list[None]:
+        claimed = [run for batch, _also in inserts for run in batch if run.__dict__["status"] == "dequeued"]
+        for run in claimed:  # created queued, and claimed at once: the events of a claim round
+            run.__dict__["created_status"] = "queued"
+        answers = self._insert_many(conn, inserts)
+        self._record(conn, [_changed(run) for run in claimed])
+        return answers
+
     async def queued_pools(self) -> list[str]:
         """The pools with queued runs (from the small index of pooled runs)."""
         query = select(RunRow.pool_key).where(RunRow.pool_key != "", RunRow.status == "queued").distinct()
@@ -957,6 +989,12 @@ class RunStore:
 
     async def on_device(self, target_key: str) -> list[RunRow]:
         query = select(RunRow).where(RunRow.target_key == target_key, RunRow.status.in_(ON_DEVICE))
+        async with self.db.session() as session:
+            return list((await session.exec(query)).all())
+
+    async def on_devices(self, target_keys: Sequence[str]) -> list[RunRow]:
+        """`on_device` of many devices in one query (devices connecting together)."""
+        query = select(RunRow).where(RunRow.status.in_(ON_DEVICE), RunRow.target_key.in_(list(target_keys)))
         async with self.db.session() as session:
             return list((await session.exec(query)).all())
 
@@ -1167,6 +1205,18 @@ def _row(run: RunRow) -> tuple:
         return _run_values(run.__dict__)  # a new run holds every field there (RunRow(...) and RunRow.new alike)
     except KeyError:
         return tuple(getattr(run, name) for name in _RUN_FIELDS)
+
+
+def _changed(run: RunRow) -> Changed:
+    try:
+        return Changed(*_changed_values(run.__dict__))  # a new run holds every field there
+    except KeyError:
+        return Changed(run.id, run.tenant_id, run.job_id, run.project_id, run.status, run.attempt, run.result,
+                       run.error, run.webhook_url, run.target_key, run.limited)
+
+
+_changed_values = operator.itemgetter("id", "tenant_id", "job_id", "project_id", "status", "attempt", "result", "error",
+                                      "webhook_url", "target_key", "limited")
 
 
 def event_level(status: str) -> str:

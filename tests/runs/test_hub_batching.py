@@ -177,7 +177,7 @@ async def test_an_idle_device_back_holding_nothing_is_not_reconciled(platform: P
     job_id, credential = await platform.device_job()
     store = platform.service.store
     looked_up: list = []
-    store.on_device = counted(looked_up, store.on_device)
+    store.on_devices = counted(looked_up, store.on_devices)
     hello = agent_pb2.Hello(device_id="phone-1", credential=credential)
     first = Agent(platform, hello)
     await first.receive("welcome")
@@ -200,6 +200,33 @@ async def test_an_idle_device_back_holding_nothing_is_not_reconciled(platform: P
     assert len(looked_up) == 2
     assert (await busy.receive("assign")).assign.run.run_id == run.id  # requeued by the reconcile, assigned again
     busy.close()
+
+
+async def test_devices_connecting_together_are_reconciled_in_one_query(platform: Platform, monkeypatch) -> None:
+    credentials = await devices(platform, 5)
+    store = platform.service.store
+    calls: list = []
+    first_read, read = asyncio.Event(), store.on_devices
+
+    async def held(keys):
+        calls.append(sorted(keys))
+        if len(calls) == 1:  # the others connect while the first read runs
+            await first_read.wait()
+        return await read(keys)
+
+    monkeypatch.setattr(store, "on_devices", held)
+    hub = platform.service.hub
+    agents = [Agent(platform, agent_pb2.Hello(device_id=d, credential=c)) for d, c in credentials.items()]
+    async with asyncio.timeout(5):
+        while not calls or len(hub._on_device_wanted) + len(calls[0]) < 5:
+            await asyncio.sleep(0.01)
+    first_read.set()
+    await asyncio.gather(*(agent.receive("welcome") for agent in agents))  # sent once reconciled
+    assert len(hub.sessions) == 5
+    assert len(calls) <= 2  # not one per device
+    assert sorted(key for keys in calls for key in keys) == sorted(f"t1/{d}" for d in credentials)
+    for agent in agents:
+        agent.close()
 
 
 async def test_presence_goes_in_calls_of_presence_batch_each_renewing_the_lease(platform: Platform,

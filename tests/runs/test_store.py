@@ -295,3 +295,30 @@ async def test_a_run_stored_before_keeps_its_created_event_row_once(store: RunSt
     await store.insert_runs([new])
     assert (await store.get("t1", new.id)).created_status == "queued"
     assert [e.type for e in await store.events("t1", new.id)] == ["run.created"]
+
+
+async def test_accepts_of_many_devices_are_one_statement_each_checked_against_its_target(store: RunStore) -> None:
+    from sqlalchemy import event
+
+    rows = [run(status="dequeued", target=f"t1/d{i}") for i in range(5)]
+    await store.insert_runs(rows)
+    updates: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:
+        if statement.startswith("UPDATE runs_runs"):
+            updates.append(statement)
+
+    engine = store.db.writer.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        executing = dict(status="executing", started_at=NOW)
+        answers = await store.transition_many(
+            [Transition(r.id, 1, ("dequeued",), executing, r.target_key) for r in rows[:4]]
+            + [Transition(rows[4].id, 1, ("dequeued",), executing, "t1/d9"),  # another device's report
+               Transition(rows[0].id, 1, ("dequeued",), executing, "t1/d9")])  # the same run from elsewhere
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert [a.id if a else a for a in answers] == [r.id for r in rows[:4]] + [None, None]
+    statuses = {r.id: r.status for r in await store.get_many("t1", [r.id for r in rows])}
+    assert [statuses[r.id] for r in rows] == ["executing"] * 4 + ["dequeued"]
+    assert len(updates) <= 3  # not one per device

@@ -43,7 +43,6 @@ after moving the clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import uuid
@@ -57,6 +56,7 @@ from jobline.auth.v1.auth_pb2 import SUBJECT_TYPE_SERVICE_ACCOUNT, Principal
 from jobline.runs.v1 import runs_pb2
 from services.common.clock import Clock, as_utc
 from services.common.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.common.eventloop import wait_event
 from services.common.principal import TRIGGER
 
 from .peers import Runs
@@ -238,5 +238,4 @@ class Scheduler:
             except Exception:
                 log.exception("scheduler tick failed")
                 pause = ERROR_PAUSE_SECS
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), pause)
+            await wait_event(self._woken, pause)

@@ -9,7 +9,6 @@ fallback_endpoint_url when the job has one, then the retry policy)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -18,6 +17,7 @@ from datetime import datetime, timedelta
 
 from jobline.jobs.v1.jobs_pb2 import Job
 from services.common.clock import Clock
+from services.common.eventloop import wait_event
 
 from .domain import Outcome
 from .endpoint_client import Answer, EndpointClient, EndpointError
@@ -64,8 +64,7 @@ class HttpExecutor:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=1.0)
+            await wait_event(self._wakeup, 1.0)
             self._wakeup.clear()
             try:
                 await self.dispatch()

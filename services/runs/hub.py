@@ -83,6 +83,7 @@ from jobline.jobs.v1.jobs_pb2 import Job
 from jobline.runs.v1 import agent_pb2
 from services.common.clock import Clock, as_utc
 from services.common.errors import InvalidArgument, Unauthenticated
+from services.common.eventloop import wait_event
 from services.common.secrets import secret_hash
 
 from . import domain, pools
@@ -340,8 +341,7 @@ class AgentHub:
         loop = asyncio.get_running_loop()
         rescanned = loop.time()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.0, rescanned + RESCAN_SECS - loop.time()))
+            await wait_event(self._wakeup, rescanned + RESCAN_SECS - loop.time())
             self._wakeup.clear()
             scan = self._scan_all or loop.time() - rescanned >= RESCAN_SECS
             if self._scan_all:

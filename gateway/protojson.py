@@ -7,7 +7,8 @@ names and numbers.
 
 Printing is compiled once per message type into one converter per field (the answer of every
 REST call passes here): the output is json_format.MessageToDict's with those options, enum words
-put in the same pass; well-known types (Timestamp, Struct, wrappers...) are printed by json_format.
+put in the same pass; well-known types (Timestamp, Struct, wrappers...) are printed by json_format
+(a Struct's whole numbers as integers).
 """
 
 from __future__ import annotations
@@ -147,7 +148,24 @@ def _float(value: float) -> Any:
 def _well_known(descriptor: Descriptor) -> Convert:
     if descriptor.full_name in ("google.protobuf.Timestamp", "google.protobuf.Duration"):
         return lambda message: message.ToJsonString()
+    if descriptor.full_name in _STRUCT_TYPES:
+        return lambda message: plain_numbers(json_format.MessageToDict(message, **PRINT_OPTIONS))
     return lambda message: json_format.MessageToDict(message, **PRINT_OPTIONS)
+
+
+_STRUCT_TYPES = frozenset({"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"})
+
+
+def plain_numbers(value: Any) -> Any:
+    """Struct values as a client sent them: a Struct's numbers are doubles, and a whole one within a
+    double's exact range prints as an integer (`1`, not `1.0`), as proto3 JSON printers write it."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: plain_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_numbers(item) for item in value]
+    return value
 
 
 def _fallback(message: Message) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from services.common.errors import DomainError, PermissionDenied, Unauthenticate
 from services.common.principal import READ, TRIGGER, WRITE, require_scope, to_metadata
 
 from .auth import Authenticator, RateLimited, client_address, credential_request
+from .protojson import plain_numbers
 from .surface import RPC_TIMEOUT_SECS, Surface, SurfaceError, unavailable
 
 log = logging.getLogger(__name__)
@@ -433,7 +434,7 @@ def _detail(job: jobs_pb2.Job, run: runs_pb2.Run | None) -> dict[str, Any]:
         "missionId": mission.mission_id or None,
         "deviceId": (run.device_id if run is not None and run.device_id else mission.device_id) or None,
         "deviceGroupId": mission.device_group_id, "status": summary["status"], "priority": summary["priority"],
-        "createdAt": summary["createdAt"], "metadata": _plain(MessageToDict(mission.metadata)),
+        "createdAt": summary["createdAt"], "metadata": plain_numbers(MessageToDict(mission.metadata)),
         "updatedAt": _iso(job.updated_at),
     }
     if run is not None:
@@ -451,17 +452,6 @@ def _iso(ts: timestamp_pb2.Timestamp) -> str | None:
     if not ts.seconds and not ts.nanos:
         return None
     return ts.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _plain(value: Any) -> Any:
-    """Struct values as the client sent them: integral numbers back as integers."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

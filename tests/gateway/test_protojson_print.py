@@ -44,7 +44,32 @@ MESSAGES = _messages()
 def reference(message: Message) -> dict:
     data = json_format.MessageToDict(message, **protojson.PRINT_OPTIONS)
     protojson._map_enums(data, message.DESCRIPTOR, protojson.enum_word)
+    _plain_structs(data, message.DESCRIPTOR)
     return data
+
+
+STRUCTS = ("google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue")
+
+
+def _plain_structs(data: dict, descriptor: Descriptor) -> None:
+    """The one intended difference: a Struct's whole numbers print as integers (protojson.plain_numbers)."""
+    for field in descriptor.fields:
+        if field.name not in data or field.message_type is None:
+            continue
+        value = data[field.name]
+        if protojson.is_map(field):
+            value_type = field.message_type.fields_by_name["value"].message_type
+            items = list(value.items()) if value_type is not None else []
+            for key, item in items:
+                if value_type.full_name in STRUCTS:
+                    value[key] = protojson.plain_numbers(item)
+                elif not protojson.is_well_known(value_type):
+                    _plain_structs(item, value_type)
+        elif field.message_type.full_name in STRUCTS:
+            data[field.name] = protojson.plain_numbers(value)
+        elif not protojson.is_well_known(field.message_type):
+            for item in value if field.is_repeated else [value]:
+                _plain_structs(item, field.message_type)
 
 
 def fill(message: Message, rng: random.Random, depth: int = 0) -> Message:
@@ -118,3 +143,11 @@ def test_the_printer_prints_what_json_format_prints(descriptor: Descriptor) -> N
     rng = random.Random(descriptor.full_name)
     for message in [message_class(), *(fill(message_class(), rng) for _ in range(12))]:
         assert _text(protojson.to_json(message)) == _text(reference(message))
+
+
+def test_a_structs_whole_numbers_print_as_integers() -> None:
+    event = runs_pb2.RunEvent(id="e")
+    event.data.update({"attempt": 1, "ratio": 1.5, "nested": {"n": [2, 2.5]}, "huge": 2.0**60, "zero": 0})
+    printed = json.dumps(protojson.to_json(event)["data"], sort_keys=True)
+    assert printed == ('{"attempt": 1, "huge": 1.152921504606847e+18, "nested": {"n": [2, 2.5]}, '
+                       '"ratio": 1.5, "zero": 0}')

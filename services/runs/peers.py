@@ -39,6 +39,7 @@ class Peers:
         self._version_cache: dict[tuple[str, str, str], tuple[float, jobs_pb2.JobVersion]] = {}
         self._ids_wanted: dict[bytes, _IdsWanted] = {}  # principal (serialized) -> its waiting resolves
         self._ids_resolving: set[bytes] = set()
+        self._resolvers: set[asyncio.Task] = set()  # the tasks sending them (held: the loop keeps weak references)
 
     async def job(self, principal: Principal, job_id: str, fresh: bool = False) -> jobs_pb2.Job:
         """The job's current definition, at most JOB_CACHE_SECS stale (`fresh`: as of now). Cached per
@@ -163,8 +164,13 @@ class Peers:
         wanted.waiting.append((ids, future))
         if key not in self._ids_resolving:
             self._ids_resolving.add(key)
-            asyncio.get_running_loop().create_task(self._resolve_wanted(key))
+            self._start_resolver(key)
         return await future
+
+    def _start_resolver(self, key: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._resolve_wanted(key))
+        self._resolvers.add(task)
+        task.add_done_callback(self._resolvers.discard)
 
     async def _resolve_wanted(self, key: bytes) -> None:
         try:
@@ -180,7 +186,7 @@ class Peers:
             self._ids_resolving.discard(key)
             if key in self._ids_wanted:  # (only when this task was canceled)
                 self._ids_resolving.add(key)
-                asyncio.get_running_loop().create_task(self._resolve_wanted(key))
+                self._start_resolver(key)
 
     async def _answer_ids(self, principal: Principal, batch: list[tuple[list[str], asyncio.Future]]) -> None:
         if len(batch) == 1:

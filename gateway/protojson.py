@@ -27,6 +27,7 @@ from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
 
 from services.common.errors import InvalidArgument
+from services.common.structs import struct_json
 
 M = TypeVar("M", bound=Message)
 EnumMapper = Callable[[EnumDescriptor, Any], Any]
@@ -149,23 +150,11 @@ def _well_known(descriptor: Descriptor) -> Convert:
     if descriptor.full_name in ("google.protobuf.Timestamp", "google.protobuf.Duration"):
         return lambda message: message.ToJsonString()
     if descriptor.full_name in _STRUCT_TYPES:
-        return lambda message: plain_numbers(json_format.MessageToDict(message, **PRINT_OPTIONS))
+        return struct_json
     return lambda message: json_format.MessageToDict(message, **PRINT_OPTIONS)
 
 
 _STRUCT_TYPES = frozenset({"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"})
-
-
-def plain_numbers(value: Any) -> Any:
-    """Struct values as a client sent them: a Struct's numbers are doubles, and a whole one within a
-    double's exact range prints as an integer (`1`, not `1.0`), as proto3 JSON printers write it."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {key: plain_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain_numbers(item) for item in value]
-    return value
 
 
 def _fallback(message: Message) -> dict[str, Any]:

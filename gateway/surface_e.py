@@ -35,7 +35,6 @@ from urllib.parse import parse_qsl
 
 import grpc
 from google.protobuf import timestamp_pb2
-from google.protobuf.json_format import MessageToDict
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -50,9 +49,9 @@ from services.common.channels import Channels
 from services.common.config import Settings
 from services.common.errors import DomainError, PermissionDenied, Unauthenticated
 from services.common.principal import READ, TRIGGER, WRITE, require_scope, to_metadata
+from services.common.structs import struct_json
 
 from .auth import Authenticator, RateLimited, client_address, credential_request
-from .protojson import plain_numbers
 from .surface import RPC_TIMEOUT_SECS, Surface, SurfaceError, unavailable
 
 log = logging.getLogger(__name__)
@@ -434,7 +433,7 @@ def _detail(job: jobs_pb2.Job, run: runs_pb2.Run | None) -> dict[str, Any]:
         "missionId": mission.mission_id or None,
         "deviceId": (run.device_id if run is not None and run.device_id else mission.device_id) or None,
         "deviceGroupId": mission.device_group_id, "status": summary["status"], "priority": summary["priority"],
-        "createdAt": summary["createdAt"], "metadata": plain_numbers(MessageToDict(mission.metadata)),
+        "createdAt": summary["createdAt"], "metadata": struct_json(mission.metadata),
         "updatedAt": _iso(job.updated_at),
     }
     if run is not None:

@@ -6,11 +6,9 @@ import json
 import re
 import uuid
 from datetime import UTC
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from google.protobuf import timestamp_pb2
-from google.protobuf.json_format import MessageToDict
 
 from jobline.auth.v1.auth_pb2 import Principal
 from jobline.devices.v1.devices_pb2 import DeviceTargets
@@ -19,6 +17,7 @@ from services.common.clock import Clock, as_utc
 from services.common.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 from services.common.principal import listed_project, reaches_project, require_project
 from services.common.secrets import SecretBox, secret_box
+from services.common.structs import struct_json
 
 from . import templates
 from .peers import Runs
@@ -133,17 +132,6 @@ def validate_mission(job: Job) -> None:
         raise InvalidArgument(f"metadata must be at most {MAX_MISSION_METADATA_BYTES // 1024} KiB")
 
 
-def plain_json(value: Any) -> Any:
-    """A Struct's value as JSON would have it: integral numbers as integers (a Struct keeps only doubles)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {key: plain_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain_json(item) for item in value]
-    return value
-
-
 def derive_mission(job: Job) -> None:
     """A mission job's handler, targets, default inputs and defaults, from its mission spec: the named
     drone, which must be in the group, or any one available drone of the group (the run waits in the
@@ -161,7 +149,7 @@ def derive_mission(job: Job) -> None:
         targets = DeviceTargets(group=mission.device_group_id, any_available=True)
     job.targets.CopyFrom(targets)
     job.default_inputs["missionId"] = mission.mission_id
-    job.default_inputs["metadata"] = json.dumps(plain_json(MessageToDict(mission.metadata)), separators=(",", ":"),
+    job.default_inputs["metadata"] = json.dumps(struct_json(mission.metadata), separators=(",", ":"),
                                                 sort_keys=True)
     if not job.slug:
         job.slug = f"mission-{uuid.uuid4().hex[:16]}"

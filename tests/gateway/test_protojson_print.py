@@ -17,6 +17,7 @@ from jobline.auth.v1 import auth_pb2
 from jobline.devices.v1 import devices_pb2
 from jobline.jobs.v1 import jobs_pb2
 from jobline.runs.v1 import agent_pb2, runs_pb2
+from services.common.structs import plain_numbers
 
 
 def _messages() -> list[Descriptor]:
@@ -52,7 +53,7 @@ STRUCTS = ("google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.L
 
 
 def _plain_structs(data: dict, descriptor: Descriptor) -> None:
-    """The one intended difference: a Struct's whole numbers print as integers (protojson.plain_numbers)."""
+    """The one intended difference: a Struct's whole numbers print as integers (plain_numbers)."""
     for field in descriptor.fields:
         if field.name not in data or field.message_type is None:
             continue
@@ -62,11 +63,11 @@ def _plain_structs(data: dict, descriptor: Descriptor) -> None:
             items = list(value.items()) if value_type is not None else []
             for key, item in items:
                 if value_type.full_name in STRUCTS:
-                    value[key] = protojson.plain_numbers(item)
+                    value[key] = plain_numbers(item)
                 elif not protojson.is_well_known(value_type):
                     _plain_structs(item, value_type)
         elif field.message_type.full_name in STRUCTS:
-            data[field.name] = protojson.plain_numbers(value)
+            data[field.name] = plain_numbers(value)
         elif not protojson.is_well_known(field.message_type):
             for item in value if field.is_repeated else [value]:
                 _plain_structs(item, field.message_type)

@@ -170,7 +170,7 @@ class RunEngine:
         reserved = [r for d in self.dispatchers if (reserve := getattr(d, "reserve", None)) is not None
                     and (r := reserve(rows, now)) is not None]
         if not reserved:
-            await (self.store.insert_runs(rows) if also is None else self.store.insert_runs(rows, also))
+            await self.store.insert_runs(rows, also)
             return
 
         def settle(write: asyncio.Future) -> None:
@@ -181,7 +181,7 @@ class RunEngine:
         def settle_soon(write: asyncio.Future) -> None:  # after the caller resumes: a fan-out's answer
             asyncio.get_running_loop().call_soon(settle, write)  # does not wait behind its Assigns
 
-        write = asyncio.ensure_future(self.store.insert_claimed_runs(rows, also))
+        write = asyncio.ensure_future(self.store.insert_runs(rows, also))
         write.add_done_callback(settle_soon)
         await asyncio.shield(write)
 

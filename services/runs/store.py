@@ -393,8 +393,9 @@ class RunStore:
         return await self.db.write(lambda conn: self._changes(conn, statement, **record))
 
     async def insert_runs(self, runs: Sequence[RunRow], also: Callable[[Connection], None] | None = None) -> None:
-        """Stores new runs (each with the status it is stored in as its `created_status`, unless set: its run.created
-        event, see `created_event`); `also(connection)` writes whatever belongs with them
+        """Stores new runs (each with the status it is created in as its `created_status`: its run.created
+        event, see `created_event`; a run claimed at its insert, dequeued, was created queued and gets the
+        run.dequeued event of its claim); `also(connection)` writes whatever belongs with them
         (a job invocation) in the same transaction, before them. The runs of every insert of a group
         commit go in one INSERT (and their numbers in one reservation)."""
         if runs or also is not None:
@@ -407,11 +408,17 @@ class RunStore:
         runs = [run for batch, _also in inserts for run in batch]
         if runs:
             first = reserve(conn, CounterRow, RUN_NUMBER, len(runs)) - len(runs) + 1
+            claimed = []
             for i, run in enumerate(runs):
                 state = run.__dict__  # a new run, in no session: no change to track
                 state["number"] = first + i
-                state["created_status"] = state.get("created_status") or state["status"]
+                created = state["status"]
+                if created == "dequeued":  # claimed at its insert (AgentHub.reserve): created queued
+                    claimed.append(run)
+                    created = "queued"
+                state["created_status"] = created
             _RUN_INSERT.execute(conn, [_row(run) for run in runs])
+            self._record(conn, [_changed(run) for run in claimed])  # the run.dequeued of its claim
         return [None] * len(inserts)
 
     async def transition(self, run_id: str, attempt: int, from_statuses: Iterable[str], /,
@@ -527,8 +534,7 @@ class RunStore:
                 continue
             if values is None:
                 continue
-            if row.pool_key and values.get("status") in NOT_STARTED and "target_key" not in values:
-                values = dict(values, target_key=row.pool_key, device_id="")  # back to its pool (back_to_pool)
+            values = back_to_pool(values, row.pool_key)
             taken.add(item.run_id)
             planned.append((index, values, Changed(
                 row.id, row.tenant_id, row.job_id, row.project_id, values.get("status", row.status),
@@ -878,20 +884,6 @@ class RunStore:
         self._record(conn, changed)
         return {c.id for c in changed}
 
-    async def insert_claimed_runs(self, runs: Sequence[RunRow], also: Callable[[Connection], None] | None = None
-                                  ) -> None:
-        """`insert_runs` for runs of which some are inserted already claimed (dequeued, leased: see
-        AgentHub.reserve), with the run.dequeued event their claim would have written."""
-        await self.db.write_grouped(self._insert_claimed, (runs, also))
-
-    def _insert_claimed(self, conn: Connection, inserts: list[tuple[Sequence[RunRow], Any]]) -> list[None]:
-        claimed = [run for batch, _also in inserts for run in batch if run.__dict__["status"] == "dequeued"]
-        for run in claimed:  # created queued, and claimed at once: the events of a claim round
-            run.__dict__["created_status"] = "queued"
-        answers = self._insert_many(conn, inserts)
-        self._record(conn, [_changed(run) for run in claimed])
-        return answers
-
     async def queued_pools(self) -> list[str]:
         """The pools with queued runs (from the small index of pooled runs)."""
         query = select(RunRow.pool_key).where(RunRow.pool_key != "", RunRow.status == "queued").distinct()
@@ -1189,11 +1181,14 @@ def _compare_and_set(run_ids: Sequence[str], attempt: int, from_statuses: Iterab
     return statement if on_target is None else statement.where(RunRow.target_key == on_target)
 
 
-def back_to_pool(values: dict[str, Any]) -> dict[str, Any]:
+def back_to_pool(values: dict[str, Any], pool_key: str | None = None) -> dict[str, Any]:
     """A status change back to waiting (queued, delayed, waiting) returns a pooled run to its pool:
-    the device that had it is no longer its target."""
+    the device that had it is no longer its target. `pool_key`: the run's, when it is known (read
+    already); else the statement decides per row."""
     if values.get("status") not in NOT_STARTED or "target_key" in values:
         return values
+    if pool_key is not None:
+        return {**values, "target_key": pool_key, "device_id": ""} if pool_key else values
     pooled = RunRow.pool_key != ""
     return {**values, "target_key": case((pooled, RunRow.pool_key), else_=RunRow.target_key),
             "device_id": case((pooled, ""), else_=RunRow.device_id)}

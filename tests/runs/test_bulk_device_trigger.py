@@ -35,9 +35,9 @@ async def test_each_item_fans_out_to_every_target_in_one_insert(platform: Platfo
     inserts: list[int] = []
     insert_runs = store.insert_runs
 
-    async def counting(rows):
+    async def counting(rows, also=None):
         inserts.append(len(rows))
-        await insert_runs(rows)
+        await insert_runs(rows, also)
 
     store.insert_runs = counting  # type: ignore[method-assign]
     reply = await platform.runs.BulkTriggerJob(Q.BulkTriggerJobRequest(job_id=job.id, items=[

@@ -206,19 +206,19 @@ async def test_a_failed_insert_gives_the_reserved_room_back(platform: Platform, 
     await agent.receive("welcome")
     await drained(platform)
     store = platform.service.store
-    insert = store.insert_claimed_runs
+    insert = store.insert_runs
 
     async def failing(*args, **kwargs):
         raise RuntimeError("the disk is full")
 
-    monkeypatch.setattr(store, "insert_claimed_runs", failing)
+    monkeypatch.setattr(store, "insert_runs", failing)
     with pytest.raises(grpc.aio.AioRpcError):
         await trigger(platform, job_id)
     session = platform.service.hub.sessions[KEY]
     assert (session.reserved, session.free) == (0, 1)
     assert (await platform.runs.ListRuns(runs_pb2.ListRunsRequest(project_id="default"),
                                          metadata=ADMIN_CALL)).runs == []
-    monkeypatch.setattr(store, "insert_claimed_runs", insert)
+    monkeypatch.setattr(store, "insert_runs", insert)
     run = await trigger(platform, job_id)  # the room is there again, and still taken at insert
     assert run.status == DEQUEUED
     assert (await assigned(agent)).run.run_id == run.id

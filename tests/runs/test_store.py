@@ -183,7 +183,8 @@ async def test_many_transitions_are_compare_and_set_each_and_one_bad_item_fails_
     assert first[0].status == "executing" and isinstance(second[0], BaseException)
     statuses = {r.id: r.status for r in await store.get_many("t1", [r.id for r in rows])}
     assert [statuses[r.id] for r in rows] == ["executing", "executing", "dequeued", "dequeued"]
-    assert [e.type for e in await store.events("t1", rows[0].id)] == ["run.created", "run.executing"]
+    # stored dequeued, as a run claimed at its insert: created queued, then its claim
+    assert [e.type for e in await store.events("t1", rows[0].id)] == ["run.created", "run.dequeued", "run.executing"]
 
 
 @dataclass

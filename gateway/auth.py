@@ -161,7 +161,6 @@ class Authenticator:
         self._cache: OrderedDict[bytes, tuple[float, Principal | str]] = OrderedDict()
         self._asking: dict[bytes, asyncio.Task[Principal | str]] = {}
         self.limiter = limiter or FailureLimiter()
-        self._stub: tuple[object, auth_pb2_grpc.AuthServiceStub] | None = None  # (channel, stub)
 
     async def authorize(self, headers: Mapping[str, str], scope: str) -> Principal:
         """The caller's principal, if it holds `scope`; raises Unauthenticated / PermissionDenied / RateLimited."""
@@ -228,10 +227,7 @@ class Authenticator:
 
     async def _ask(self, request: auth_pb2.AuthenticateRequest) -> Principal | str:
         """The principal, or why the credential is refused."""
-        channel = self._channels.get(self._addr)
-        if self._stub is None or self._stub[0] is not channel:  # (a closed Channels opens new channels)
-            self._stub = (channel, auth_pb2_grpc.AuthServiceStub(channel))
-        stub = self._stub[1]
+        stub = self._channels.get(self._addr).cached(auth_pb2_grpc.AuthServiceStub, auth_pb2_grpc.AuthServiceStub)
         try:
             reply = await stub.Authenticate(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as error:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
@@ -56,7 +55,6 @@ def routes(settings: Settings, channels: Channels, authenticator: Authenticator,
 def _endpoint(methods: Mapping[str, Binding], channels: Channels, peers: Mapping[str, str],
               authenticator: Authenticator, rate_limiter: CallerRateLimiter):
     scopes = {verb: scope_for(verb, binding.path.template) for verb, binding in methods.items()}
-    calls: dict[str, tuple[Any, Any]] = {}  # verb -> (channel, the RPC's multi-callable)
 
     async def endpoint(request: Request) -> Response:
         verb = "GET" if request.method == "HEAD" else request.method
@@ -65,10 +63,7 @@ def _endpoint(methods: Mapping[str, Binding], channels: Channels, peers: Mapping
         rate_limiter.admit(binding.method.full_name, principal)
         message = await transcoding.read_request(binding, request)
         channel = channels.get(peers[binding.method.containing_service.full_name])
-        cached = calls.get(verb)
-        if cached is None or cached[0] is not channel:  # (a closed Channels opens new channels)
-            cached = calls[verb] = (channel, binding.multicallable(channel))
-        call = cached[1]
+        call = channel.cached(binding, binding.multicallable)
         reply: Message = await call(message, metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
         return transcoding.render(binding, reply)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TypeVar
 
 import grpc
 from starlette.exceptions import HTTPException
@@ -30,6 +30,7 @@ from services.common.errors import DomainError
 from .auth import Authenticator
 
 log = logging.getLogger(__name__)
+S = TypeVar("S")
 
 RPC_TIMEOUT_SECS = 30.0
 Handler = Callable[[Request], Awaitable[Response]]
@@ -54,17 +55,12 @@ class Surface:
         self.channels = channels
         self.peers = settings.peers
         self.authenticator = authenticator
-        self._stubs: dict[str, tuple[Any, Any]] = {}  # peer -> (channel, stub)
 
     # -- the peers (one channel each, kept by Channels) -----------------------------------------
 
-    def _stub(self, peer: str, stub_class: type) -> Any:
-        """One stub per peer and surface (a stub makes a multi-callable for each of its service's methods)."""
-        channel = self.channels.get(self.peers[peer])
-        cached = self._stubs.get(peer)
-        if cached is None or cached[0] is not channel:  # (a closed Channels opens new channels)
-            cached = self._stubs[peer] = (channel, stub_class(channel))
-        return cached[1]
+    def _stub(self, peer: str, stub_class: type[S]) -> S:
+        """The peer channel's one stub of that class (see PeerChannel.cached)."""
+        return self.channels.get(self.peers[peer]).cached(stub_class, stub_class)
 
     @property
     def jobs(self) -> jobs_pb2_grpc.JobServiceStub:

@@ -14,11 +14,13 @@ need only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
 from . import service_auth, telemetry
+
+T = TypeVar("T")
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -66,6 +68,16 @@ class PeerChannel:
         self._token = token
         self.channel = grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS)
         self._traced: grpc.aio.Channel | None = None
+        self._made: dict[Any, Any] = {}
+
+    def cached(self, key: Any, make: Callable[[PeerChannel], T]) -> T:
+        """What `make(this channel)` builds, built once per channel: a generated stub (`cached(Stub, Stub)`:
+        a stub makes a multi-callable for each method of its service), a gateway binding's multi-callable.
+        A closed Channels opens new channels, with nothing cached."""
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = make(self)
+        return made
 
     def traced(self) -> grpc.aio.Channel:
         """The channel through OpenTelemetry's client interceptors (recording mode)."""

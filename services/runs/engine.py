@@ -173,16 +173,13 @@ class RunEngine:
             await self.store.insert_runs(rows, also)
             return
 
-        def settle(write: asyncio.Future) -> None:
+        def settle(write: asyncio.Future) -> None:  # before the caller resumes: a retried insert reserves anew
             stored = not write.cancelled() and write.exception() is None
             for reservation in reserved:
                 reservation.settle(stored)
 
-        def settle_soon(write: asyncio.Future) -> None:  # after the caller resumes: a fan-out's answer
-            asyncio.get_running_loop().call_soon(settle, write)  # does not wait behind its Assigns
-
         write = asyncio.ensure_future(self.store.insert_runs(rows, also))
-        write.add_done_callback(settle_soon)
+        write.add_done_callback(settle)
         await asyncio.shield(write)
 
     def _checked_payload(self, job: Job, request: runs_pb2.TriggerJobRequest) -> dict:

@@ -207,7 +207,7 @@ class AgentSession:
         self.key = target_key(tenant_id, device_id)
         self.capacity = max(1, capacity)
         self.held: set[RunKey] = set()
-        self.reserved = 0  # runs claimed at their insert (AgentHub.reserve), not committed yet: room taken
+        self.reserved = 0  # runs being claimed (at their insert, AgentHub.reserve, or from the queue): room taken
         # Held runs that are no longer this device's (an Accept refused, a pooled run that went on to another
         # device): the agent is told to stop them; their output is not the run's, their Finished is only acked.
         self.stopping: set[RunKey] = set()
@@ -487,8 +487,14 @@ class AgentHub:
             if not picked:
                 return assigned
             now = self.clock.now()
-            claimed = await self.store.claim([r.id for r in picked], self.replica_id, now,
-                                             now + timedelta(seconds=LEASE_SECS))
+            for row in picked:  # their room is taken while they are claimed (a reserve meanwhile sees it)
+                sessions[row.target_key].reserved += 1
+            try:
+                claimed = await self.store.claim([r.id for r in picked], self.replica_id, now,
+                                                 now + timedelta(seconds=LEASE_SECS))
+            finally:
+                for row in picked:
+                    sessions[row.target_key].reserved -= 1
             for row in picked:
                 if row.id in claimed:
                     assigned += await self._hand_out(row, self.sessions.get(row.target_key), now)
@@ -506,6 +512,7 @@ class AgentHub:
     def _give(self, row: Queued | RunRow, session: AgentSession, now: datetime) -> None:
         key = (row.id, row.attempt)
         session.held.add(key)
+        session.stopping.discard(key)  # given again: this device's once more
         session.timeouts[key] = row.timeout_secs
         session.output[key] = StoredOutput()
         session.send(agent_pb2.ServerMessage(assign=self._assign(row, now)))
@@ -770,7 +777,8 @@ class AgentHub:
         if heartbeat.runs:
             now = self.clock.now()
             for ref in heartbeat.runs:
-                if (ref.run_id, ref.attempt) in session.held:
+                key = (ref.run_id, ref.attempt)
+                if key in session.held and key not in session.stopping:  # a stopping run is another's
                     self.heartbeats[ref.run_id] = now
 
     # -- agent messages, in batches ------------------------------------------------------------
@@ -909,10 +917,13 @@ class AgentHub:
 
     async def _finished(self, items: list[tuple[AgentSession, agent_pb2.Finished]]) -> None:
         items = list({(id(s), f.run.run_id, f.run.attempt): (s, f) for s, f in self._held(items)}.values())
-        for session, done in [(s, f) for s, f in items if (f.run.run_id, f.run.attempt) in s.stopping]:
+        stopped = [(s, f) for s, f in items if (f.run.run_id, f.run.attempt) in s.stopping]
+        for session, done in stopped:
             session.forget((done.run.run_id, done.run.attempt))  # stopped: nothing of it is the run's
             session.send(agent_pb2.ServerMessage(ack=agent_pb2.Ack(run=done.run, sequence=done.last_sequence,
                                                                    finished=True)))
+        if stopped:
+            self._freed({session.key for session, _ in stopped})
         items = [(s, f) for s, f in items if (f.run.run_id, f.run.attempt) in s.held]
         short = [(s, f) for s, f in items if f.last_sequence > self._stored(s, f.run)]
         if short:  # what this stream knows is short: the database has the last word

@@ -63,7 +63,7 @@ Resolve = Callable[[Principal, DeviceTargets], Awaitable[list[str]]]
 
 class PoolMembers:
     """The device ids of each pool, from `resolve`, reused for MEMBERS_SECS. (Its one caller, the hub's
-    dispatch loop, asks one pool at a time.)"""
+    dispatch, asks the pools of a round together, each once: no two asks of one pool overlap.)"""
 
     def __init__(self, resolve: Resolve, secs: float = MEMBERS_SECS) -> None:
         self._resolve = resolve

@@ -306,6 +306,9 @@ class Changed:
     limited: bool
 
 
+TRANSITION_CHUNK = 5000  # compare-and-sets in one UPDATE at most (each takes up to three parameters)
+
+
 @dataclass(frozen=True)
 class Transition:
     """One compare-and-set of `RunStore.transition_many`: these values, if the run is still at this
@@ -471,7 +474,9 @@ class RunStore:
                 del groups[key]
                 for turn, round_indexes in enumerate(rounds):
                     groups[(key, turn)] = round_indexes
-        for indexes in groups.values():
+        chunks = [group[start:start + TRANSITION_CHUNK] for group in groups.values()
+                  for start in range(0, len(group), TRANSITION_CHUNK)]
+        for indexes in chunks:  # (a statement's parameters are bounded: PostgreSQL takes 32,767)
             first = items[indexes[0]]
             run_ids = list(dict.fromkeys(items[i].run_id for i in indexes))
             targets = {items[i].on_target for i in indexes}

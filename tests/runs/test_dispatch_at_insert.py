@@ -301,3 +301,49 @@ async def test_concurrent_triggers_naming_devices_resolve_them_in_one_call_each_
         project_id="default", invocation_id=a.invocation_id), metadata=ADMIN_CALL)).runs for a in ok]
     assert [sorted(r.device_id for r in runs) for runs in invocations] == [
         ["d0"], ["d1", "d2"], ["d3"], ["d1", "d4", "d5"]]
+
+
+async def test_runs_being_claimed_from_the_queue_take_their_room_from_runs_claimed_at_insert(
+        platform: Platform, monkeypatch) -> None:
+    job_id, credential = await platform.device_job()
+    first = await trigger(platform, job_id)  # queued before the device connects: it goes through a claim
+    store, hub = platform.service.store, platform.service.hub
+    claim, claiming, release = store.claim, asyncio.Event(), asyncio.Event()
+
+    async def held_claim(*args, **kwargs):
+        claiming.set()
+        await release.wait()
+        return await claim(*args, **kwargs)
+
+    monkeypatch.setattr(store, "claim", held_claim)
+    agent = ScriptedAgent(platform, credential, capacity=2)
+    await agent.receive("welcome")
+    await asyncio.wait_for(claiming.wait(), 5)  # the first run read (the device drained), its claim out
+    second, third = await trigger(platform, job_id), await trigger(platform, job_id)
+    assert (second.status, third.status) == (DEQUEUED, QUEUED)  # one room left, not two
+    release.set()
+    given = {(await assigned(agent)).run.run_id, (await assigned(agent)).run.run_id}
+    assert given == {first.id, second.id} and len(hub.sessions[KEY].held) == 2
+    done(agent, agent_pb2.RunRef(run_id=first.id, attempt=1))
+    assert (await assigned(agent)).run.run_id == third.id
+    agent.close()
+
+
+async def test_the_finished_of_a_run_a_device_was_told_to_stop_frees_its_room_at_once(
+        platform: Platform, monkeypatch) -> None:
+    monkeypatch.setattr(hub_module, "RESCAN_SECS", 30.0)  # only a wake-up dispatches within the test
+    job_id, credential = await platform.device_job()
+    agent = ScriptedAgent(platform, credential)
+    await agent.receive("welcome")
+    await drained(platform)
+    canceled = await trigger(platform, job_id)
+    ref = (await assigned(agent)).run
+    await platform.runs.CancelRun(runs_pb2.CancelRunRequest(run_id=canceled.id), metadata=ADMIN_CALL)
+    waiting = await trigger(platform, job_id)  # no room: it waits in the queue
+    assert waiting.status == QUEUED
+    agent.send(accept=agent_pb2.Accept(run=ref))  # too late: told to stop it
+    assert (await agent.receive("cancel")).cancel.run == ref
+    agent.send(finished=agent_pb2.Finished(run=ref, exit_code=0, canceled=True))
+    assert (await agent.receive("ack")).ack.finished
+    assert (await assigned(agent)).run.run_id == waiting.id
+    agent.close()

@@ -311,8 +311,12 @@ async def test_a_runs_first_event_says_how_it_was_created_whatever_came_after(pl
                                                              scheduled_at=ts(platform.clock.now())), metadata=ADMIN_CALL)
     await platform.runs.CancelRun(Q.CancelRunRequest(run_id=bulk.results[0].id), metadata=ADMIN_CALL)
     replay = await platform.runs.ReplayRun(Q.ReplayRunRequest(run_id=bulk.results[0].id), metadata=ADMIN_CALL)
+    # a replay of a run created delayed is created queued (not what the run it replays was created as)
+    await platform.runs.CancelRun(Q.CancelRunRequest(run_id=bulk.results[1].id), metadata=ADMIN_CALL)
+    replay_of_delayed = await platform.runs.ReplayRun(Q.ReplayRunRequest(run_id=bulk.results[1].id),
+                                                      metadata=ADMIN_CALL)
     expected = {queued.id: "queued", delayed.id: "delayed", bulk.results[0].id: "queued",
-                bulk.results[1].id: "delayed", replay.id: "queued"}
+                bulk.results[1].id: "delayed", replay.id: "queued", replay_of_delayed.id: "queued"}
     for run_id, status in expected.items():
         run = await platform.run(run_id)
         events = (await platform.runs.ListRunEvents(Q.ListRunEventsRequest(run_id=run_id),

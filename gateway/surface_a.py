@@ -107,7 +107,8 @@ class SurfaceA(Surface):
                 metadata=to_metadata(principal), timeout=RPC_TIMEOUT_SECS)
             runs = sorted(listed.runs, key=lambda run: run.number) or runs
         names = await self._device_names(principal, [run.device_id for run in runs])
-        return JSONResponse([_execution(run, job.name, names) for run in runs], status_code=201)
+        # Each execution in its initial state, as the document has it: however far its device got already
+        return JSONResponse([_execution(run, job.name, names, state="PENDING") for run in runs], status_code=201)
 
     async def execution(self, request: Request) -> Response:
         principal = await self._authorize(request, READ)
@@ -197,14 +198,14 @@ def exec_state(status: int) -> str:
     return EXEC_STATES.get(word, FAILURE)
 
 
-def _execution(run: runs_pb2.Run, job_name: str, names: Mapping[str, str]) -> dict[str, Any]:
+def _execution(run: runs_pb2.Run, job_name: str, names: Mapping[str, str], state: str = "") -> dict[str, Any]:
     launched = run.created_at.ToDatetime() if run.HasField("created_at") else None  # naive UTC
     return {
         "jobExecutionId": run.number,
         "jobName": job_name,
         "deviceId": run.device_id,
         "deviceName": names.get(run.device_id, ""),
-        "execState": exec_state(run.status),
+        "execState": state or exec_state(run.status),
         "launchedAt": launched.strftime("%Y-%m-%dT%H:%M:%S") if launched else None,
     }
 
